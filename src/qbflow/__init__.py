@@ -1,0 +1,3 @@
+"""qbflow: automate QuickBooks Online."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,821 @@
+"""The books of every sandbox company, and the accounting rules QBO applies when they change.
+
+Records are kept as the JSON QBO would return. Every write goes through here, so SyncTokens,
+Ids, DocNumbers, totals, balances, name uniqueness and reference checks behave as in QBO, and
+every change is reported once to `on_change` (webhooks) and recorded for CDC.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from qbflow.catalog.entities import (
+    ACCOUNT_CLASSIFICATION,
+    DEFAULT_ACCOUNT_SUBTYPE,
+    ENTITIES,
+    ITEM_TYPES,
+    LINE_REFS,
+    NO_CDC,
+    PAYMENT_TYPES,
+    SHARED_NAME_ENTITIES,
+    EntityDef,
+    Kind,
+    Op,
+    Party,
+)
+from qbflow.sandbox import faults
+from qbflow.sandbox.clock import COMPANY_TZ, Clock, qbo_datetime
+from qbflow.sandbox.faults import Fault
+from qbflow.sandbox.storage import Storage
+
+USD = {"value": "USD", "name": "United States Dollar"}
+DELETED_SUFFIX = " (deleted)"
+CDC_MAX_DAYS = 30
+CDC_MAX_OBJECTS = 1000
+# Transactions share one Id sequence per company (a TxnId is unique across types); name lists count alone.
+_TXN_SEQUENCE = "__txn__"
+
+ChangeListener = Callable[[str, str, str, str, str], None]  # realm, entity, id, operation, lastUpdated
+
+
+def money(value: float) -> float:
+    return round(float(value) + 0.0, 2)
+
+
+def parse_amount(value: Any, element: str) -> float:
+    """A decimal from the wire, or the fault QBO gives for a non-number."""
+    if isinstance(value, bool):
+        raise faults.invalid(f"Invalid decimal value for {element}: {value!r}", element, code="2010")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise faults.Fault("2090", "Invalid Number", f"Invalid Number : {element}={value!r} is not a number",
+                           element=element) from None
+
+
+def parse_when(text: str) -> datetime:
+    """An ISO date or datetime from the wire; a naive value is taken in the company's time zone."""
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=COMPANY_TZ)
+    return value
+
+
+@dataclass
+class Company:
+    realm_id: str
+    name: str
+    records: dict[str, dict[str, dict]] = field(default_factory=dict)
+    # Hard-deleted transactions, kept as the stub CDC reports (`status: Deleted`).
+    deleted: dict[str, dict[str, dict]] = field(default_factory=dict)
+    sequences: dict[str, int] = field(default_factory=dict)
+    outbox: list[dict] = field(default_factory=list)
+    requests: dict[str, dict] = field(default_factory=dict)  # requestid -> first response
+
+    def table(self, entity: str) -> dict[str, dict]:
+        return self.records.setdefault(entity, {})
+
+    def meta(self) -> dict:
+        return {"realm_id": self.realm_id, "name": self.name, "sequences": self.sequences}
+
+
+class Books:
+    """All companies of one sandbox, with QBO's rules for changing them."""
+
+    def __init__(self, storage: Storage, clock: Clock, on_change: ChangeListener | None = None) -> None:
+        self.storage = storage
+        self.clock = clock
+        self.on_change = on_change
+        self.companies: dict[str, Company] = {}
+        self._load()
+
+    # --- companies ---------------------------------------------------------------------------------
+    def _load(self) -> None:
+        for realm in self.storage.kv_get("realms", []):
+            meta = self.storage.kv_get(f"company:{realm}")
+            self.companies[realm] = Company(realm, meta["name"], sequences=meta["sequences"])
+            self.companies[realm].outbox = self.storage.kv_get(f"outbox:{realm}", [])
+        for realm, entity, record_id, body in self.storage.load_records():
+            company = self.companies.get(realm)
+            if company is None:
+                continue
+            if entity.startswith("-"):
+                company.deleted.setdefault(entity[1:], {})[record_id] = body
+            else:
+                company.table(entity)[record_id] = body
+
+    def create_company(self, name: str | None = None, realm_id: str | None = None, seed: bool = True) -> Company:
+        """A new company with believable books (the same every time)."""
+        from qbflow.sandbox.seed import seed_company
+
+        # Realm ids look like Intuit's sandbox ones and are the same every run: tests and demos can rely on them.
+        realm = realm_id or str(9341453050000001 + len(self.companies))
+        if realm in self.companies:
+            raise ValueError(f"a company with realm id {realm} already exists")
+        company = Company(realm, name or "Sandbox Company_US_1")
+        self.companies[realm] = company
+        self._save_company(company)
+        self.storage.kv_set("realms", list(self.companies))
+        if seed:
+            seed_company(self, company)
+        return company
+
+    def company(self, realm: str) -> Company:
+        try:
+            return self.companies[realm]
+        except KeyError:
+            # QBO answers an unknown realm with an authorization failure rather than 404.
+            raise Fault("3100", "message=ApplicationAuthorizationFailed; errorCode=003100; statusCode=403",
+                        "", element=None, type="SecurityFault", status=403) from None
+
+    def _save_company(self, company: Company) -> None:
+        self.storage.kv_set(f"company:{company.realm_id}", company.meta())
+
+    def _next_id(self, company: Company, entity: EntityDef) -> str:
+        key = _TXN_SEQUENCE if entity.kind is Kind.TRANSACTION else entity.name
+        start = 5000000000000000000 if entity.kind is Kind.ATTACHMENT else 1
+        value = company.sequences.get(key, start - 1) + 1
+        company.sequences[key] = value
+        self._save_company(company)
+        return str(value)
+
+    def _next_doc_number(self, company: Company, entity: EntityDef) -> str:
+        key = f"doc:{entity.name}"
+        value = company.sequences.get(key, 1000) + 1
+        company.sequences[key] = value
+        self._save_company(company)
+        return str(value)
+
+    # --- reading -----------------------------------------------------------------------------------
+    def get(self, realm: str, entity_name: str, record_id: str) -> dict:
+        entity = self._entity(entity_name, Op.READ)
+        _check_id(record_id)
+        company = self.company(realm)
+        record = company.table(entity.name).get(record_id)
+        if record is None:
+            raise self._missing(company, entity, record_id)
+        return record
+
+    def _missing(self, company: Company, entity: EntityDef, record_id: str) -> Fault:
+        """The 610 QBO gives for an Id that is not (or no longer) a record of this type."""
+        if entity.kind is Kind.TRANSACTION:
+            if record_id in company.deleted.get(entity.name, {}):
+                return faults.not_found("Another user has deleted this transaction.")
+            for other in ENTITIES.values():
+                if other.kind is Kind.TRANSACTION and record_id in company.table(other.name):
+                    return faults.not_found(f"TxnType does not match read: {other.title} expected: {entity.name}")
+        return faults.not_found()
+
+    def records(self, realm: str, entity_name: str) -> Iterable[dict]:
+        return self.company(realm).table(entity_name).values()
+
+    def find_ref(self, company: Company, targets: tuple[str, ...], value: Any) -> tuple[str, dict] | None:
+        ref_id = str(value)
+        for target in targets:
+            record = company.table(target).get(ref_id)
+            if record is not None:
+                return target, record
+        return None
+
+    # --- writing -----------------------------------------------------------------------------------
+    def create(self, realm: str, entity_name: str, body: dict) -> dict:
+        entity = self._entity(entity_name, Op.CREATE)
+        company = self.company(realm)
+        if not isinstance(body, dict):
+            raise faults.invalid("Request body is not a JSON object", code="2010")
+        body = copy.deepcopy(body)
+        for key in ("Id", "SyncToken", "MetaData", "domain", "sparse"):
+            body.pop(key, None)
+        self._check_required(entity, body)
+        now = qbo_datetime(self.clock.now())
+        record = {**body, "domain": "QBO", "sparse": False, "Id": self._next_id(company, entity),
+                  "SyncToken": "0", "MetaData": {"CreateTime": now, "LastUpdatedTime": now}}
+        self._apply_rules(company, entity, record, None)
+        self._store(company, entity, record, "Create")
+        return record
+
+    def insert(self, company: Company, entity_name: str, body: dict, record_id: str | None = None) -> dict:
+        """Store a record QBO's API cannot create (tax codes, company settings), as a seed does."""
+        entity = ENTITIES[entity_name]
+        now = qbo_datetime(self.clock.now())
+        record = {**body, "domain": "QBO", "sparse": False,
+                  "Id": record_id or self._next_id(company, entity), "SyncToken": "0",
+                  "MetaData": {"CreateTime": now, "LastUpdatedTime": now}}
+        self.save(company, entity_name, record)
+        return record
+
+    def update(self, realm: str, entity_name: str, body: dict, *, operation: str = "Update") -> dict:
+        entity = self._entity(entity_name, Op.UPDATE)
+        company = self.company(realm)
+        if not isinstance(body, dict):
+            raise faults.invalid("Request body is not a JSON object", code="2010")
+        current = self._current(company, entity, body)
+        body = copy.deepcopy(body)
+        sparse = body.pop("sparse", False) is True
+        for key in ("domain", "MetaData", "status"):
+            body.pop(key, None)
+        if sparse:
+            record = {**copy.deepcopy(current), **body}
+        else:
+            # A full update replaces every writable field: those left out become empty, as QBO says.
+            keep = {k: current[k] for k in ("Id", "domain", "MetaData") if k in current}
+            self._check_required(entity, body)
+            record = {**body, **keep}
+        record["SyncToken"] = str(int(current["SyncToken"]) + 1)
+        record["sparse"] = False
+        record["domain"] = "QBO"
+        record["MetaData"] = {**current["MetaData"], "LastUpdatedTime": qbo_datetime(self.clock.now())}
+        self._apply_rules(company, entity, record, current)
+        self._store(company, entity, record, operation)
+        return record
+
+    def delete(self, realm: str, entity_name: str, body: dict) -> dict:
+        entity = self._entity(entity_name, Op.DELETE)
+        company = self.company(realm)
+        current = self._current(company, entity, body)
+        del company.table(entity.name)[current["Id"]]
+        self.storage.delete_record(realm, entity.name, current["Id"])
+        now = qbo_datetime(self.clock.now())
+        stub = {"domain": "QBO", "status": "Deleted", "Id": current["Id"], "MetaData": {"LastUpdatedTime": now}}
+        company.deleted.setdefault(entity.name, {})[current["Id"]] = stub
+        self.storage.save_record(realm, "-" + entity.name, current["Id"], stub)
+        self._after_change(company, entity, current, removed=True)
+        self._notify(realm, entity.name, current["Id"], "Delete", now)
+        return {"domain": "QBO", "status": "Deleted", "Id": current["Id"]}
+
+    def void(self, realm: str, entity_name: str, body: dict) -> dict:
+        entity = self._entity(entity_name, Op.VOID)
+        company = self.company(realm)
+        current = self._current(company, entity, body)
+        if current.get("PrivateNote", "").startswith("Voided") and not current.get("TotalAmt"):
+            raise faults.business("This transaction has already been voided.")
+        record = copy.deepcopy(current)
+        if entity.name in ("Payment", "BillPayment"):
+            record["Line"] = []  # a voided payment applies to nothing (Intuit's sample answer)
+        for line in record.get("Line", []):
+            line["Amount"] = 0
+            for detail_key in ("SalesItemLineDetail", "ItemBasedExpenseLineDetail"):
+                detail = line.get(detail_key)
+                if detail is not None and "Qty" in detail:
+                    detail["Qty"] = 0
+        if "TxnTaxDetail" in record:
+            record["TxnTaxDetail"] = {"TotalTax": 0}
+        if entity.name == "Invoice":
+            record["LinkedTxn"] = []
+        record["TotalAmt"] = 0
+        if "Balance" in record:
+            record["Balance"] = 0
+        if "UnappliedAmt" in record:
+            record["UnappliedAmt"] = 0
+        note = current.get("PrivateNote")
+        record["PrivateNote"] = f"Voided - {note}" if note else "Voided"
+        record["SyncToken"] = str(int(current["SyncToken"]) + 1)
+        record["MetaData"] = {**current["MetaData"], "LastUpdatedTime": qbo_datetime(self.clock.now())}
+        self._apply_rules(company, entity, record, current)
+        self._store(company, entity, record, "Void")
+        return record
+
+    def send(self, realm: str, entity_name: str, record_id: str, send_to: str | None) -> dict:
+        entity = self._entity(entity_name, Op.SEND)
+        company = self.company(realm)
+        current = self.get(realm, entity.name, record_id)
+        address = send_to or (current.get("BillEmail") or {}).get("Address")
+        if not address:
+            # Code and text from Intuit's error-code table (no wire sample found).
+            raise Fault("6420", "Email address is required",
+                        "An email address is required for this customer since the delivery type is 'email.'",
+                        element="BillEmail.Address")
+        if not _looks_like_email(address):
+            raise faults.invalid(f"Invalid email address format: {address}", "sendTo", code="2010")
+        now = self.clock.now()
+        record = copy.deepcopy(current)
+        record["EmailStatus"] = "EmailSent"
+        record["DeliveryInfo"] = {"DeliveryType": "Email", "DeliveryTime": qbo_datetime(now)}
+        if send_to:
+            record["BillEmail"] = {"Address": send_to}
+        # A recorded send (quickbooks-ruby invoice_send.xml) leaves the SyncToken as it was.
+        record["MetaData"] = {**current["MetaData"], "LastUpdatedTime": qbo_datetime(now)}
+        self._store(company, entity, record, "Emailed")
+        company.outbox.append({
+            "to": address, "entity": entity.name, "id": record_id, "doc_number": record.get("DocNumber"),
+            "subject": f"{entity.title} {record.get('DocNumber', record_id)} from {company.name}",
+            "sent_at": qbo_datetime(now),
+        })
+        self.storage.kv_set(f"outbox:{realm}", company.outbox)
+        return record
+
+    # --- change data capture -----------------------------------------------------------------------
+    def cdc(self, realm: str, entity_names: list[str], changed_since: str) -> dict:
+        company = self.company(realm)
+        if not entity_names:
+            raise faults.required("entities")
+        try:
+            since = parse_when(changed_since)
+        except ValueError:
+            raise faults.invalid(f"Invalid value for changedSince: {changed_since}", "changedSince",
+                                 code="2010") from None
+        if since < self.clock.now() - timedelta(days=CDC_MAX_DAYS):
+            raise faults.unsupported_operation(
+                f"cdc with changedSince date {changed_since} which is older than fixed days")
+        answers: list[dict] = []
+        total = 0
+        for name in entity_names:
+            entity = ENTITIES.get(name)
+            if entity is None or name in NO_CDC:
+                raise faults.unsupported_operation(f"cdc for entity {name}")
+            changed = [r for r in company.table(name).values()
+                       if parse_when(r["MetaData"]["LastUpdatedTime"]) >= since]
+            changed += [s for s in company.deleted.get(name, {}).values()
+                        if parse_when(s["MetaData"]["LastUpdatedTime"]) >= since]
+            changed.sort(key=lambda r: r["MetaData"]["LastUpdatedTime"])
+            total += len(changed)
+            if changed:
+                answers.append({name: changed, "startPosition": 1,
+                                "maxResults": len(changed), "totalCount": len(changed)})
+        if total > CDC_MAX_OBJECTS:
+            raise faults.invalid(f"ChangeDataCapture response would contain {total} objects; the maximum is "
+                                 f"{CDC_MAX_OBJECTS}. Use a later changedSince or query instead.",
+                                 "changedSince", code="2010")
+        return {"CDCResponse": [{"QueryResponse": answers or [{}]}]}
+
+    # --- internals ---------------------------------------------------------------------------------
+    def _entity(self, name: str, op: Op) -> EntityDef:
+        entity = ENTITIES.get(name)
+        if entity is None or not entity.supports(op):
+            raise faults.unsupported_operation(op.value.capitalize())
+        return entity
+
+    def _current(self, company: Company, entity: EntityDef, body: dict) -> dict:
+        record_id = body.get("Id")
+        if record_id in (None, ""):
+            raise faults.required("Id")
+        record_id = str(record_id)
+        _check_id(record_id)
+        current = company.table(entity.name).get(record_id)
+        if current is None:
+            raise self._missing(company, entity, record_id)
+        token = body.get("SyncToken")
+        if token in (None, ""):
+            raise faults.required("SyncToken")
+        if str(token) != current["SyncToken"]:
+            raise faults.stale()
+        return current
+
+    def _check_required(self, entity: EntityDef, body: dict) -> None:
+        for need in entity.required:
+            options = need if isinstance(need, tuple) else (need,)
+            if not any(_present(body.get(opt)) for opt in options):
+                raise faults.required(options[0])
+
+    def _store(self, company: Company, entity: EntityDef, record: dict, operation: str) -> None:
+        previous = company.table(entity.name).get(record["Id"])
+        company.table(entity.name)[record["Id"]] = record
+        self.storage.save_record(company.realm_id, entity.name, record["Id"], record)
+        self._after_change(company, entity, previous, removed=False, record=record)
+        self._notify(company.realm_id, entity.name, record["Id"], operation,
+                     record["MetaData"]["LastUpdatedTime"])
+
+    def _notify(self, realm: str, entity: str, record_id: str, operation: str, when: str) -> None:
+        if self.on_change is not None:
+            self.on_change(realm, entity, record_id, operation, when)
+
+    def save(self, company: Company, entity_name: str, record: dict) -> None:
+        """Persist a record changed by a side effect (balances), without a new SyncToken or event."""
+        company.table(entity_name)[record["Id"]] = record
+        self.storage.save_record(company.realm_id, entity_name, record["Id"], record)
+
+    # --- QBO's rules -------------------------------------------------------------------------------
+    def _apply_rules(self, company: Company, entity: EntityDef, record: dict, current: dict | None) -> None:
+        self._check_refs(company, entity, record)
+        if entity.kind is Kind.NAME_LIST:
+            self._name_list_rules(company, entity, record, current)
+        elif entity.kind is Kind.TRANSACTION:
+            self._transaction_rules(company, entity, record, current)
+        elif entity.kind is Kind.ATTACHMENT:
+            self._attachable_rules(company, record)
+
+    def _attachable_rules(self, company: Company, record: dict) -> None:
+        links = record.setdefault("AttachableRef", [])
+        if not isinstance(links, list):
+            raise faults.invalid("AttachableRef must be a list", "AttachableRef")
+        for link in links:
+            target = (link or {}).get("EntityRef") or {}
+            kind, value = target.get("type"), str(target.get("value", ""))
+            if kind not in ENTITIES or company.table(kind).get(value) is None:
+                raise faults.business(f"Object {kind} {value} that you are trying to link does not exist.",
+                                      "AttachableRef")
+            link.setdefault("IncludeOnSend", False)
+
+    def _check_refs(self, company: Company, entity: EntityDef, record: dict) -> None:
+        for ref_field, targets in entity.refs.items():
+            if ref_field in record:
+                record[ref_field] = self._resolve_ref(company, ref_field, targets, record[ref_field])
+
+    def _resolve_ref(self, company: Company, ref_field: str, targets: tuple[str, ...], ref: Any) -> dict:
+        if not isinstance(ref, dict) or not _present(ref.get("value")):
+            raise faults.required(f"{ref_field}.value")
+        found = self.find_ref(company, targets, ref["value"])
+        if found is None:
+            raise faults.invalid_reference(targets[0], str(ref["value"]))
+        target, target_record = found
+        if target_record.get("Active") is False:
+            raise faults.inactive_reference()
+        resolved = {"value": str(ref["value"])}
+        name = target_record.get("DisplayName") or target_record.get("Name")
+        if name:
+            resolved["name"] = target_record.get("FullyQualifiedName") if target == "Account" else name
+        if "type" in ref:
+            resolved["type"] = ref["type"]
+        return resolved
+
+    def _name_list_rules(self, company: Company, entity: EntityDef, record: dict, current: dict | None) -> None:
+        name_field = entity.name_field or "Name"
+        if entity.name in SHARED_NAME_ENTITIES:
+            if not _present(record.get("DisplayName")):
+                parts = [record.get(p) for p in ("Title", "GivenName", "MiddleName", "FamilyName", "Suffix")]
+                record["DisplayName"] = " ".join(p for p in parts if _present(p))
+            display = str(record["DisplayName"])
+            if any(ch in display for ch in (":", "\t", "\n")):
+                raise faults.invalid(f"DisplayName cannot contain a colon (:), tab or newline: {display!r}",
+                                     "DisplayName", code="6240", message="Invalid Name")
+        elif not _present(record.get(name_field)):
+            raise faults.required(name_field)
+        record.setdefault("Active", True)
+        was_active = current is None or current.get("Active", True)
+        name = str(record[name_field])
+        if record["Active"] is False and was_active and not name.endswith(DELETED_SUFFIX):
+            name += DELETED_SUFFIX
+        elif record["Active"] is True and not was_active and name.endswith(DELETED_SUFFIX):
+            name = name[: -len(DELETED_SUFFIX)]
+        record[name_field] = name
+        if record["Active"]:
+            self._check_unique_name(company, entity, record)
+        parent = record.get("ParentRef")
+        parent_record = None
+        if parent and entity.name in ("Customer", "Account", "Item", "Class", "Department"):
+            parent_record = company.table(entity.name).get(parent["value"])
+        if parent_record is not None:
+            record["FullyQualifiedName"] = f"{parent_record.get('FullyQualifiedName', '')}:{name}"
+        elif entity.name not in ("Employee", "Term", "PaymentMethod", "TaxCode", "TaxRate"):
+            record["FullyQualifiedName"] = name
+        if entity.name in ("Customer", "Vendor"):
+            record.setdefault("PrintOnCheckName", record["DisplayName"])
+            record.setdefault("CurrencyRef", dict(USD))
+            record.setdefault("Balance", 0)
+        if entity.name == "Customer":
+            record.setdefault("Taxable", True)
+            record["Job"] = parent_record is not None
+            record.setdefault("BillWithParent", False)
+            record.setdefault("BalanceWithJobs", record.get("Balance", 0))
+            record.setdefault("PreferredDeliveryMethod", "Print")
+            if parent_record is not None:
+                record["Level"] = int(parent_record.get("Level", 0)) + 1
+        if entity.name == "Account":
+            self._account_rules(record, parent_record)
+        if entity.name == "Item":
+            self._item_rules(record)
+
+    def _check_unique_name(self, company: Company, entity: EntityDef, record: dict) -> None:
+        name_field = entity.name_field or "Name"
+        scope = SHARED_NAME_ENTITIES if entity.name in SHARED_NAME_ENTITIES else {entity.name}
+        wanted = str(record[name_field]).strip().lower()
+        parent = (record.get("ParentRef") or {}).get("value")
+        for other_entity in scope:
+            for other in company.table(other_entity).values():
+                if other["Id"] == record["Id"] and other_entity == entity.name:
+                    continue
+                if not other.get("Active", True):
+                    continue
+                if str(other.get(name_field, "")).strip().lower() != wanted:
+                    continue
+                if other_entity == entity.name and (other.get("ParentRef") or {}).get("value") != parent:
+                    continue
+                raise faults.duplicate_name(other["Id"])
+
+    def _account_rules(self, record: dict, parent: dict | None) -> None:
+        name = str(record["Name"])
+        if '"' in name or ":" in name:
+            raise faults.invalid(f"Account name cannot contain a double quote or a colon: {name!r}", "Name",
+                                 code="2170", message="Invalid String")
+        account_type = record.get("AccountType")
+        if account_type is None:
+            account_type = _type_of_subtype(record.get("AccountSubType"))
+            if account_type is None:
+                raise faults.required("AccountType")
+            record["AccountType"] = account_type
+        if account_type not in ACCOUNT_CLASSIFICATION:
+            raise faults.invalid(f"Invalid AccountType: {account_type}", "AccountType", code="2010")
+        record["Classification"] = ACCOUNT_CLASSIFICATION[account_type]
+        record.setdefault("AccountSubType", DEFAULT_ACCOUNT_SUBTYPE[account_type])
+        record["SubAccount"] = parent is not None
+        record.setdefault("CurrentBalance", 0)
+        record.setdefault("CurrentBalanceWithSubAccounts", record["CurrentBalance"])
+        record.setdefault("CurrencyRef", dict(USD))
+
+    def _item_rules(self, record: dict) -> None:
+        item_type = record.setdefault("Type", "Service")
+        if item_type not in ITEM_TYPES:
+            raise faults.invalid(f"Invalid Type for Item: {item_type}", "Type", code="2010")
+        if item_type in ("Service", "NonInventory", "Inventory") and "IncomeAccountRef" not in record:
+            raise faults.required("IncomeAccountRef")
+        if item_type == "Inventory":
+            for need in ("ExpenseAccountRef", "AssetAccountRef", "InvStartDate"):
+                if need not in record:
+                    raise faults.required(need)
+            record["TrackQtyOnHand"] = True
+            record.setdefault("QtyOnHand", 0)
+        record.setdefault("UnitPrice", 0)
+        record.setdefault("Taxable", False)
+
+    def _transaction_rules(self, company: Company, entity: EntityDef, record: dict, current: dict | None) -> None:
+        today = self.clock.company_now().date()
+        record.setdefault("TxnDate", today.isoformat())
+        txn_date = _parse_date(record["TxnDate"], "TxnDate")
+        if entity.doc_number and not _present(record.get("DocNumber")):
+            record["DocNumber"] = (current or {}).get("DocNumber") or self._next_doc_number(company, entity)
+        record.setdefault("CurrencyRef", dict(USD))
+        if entity.name == "JournalEntry":
+            self._journal_rules(company, record)
+        elif entity.name in ("Payment", "BillPayment"):
+            self._payment_rules(company, entity, record)
+        elif entity.name == "Deposit":
+            self._lines(company, entity, record)
+            record["TotalAmt"] = money(sum(_amount(line) for line in record["Line"]))
+        else:
+            self._lines(company, entity, record)
+            self._totals(company, entity, record, current)
+        if entity.name == "Purchase":
+            if record.get("PaymentType") not in PAYMENT_TYPES | {"Expense", "Other"}:
+                raise faults.invalid(f"Invalid PaymentType: {record.get('PaymentType')}", "PaymentType")
+        if entity.due_days is not None and "DueDate" not in record:
+            days = entity.due_days
+            term = record.get("SalesTermRef")
+            if term:
+                days = int(company.table("Term").get(term["value"], {}).get("DueDays", days))
+            record["DueDate"] = (txn_date + timedelta(days=days)).isoformat()
+        if entity.party is Party.CUSTOMER and "CustomerRef" in record and entity.name != "Payment":
+            customer = company.table("Customer").get(record["CustomerRef"]["value"], {})
+            for addr in ("BillAddr", "ShipAddr"):
+                if addr not in record and addr in customer:
+                    record[addr] = copy.deepcopy(customer[addr])
+            if "BillEmail" not in record and "PrimaryEmailAddr" in customer:
+                record["BillEmail"] = copy.deepcopy(customer["PrimaryEmailAddr"])
+        if entity.name in ("Invoice", "Estimate", "SalesReceipt", "CreditMemo", "RefundReceipt"):
+            record.setdefault("PrintStatus", "NeedToPrint")
+            record.setdefault("EmailStatus", "NotSet")
+            record.setdefault("ApplyTaxAfterDiscount", False)
+        if entity.name == "Invoice":
+            record.setdefault("LinkedTxn", [])
+            for flag in ("AllowIPNPayment", "AllowOnlinePayment", "AllowOnlineCreditCardPayment",
+                         "AllowOnlineACHPayment"):
+                record.setdefault(flag, False)
+        if entity.name == "Estimate":
+            record.setdefault("TxnStatus", "Pending")
+        if entity.name == "PurchaseOrder":
+            record.setdefault("POStatus", "Open")
+
+    def _lines(self, company: Company, entity: EntityDef, record: dict) -> None:
+        lines = record.get("Line")
+        if not isinstance(lines, list) or not lines:
+            raise faults.required("Line")
+        kept = []
+        number = 0
+        for index, line in enumerate(lines):
+            if not isinstance(line, dict):
+                raise faults.invalid(f"Line {index + 1} is not an object", "Line")
+            detail_type = line.get("DetailType")
+            if not detail_type:
+                raise faults.required("Line.DetailType")
+            if detail_type == "SubTotalLineDetail":
+                continue  # the server writes its own subtotal line
+            if detail_type not in entity.line_types:
+                raise faults.invalid(f"Invalid line type {detail_type} for {entity.name}", "Line.DetailType",
+                                     code="2010")
+            detail = line.get(detail_type)
+            if detail is None and detail_type != "DescriptionOnly":
+                detail = line[detail_type] = {}
+            if detail_type in ("SalesItemLineDetail", "ItemBasedExpenseLineDetail") and "Amount" not in line:
+                if "Qty" in detail and "UnitPrice" in detail:
+                    line["Amount"] = parse_amount(detail["Qty"], "Qty") * parse_amount(detail["UnitPrice"],
+                                                                                        "UnitPrice")
+            if detail_type != "DescriptionOnly" and "Amount" not in line:
+                raise faults.required("Line.Amount")
+            if "Amount" in line:
+                line["Amount"] = money(parse_amount(line["Amount"], "Line.Amount"))
+            for ref_field, targets in LINE_REFS.get(detail_type, {}).items():
+                if detail and ref_field in detail:
+                    ref = detail[ref_field]
+                    if ref_field == "Entity":
+                        if isinstance(ref, dict) and "EntityRef" in ref:
+                            ref["EntityRef"] = self._resolve_ref(company, "EntityRef", targets, ref["EntityRef"])
+                        continue
+                    detail[ref_field] = self._resolve_ref(company, f"{detail_type}.{ref_field}", targets, ref)
+            if detail_type == "SalesItemLineDetail":
+                detail.setdefault("TaxCodeRef", {"value": "NON"})
+            if detail_type == "ItemBasedExpenseLineDetail":
+                detail.setdefault("BillableStatus", "NotBillable")
+            if detail_type == "AccountBasedExpenseLineDetail":
+                if "AccountRef" not in detail:
+                    raise faults.required("AccountBasedExpenseLineDetail.AccountRef")
+                detail.setdefault("BillableStatus", "NotBillable")
+            number += 1
+            line["Id"] = str(line.get("Id") or number)
+            line["LineNum"] = number
+            kept.append(line)
+        record["Line"] = kept
+
+    def _totals(self, company: Company, entity: EntityDef, record: dict, current: dict | None) -> None:
+        lines = record["Line"]
+        subtotal = money(sum(_amount(line) for line in lines if line.get("DetailType") in (
+            "SalesItemLineDetail", "GroupLineDetail", "ItemBasedExpenseLineDetail",
+            "AccountBasedExpenseLineDetail")))
+        discount = money(sum(_amount(line) for line in lines if line.get("DetailType") == "DiscountLineDetail"))
+        total = money(subtotal - discount)
+        if entity.party is Party.CUSTOMER:
+            lines.append({"Amount": subtotal, "DetailType": "SubTotalLineDetail", "SubTotalLineDetail": {}})
+            record["TxnTaxDetail"] = {"TotalTax": 0}
+        given = record.get("TotalAmt")
+        if entity.name == "Purchase" and given is not None and money(parse_amount(given, "TotalAmt")) != total:
+            raise faults.business(f"TotalAmt {given} does not add up to the sum of the lines ({total}).",
+                                  "TotalAmt")
+        record["TotalAmt"] = total
+        if entity.name == "Invoice":
+            record["Balance"] = money(total - self._applied_to(company, "Invoice", record["Id"]))
+        elif entity.name in ("Bill", "VendorCredit"):
+            applied = self._applied_to(company, "Bill", record["Id"]) if entity.name == "Bill" else 0
+            record["Balance"] = money(total - applied)
+        elif entity.name == "CreditMemo":
+            record["RemainingCredit"] = total
+            record["Balance"] = total
+        elif entity.name in ("SalesReceipt", "RefundReceipt"):
+            record["Balance"] = 0
+
+    def _journal_rules(self, company: Company, record: dict) -> None:
+        lines = record.get("Line")
+        if not isinstance(lines, list) or not lines:
+            raise faults.required("Line")
+        debit = credit = 0.0
+        for number, line in enumerate(lines, start=1):
+            detail = line.get("JournalEntryLineDetail")
+            if line.get("DetailType") != "JournalEntryLineDetail" or not isinstance(detail, dict):
+                raise faults.required("Line.JournalEntryLineDetail")
+            posting = detail.get("PostingType")
+            if posting not in ("Debit", "Credit"):
+                raise faults.required("JournalEntryLineDetail.PostingType")
+            if "AccountRef" not in detail:
+                raise faults.required("JournalEntryLineDetail.AccountRef")
+            detail["AccountRef"] = self._resolve_ref(company, "AccountRef", ("Account",), detail["AccountRef"])
+            entity_ref = (detail.get("Entity") or {}).get("EntityRef")
+            if entity_ref:
+                detail["Entity"]["EntityRef"] = self._resolve_ref(company, "EntityRef",
+                                                                  ("Customer", "Vendor", "Employee"), entity_ref)
+            amount = money(parse_amount(line.get("Amount", 0), "Line.Amount"))
+            line["Amount"] = amount
+            line["Id"] = str(line.get("Id") or number - 1)
+            if posting == "Debit":
+                debit += amount
+            else:
+                credit += amount
+        if money(debit) != money(credit):
+            # Code and message from Intuit's error-code table; no wire sample of this fault was found.
+            raise Fault("2300", "Amount on debits not equal to credits",
+                        f"Please balance your debits and credits. Debits: {money(debit):.2f}, "
+                        f"credits: {money(credit):.2f}.")
+        record["TotalAmt"] = money(debit)
+        record.setdefault("Adjustment", False)
+
+    def _payment_rules(self, company: Company, entity: EntityDef, record: dict) -> None:
+        total = money(parse_amount(record.get("TotalAmt", 0), "TotalAmt"))
+        record["TotalAmt"] = total
+        linked_type = "Invoice" if entity.name == "Payment" else "Bill"
+        party_field = "CustomerRef" if entity.name == "Payment" else "VendorRef"
+        applied = 0.0
+        lines = record.setdefault("Line", [])
+        if not isinstance(lines, list):
+            raise faults.invalid("Line must be a list", "Line")
+        for line in lines:
+            amount = money(parse_amount(line.get("Amount", 0), "Line.Amount"))
+            line["Amount"] = amount
+            for link in line.get("LinkedTxn", []):
+                txn_type = link.get("TxnType")
+                target = company.table(linked_type).get(str(link.get("TxnId")))
+                if txn_type != linked_type or target is None:
+                    raise faults.not_found(f"TxnType does not match or transaction {link.get('TxnId')} "
+                                           f"is not a {linked_type}.")
+                if target.get(party_field, {}).get("value") != record[party_field]["value"]:
+                    raise faults.business(f"{linked_type} {target['Id']} belongs to another "
+                                          f"{party_field[:-3].lower()}.", "LinkedTxn")
+            applied += amount
+        if applied > total + 0.005:
+            raise faults.business(f"The amount applied ({applied:.2f}) is more than the payment total "
+                                  f"({total:.2f}).", "Line")
+        if entity.name == "Payment":
+            record["UnappliedAmt"] = money(total - applied)
+            record.setdefault("ProcessPayment", False)
+        if entity.name == "BillPayment":
+            if record.get("PayType") not in ("Check", "CreditCard"):
+                raise faults.invalid(f"Invalid PayType: {record.get('PayType')}", "PayType")
+
+    def _applied_to(self, company: Company, linked_type: str, txn_id: str) -> float:
+        source = "Payment" if linked_type == "Invoice" else "BillPayment"
+        applied = 0.0
+        for payment in company.table(source).values():
+            for line in payment.get("Line", []):
+                if any(link.get("TxnId") == txn_id and link.get("TxnType") == linked_type
+                       for link in line.get("LinkedTxn", [])):
+                    applied += float(line.get("Amount", 0))
+        return applied
+
+    def _after_change(self, company: Company, entity: EntityDef, previous: dict | None, *, removed: bool,
+                      record: dict | None = None) -> None:
+        """Side effects on other records: invoice/bill balances and links, customer/vendor balances."""
+        if entity.name in ("Payment", "BillPayment"):
+            linked_type = "Invoice" if entity.name == "Payment" else "Bill"
+            touched = _linked_ids(previous) | _linked_ids(record)
+            for txn_id in touched:
+                target = company.table(linked_type).get(txn_id)
+                if target is None:
+                    continue
+                changed = copy.deepcopy(target)
+                changed["Balance"] = money(target["TotalAmt"] - self._applied_to(company, linked_type, txn_id))
+                links = [lk for lk in target.get("LinkedTxn", [])
+                         if not (lk.get("TxnType") == entity.name and lk.get("TxnId") in
+                                 {(previous or {}).get("Id"), (record or {}).get("Id")})]
+                if record is not None and not removed and txn_id in _linked_ids(record):
+                    links.append({"TxnId": record["Id"], "TxnType": entity.name})
+                changed["LinkedTxn"] = links
+                if changed == target:
+                    continue
+                # The linked invoice (or bill) changes too: a new SyncToken and an Update event.
+                changed["SyncToken"] = str(int(target["SyncToken"]) + 1)
+                changed["MetaData"] = {**target["MetaData"], "LastUpdatedTime": qbo_datetime(self.clock.now())}
+                self.save(company, linked_type, changed)
+                self._notify(company.realm_id, linked_type, txn_id, "Update", changed["MetaData"]["LastUpdatedTime"])
+        if entity.party is Party.CUSTOMER or entity.name in ("Payment",):
+            for ref in {(r or {}).get("CustomerRef", {}).get("value") for r in (previous, record)} - {None}:
+                self._recompute_party_balance(company, "Customer", ref)
+        if entity.party is Party.VENDOR:
+            for ref in {(r or {}).get("VendorRef", {}).get("value") for r in (previous, record)} - {None}:
+                self._recompute_party_balance(company, "Vendor", ref)
+
+    def _recompute_party_balance(self, company: Company, party: str, party_id: str) -> None:
+        holder = company.table(party).get(party_id)
+        if holder is None:
+            return
+        source, ref_field = ("Invoice", "CustomerRef") if party == "Customer" else ("Bill", "VendorRef")
+        balance = money(sum(float(t.get("Balance", 0)) for t in company.table(source).values()
+                            if t.get(ref_field, {}).get("value") == party_id))
+        if party == "Customer":
+            balance = money(balance - sum(float(p.get("UnappliedAmt", 0))
+                                          for p in company.table("Payment").values()
+                                          if p.get("CustomerRef", {}).get("value") == party_id))
+        if holder.get("Balance") == balance:
+            return
+        holder = {**holder, "Balance": balance}
+        if party == "Customer":
+            holder["BalanceWithJobs"] = balance
+        self.save(company, party, holder)
+
+
+def _linked_ids(record: dict | None) -> set[str]:
+    if not record:
+        return set()
+    return {str(link.get("TxnId")) for line in record.get("Line", []) for link in line.get("LinkedTxn", [])}
+
+
+def _amount(line: dict) -> float:
+    return float(line.get("Amount", 0) or 0)
+
+
+def _present(value: Any) -> bool:
+    return value is not None and value != "" and value != [] and value != {}
+
+
+def _check_id(record_id: str) -> None:
+    if not record_id.isdigit():
+        raise Fault("2030", "Invalid ID", f"Id should be a valid number. Supplied value:{record_id}",
+                    element="Id")
+
+
+def _parse_date(value: Any, element: str) -> date:
+    try:
+        return date.fromisoformat(str(value)[:10])
+    except ValueError:
+        raise faults.invalid(f"Invalid date format for {element}: {value}; expected yyyy-MM-dd", element,
+                             code="2010") from None
+
+
+def _type_of_subtype(subtype: str | None) -> str | None:
+    for account_type, default in DEFAULT_ACCOUNT_SUBTYPE.items():
+        if default == subtype:
+            return account_type
+    return None
+
+
+def _looks_like_email(address: str) -> bool:
+    local, _, domain = address.partition("@")
+    return bool(local) and "." in domain and " " not in address
