@@ -10,6 +10,7 @@ or `qbflow sandbox` to serve it on 127.0.0.1:8700.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import random
@@ -74,6 +75,20 @@ class _Reply(Exception):
         self.status, self.body, self.media_type, self.headers = status, body, media_type, headers or {}
 
 
+class _BrokenResponse(Response):
+    """Starts an answer and drops the connection midway: a server sees an aborted response, a client a
+    connection closed without a complete message (what a reset or a crashed gateway looks like)."""
+
+    def __init__(self) -> None:
+        super().__init__(b"", status_code=200, media_type="application/json")
+
+    async def __call__(self, scope, receive, send) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")]})
+        await send({"type": "http.response.body", "body": b'{"Invoice":', "more_body": True})
+        raise ConnectionResetError("sandbox: injected connection reset")
+
+
 class Sandbox:
     """A local QuickBooks Online: `Sandbox(...)` is an ASGI app."""
 
@@ -115,7 +130,6 @@ class Sandbox:
             companies=lambda: [OAuthCompany(c.realm_id, c.name) for c in self.books.companies.values()],
             auto_approve=auto_approve,
         )
-        self._requests: dict[str, dict[str, tuple]] = {}
         self.app = Starlette(
             routes=[
                 *self.oauth.routes(),
@@ -170,7 +184,7 @@ class Sandbox:
             if injected and not injected[1]:
                 return await self._inject(injected[0], headers)
             request_id = request.query_params.get("requestid")
-            cached = self._requests.get(realm, {}).get(request_id) if request_id else None
+            cached = self._replay(realm, request_id) if request_id else None
             if cached is not None:
                 status, body, media_type = cached
                 return Response(body, status_code=status, media_type=media_type, headers=headers)
@@ -180,12 +194,24 @@ class Sandbox:
                 status, payload, media_type = fault.status, fault.body(self._time()), "application/json"
             body = payload if isinstance(payload, bytes) else _dumps(payload)
             if request_id and status < 500 and status != 429:
-                self._requests.setdefault(realm, {})[request_id] = (status, body, media_type)
+                self._remember(realm, request_id, (status, body, media_type))
             if injected:
                 return await self._inject(injected[0], headers)
             return Response(body, status_code=status, media_type=media_type, headers=headers)
         finally:
             self.limiter.release(realm)
+
+    def _replay(self, realm: str, request_id: str) -> tuple[int, bytes, str] | None:
+        """The first answer given to this requestid in this company, if any (kept across restarts)."""
+        saved = self.storage.kv_get(f"requestid:{realm}:{request_id}")
+        if saved is None:
+            return None
+        status, body, media_type = saved
+        return status, base64.b64decode(body), media_type
+
+    def _remember(self, realm: str, request_id: str, answer: tuple[int, bytes, str]) -> None:
+        status, body, media_type = answer
+        self.storage.kv_set(f"requestid:{realm}:{request_id}", [status, base64.b64encode(body).decode(), media_type])
 
     def _time(self) -> str:
         return qbo_time(self.clock.now())
@@ -203,7 +229,7 @@ class Sandbox:
         if kind == "slow":
             await asyncio.sleep(self.faults.slow_seconds)
             return self._fault_response(faults.system_error(), headers)
-        raise ConnectionResetError("sandbox: injected connection reset")
+        return _BrokenResponse()
 
     async def _dispatch(self, request: Request, realm: str, rest: str) -> tuple[int, Any, str]:
         parts = rest.split("/")
@@ -296,7 +322,7 @@ class Sandbox:
         try:
             query = parse_query(text, known_entities=ENTITIES.keys())
         except QueryError as error:
-            raise Fault(error.code, error.message, error.detail, element="") from None
+            raise Fault(error.code, error.message, error.detail, element=None) from None
         records = self.books.records(realm, query.entity)
         entity = ENTITIES[query.entity]
         if entity.kind is Kind.NAME_LIST and not query.filters_on("Active"):
