@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -106,11 +107,12 @@ class Sandbox:
         companies: int = 1,
         company_names: list[str] | None = None,
         webhook: WebhookConfig | None = None,
+        webhook_transport: httpx.AsyncBaseTransport | None = None,
         clock: Clock | None = None,
     ) -> None:
         self.clock = clock or Clock()
         self.storage = Storage(data)
-        self.webhooks = WebhookDispatcher(webhook, clock=self.clock)
+        self.webhooks = WebhookDispatcher(webhook, clock=self.clock, transport=webhook_transport)
         self.books = Books(self.storage, self.clock, on_change=self.webhooks.notify)
         self.limiter = RateLimiter(enabled=rate_limit)
         self.faults = FaultPlan(rate=fault_rate, seed=fault_seed)
