@@ -42,7 +42,8 @@ from qbflow.sandbox.query import QueryError, parse_query, select
 from qbflow.sandbox.storage import Storage
 from qbflow.sandbox.webhooks import WebhookConfig, WebhookDispatcher
 
-MINOR_VERSION = 75  # Intuit serves every older minor version as 75 since 2025-08-01
+# Successful answers carry a charset; Intuit's 4xx fault answers are plain application/json.
+JSON_OK = "application/json;charset=utf-8"
 BATCH_MAX_ITEMS = 30
 DEFAULT_PAGE = 100
 
@@ -177,6 +178,7 @@ class Sandbox:
                 return JSONResponse(faults.authorization_body(failure.detail), status_code=403, headers=headers)
             return JSONResponse(faults.authentication_body(failure.detail), status_code=401,
                                 headers={**headers, "WWW-Authenticate": faults.WWW_AUTHENTICATE})
+        # `minorversion` needs no handling: Intuit serves every value as 75 since 2025-08-01, and so do we.
         rest = request.path_params["rest"].strip("/")
         is_batch = rest == "batch"
         if not self.limiter.acquire(realm, batch=is_batch):
@@ -242,19 +244,19 @@ class Sandbox:
             text = params.get("query") if method == "GET" else (await request.body()).decode("utf-8", "replace")
             if not text:
                 raise faults.required("query")
-            return 200, {"QueryResponse": self.query(realm, text), "time": self._time()}, "application/json"
+            return 200, {"QueryResponse": self.query(realm, text), "time": self._time()}, JSON_OK
         if head == "cdc" and method == "GET" and len(parts) == 1:
             entities = [e.strip() for e in params.get("entities", "").split(",") if e.strip()]
             since = params.get("changedSince")
             if not since:
                 raise faults.required("changedSince")
-            return 200, {**self.books.cdc(realm, entities, since), "time": self._time()}, "application/json"
+            return 200, {**self.books.cdc(realm, entities, since), "time": self._time()}, JSON_OK
         if head == "batch" and method == "POST" and len(parts) == 1:
             return 200, {"BatchItemResponse": self.batch(realm, await _json(request)),
-                         "time": self._time()}, "application/json"
+                         "time": self._time()}, JSON_OK
         if head == "upload" and method == "POST" and len(parts) == 1:
             answers = await self.attachments.upload(realm, request)
-            return 200, {"AttachableResponse": answers, "time": self._time()}, "application/json"
+            return 200, {"AttachableResponse": answers, "time": self._time()}, JSON_OK
         if head == "download" and method == "GET" and len(parts) == 2:
             url = self.attachments.temp_url(realm, parts[1], str(request.base_url))
             return 200, url.encode(), "text/plain"
@@ -262,10 +264,10 @@ class Sandbox:
             if parts[1] != realm:
                 raise faults.not_found()
             return 200, {"CompanyInfo": self.books.get(realm, "CompanyInfo", "1"), "time": self._time()}, \
-                "application/json"
+                JSON_OK
         if head == "preferences" and method == "GET" and len(parts) == 1:
             return 200, {"Preferences": self.books.get(realm, "Preferences", "1"), "time": self._time()}, \
-                "application/json"
+                JSON_OK
         entity = BY_PATH.get(head)
         if entity is None or len(parts) > 3:
             raise self._no_resource(request)
@@ -273,7 +275,7 @@ class Sandbox:
             record = self.books.get(realm, entity.name, parts[1])
             if entity.kind is Kind.ATTACHMENT:
                 record = self.attachments.with_temp_url(realm, record, str(request.base_url))
-            return 200, {entity.name: record, "time": self._time()}, "application/json"
+            return 200, {entity.name: record, "time": self._time()}, JSON_OK
         if method == "GET" and len(parts) == 3 and parts[2] == "pdf":
             if not entity.supports(Op.PDF):
                 raise self._no_resource(request)
@@ -287,11 +289,11 @@ class Sandbox:
                 # What QBO answers when a client sends JSON to /send (python-quickbooks PR #257).
                 raise faults.required("DeliveryAddress.Address")
             record = self.books.send(realm, entity.name, parts[1], params.get("sendTo"))
-            return 200, {entity.name: record, "time": self._time()}, "application/json"
+            return 200, {entity.name: record, "time": self._time()}, JSON_OK
         if method == "POST" and len(parts) == 1:
             record = self.write(realm, entity.name, params.get("operation"), params.get("include"),
                                 await _json(request))
-            return 200, {entity.name: record, "time": self._time()}, "application/json"
+            return 200, {entity.name: record, "time": self._time()}, JSON_OK
         raise self._no_resource(request)
 
     @staticmethod

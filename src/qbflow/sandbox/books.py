@@ -74,7 +74,6 @@ class Company:
     deleted: dict[str, dict[str, dict]] = field(default_factory=dict)
     sequences: dict[str, int] = field(default_factory=dict)
     outbox: list[dict] = field(default_factory=list)
-    requests: dict[str, dict] = field(default_factory=dict)  # requestid -> first response
 
     def table(self, entity: str) -> dict[str, dict]:
         return self.records.setdefault(entity, {})
