@@ -296,3 +296,26 @@ async def test_minorversion_below_75_is_served_as_75(http, api):
     response = await http.get(api("customer/1"), params={"minorversion": "4"})
     assert response.status_code == 200
     assert response.json()["Customer"]["Id"] == "1"
+
+
+async def test_batch_items_do_not_see_each_others_results(http, api):
+    response = await http.post(api("batch"), json={"BatchItemRequest": [
+        {"bId": "c1", "operation": "create", "Customer": {"DisplayName": "Batch Newcomer"}},
+        {"bId": "i1", "operation": "create", "Invoice": {"CustomerRef": {"value": "PLACEHOLDER"}, "Line": [
+            {"Amount": 5, "DetailType": "SalesItemLineDetail", "SalesItemLineDetail": {"ItemRef": {"value": "1"}}}]}},
+    ]})
+    # The invoice cannot use the customer: fill the placeholder with the id the customer will get.
+    assert response.status_code == 200
+    customer_id = response.json()["BatchItemResponse"][0]["Customer"]["Id"]
+    response = await http.post(api("batch"), json={"BatchItemRequest": [
+        {"bId": "c2", "operation": "create", "Customer": {"DisplayName": "Second Newcomer"}},
+        {"bId": "i2", "operation": "create", "Invoice": {"CustomerRef": {"value": str(int(customer_id) + 1)}, "Line": [
+            {"Amount": 5, "DetailType": "SalesItemLineDetail", "SalesItemLineDetail": {"ItemRef": {"value": "1"}}}]}},
+    ]})
+    answers = {a["bId"]: a for a in response.json()["BatchItemResponse"]}
+    assert answers["c2"]["Customer"]["Id"] == str(int(customer_id) + 1)
+    assert answers["i2"]["Fault"]["Error"][0]["code"] == "2500"
+    # Once the batch is over, the new customer is usable.
+    invoice = await create(http, api, "Invoice", {"CustomerRef": {"value": answers["c2"]["Customer"]["Id"]}, "Line": [
+        {"Amount": 5, "DetailType": "SalesItemLineDetail", "SalesItemLineDetail": {"ItemRef": {"value": "1"}}}]})
+    assert invoice["CustomerRef"]["name"] == "Second Newcomer"

@@ -223,3 +223,24 @@ async def test_books_and_connections_survive_a_restart(tmp_path):
     second.storage.close()
     # Nothing secret is kept in clear in the sandbox's file: only hashes of tokens.
     assert token.encode() not in (tmp_path / "books.sqlite3").read_bytes()
+
+
+async def test_slow_answers_are_right_but_late_and_requestid_makes_the_retry_safe():
+    sandbox = Sandbox(rate_limit=False, fault_rate=1.0, fault_seed=11)
+    sandbox.faults.kinds, sandbox.faults.slow_seconds = ("slow",), 0.2
+    realm = sandbox.realms[0]
+    async with client_for(sandbox, token_for(sandbox, realm)) as http:
+        slow = await http.get(f"/v3/company/{realm}/customer/1")
+        assert slow.status_code == 200 and slow.json()["Customer"]["Id"] == "1"
+        for n in range(6):
+            name = f"Impatient Client {n}"
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(http.post(f"/v3/company/{realm}/customer", params={"requestid": f"slow-{n}"},
+                                                 json={"DisplayName": name}), timeout=0.05)
+        sandbox.faults.rate = 0
+        for n in range(6):
+            name = f"Impatient Client {n}"
+            retry = await http.post(f"/v3/company/{realm}/customer", params={"requestid": f"slow-{n}"},
+                                    json={"DisplayName": name})
+            assert retry.status_code == 200
+            assert await count_customers(http, realm, name) == 1

@@ -185,6 +185,9 @@ class Sandbox:
             return self._fault_response(faults.throttled(), headers)
         try:
             injected = self.faults.pick()
+            if injected == ("slow", False):
+                await asyncio.sleep(self.faults.slow_seconds)
+                injected = None
             if injected and not injected[1]:
                 return await self._inject(injected[0], headers)
             request_id = request.query_params.get("requestid")
@@ -199,7 +202,11 @@ class Sandbox:
             body = payload if isinstance(payload, bytes) else _dumps(payload)
             if request_id and status < 500 and status != 429:
                 self._remember(realm, request_id, (status, body, media_type))
-            if injected:
+            if injected == ("slow", True):
+                # Still the right answer, late: a client that gives up first cannot tell whether the write
+                # happened, which is the case requestid exists for.
+                await asyncio.sleep(self.faults.slow_seconds)
+            elif injected:
                 return await self._inject(injected[0], headers)
             return Response(body, status_code=status, media_type=media_type, headers=headers)
         finally:
@@ -230,9 +237,6 @@ class Sandbox:
             return self._fault_response(faults.system_error(), headers)
         if kind == "503":
             return PlainTextResponse("Service Unavailable", status_code=503, headers=headers)
-        if kind == "slow":
-            await asyncio.sleep(self.faults.slow_seconds)
-            return self._fault_response(faults.system_error(), headers)
         return _BrokenResponse()
 
     async def _dispatch(self, request: Request, realm: str, rest: str) -> tuple[int, Any, str]:
@@ -346,12 +350,21 @@ class Sandbox:
             raise faults.invalid(f"Number of items in BatchItemRequest ({len(items)}) exceeds the maximum of "
                                  f"{BATCH_MAX_ITEMS}", "BatchItemRequest", code="2010")
         answers = []
-        for item in items:
-            bid = str(item.get("bId", ""))
-            try:
-                answers.append({**self._batch_item(realm, item), "bId": bid})
-            except Fault as fault:
-                answers.append({"Fault": {"Error": [fault.error()], "type": fault.type}, "bId": bid})
+        try:
+            for item in items:
+                bid = str(item.get("bId", "")) if isinstance(item, dict) else ""
+                try:
+                    if not isinstance(item, dict):
+                        raise faults.invalid("BatchItemRequest entries must be objects", "BatchItemRequest")
+                    answer = self._batch_item(realm, item)
+                    answers.append({**answer, "bId": bid})
+                    if item.get("operation") == "create":
+                        (name, record), = answer.items()
+                        self.books.unseen.add((name, record["Id"]))
+                except Fault as fault:
+                    answers.append({"Fault": {"Error": [fault.error()], "type": fault.type}, "bId": bid})
+        finally:
+            self.books.unseen.clear()
         return answers
 
     def _batch_item(self, realm: str, item: dict) -> dict:

@@ -90,6 +90,8 @@ class Books:
         self.clock = clock
         self.on_change = on_change
         self.companies: dict[str, Company] = {}
+        # Records created by the batch being run: QBO's batch items do not see each other's results.
+        self.unseen: set[tuple[str, str]] = set()
         self._load()
 
     # --- companies ---------------------------------------------------------------------------------
@@ -176,7 +178,7 @@ class Books:
         ref_id = str(value)
         for target in targets:
             record = company.table(target).get(ref_id)
-            if record is not None:
+            if record is not None and (target, ref_id) not in self.unseen:
                 return target, record
         return None
 

@@ -1,0 +1,119 @@
+"""Every entity the sandbox serves goes through create, read, sparse update, query and delete/deactivate."""
+
+from __future__ import annotations
+
+import pytest
+
+from qbflow.catalog import ENTITIES, Kind
+
+pytestmark = pytest.mark.asyncio
+
+SALES_LINE = [{"Amount": 25, "DetailType": "SalesItemLineDetail", "SalesItemLineDetail": {"ItemRef": {"value": "2"}}}]
+EXPENSE_LINE = [{"Amount": 40, "DetailType": "AccountBasedExpenseLineDetail",
+                 "AccountBasedExpenseLineDetail": {"AccountRef": {"value": "22"}}}]
+JOURNAL_LINES = [
+    {"Amount": 15, "DetailType": "JournalEntryLineDetail",
+     "JournalEntryLineDetail": {"PostingType": "Debit", "AccountRef": {"value": "18"}}},
+    {"Amount": 15, "DetailType": "JournalEntryLineDetail",
+     "JournalEntryLineDetail": {"PostingType": "Credit", "AccountRef": {"value": "1"}}},
+]
+
+MINIMAL = {
+    "Account": {"Name": "Equipment Rental", "AccountType": "Expense"},
+    "Customer": {"DisplayName": "Every Entity Customer"},
+    "Vendor": {"DisplayName": "Every Entity Vendor"},
+    "Employee": {"GivenName": "Riley", "FamilyName": "Everett"},
+    "Item": {"Name": "Consulting", "Type": "Service", "IncomeAccountRef": {"value": "11"}},
+    "Term": {"Name": "Net 45", "DueDays": 45},
+    "PaymentMethod": {"Name": "Wire transfer"},
+    "Class": {"Name": "Residential"},
+    "Department": {"Name": "North Yard"},
+    "Invoice": {"CustomerRef": {"value": "1"}, "Line": SALES_LINE},
+    "Estimate": {"CustomerRef": {"value": "1"}, "Line": SALES_LINE},
+    "SalesReceipt": {"CustomerRef": {"value": "1"}, "Line": SALES_LINE},
+    "CreditMemo": {"CustomerRef": {"value": "1"}, "Line": SALES_LINE},
+    "RefundReceipt": {"CustomerRef": {"value": "1"}, "Line": SALES_LINE, "DepositToAccountRef": {"value": "1"}},
+    "Payment": {"CustomerRef": {"value": "2"}, "TotalAmt": 10},
+    "Deposit": {"DepositToAccountRef": {"value": "1"}, "Line": [
+        {"Amount": 30, "DetailType": "DepositLineDetail", "DepositLineDetail": {"AccountRef": {"value": "15"}}}]},
+    "Bill": {"VendorRef": {"value": "1"}, "Line": EXPENSE_LINE},
+    "VendorCredit": {"VendorRef": {"value": "1"}, "Line": EXPENSE_LINE},
+    "PurchaseOrder": {"VendorRef": {"value": "1"}, "Line": [
+        {"Amount": 40, "DetailType": "ItemBasedExpenseLineDetail",
+         "ItemBasedExpenseLineDetail": {"ItemRef": {"value": "9"}, "Qty": 2, "UnitPrice": 20}}]},
+    "Purchase": {"PaymentType": "Cash", "AccountRef": {"value": "1"}, "Line": EXPENSE_LINE},
+    "JournalEntry": {"Line": JOURNAL_LINES},
+    "Attachable": {"Note": "Signed contract is in the filing cabinet",
+                   "AttachableRef": [{"EntityRef": {"type": "Customer", "value": "1"}}]},
+}
+NOTE_FIELD = {"Customer": "Notes", "Vendor": "AcctNum", "Employee": "EmployeeNumber", "Item": "Description",
+              "Account": "Description", "Attachable": "Note", "Term": "DiscountPercent",
+              "PaymentMethod": "Type", "Class": "SubClass", "Department": "SubDepartment"}
+NOTE_VALUE = {"DiscountPercent": 2, "Type": "NON_CREDIT_CARD", "SubClass": False, "SubDepartment": False}
+
+
+async def test_every_writable_entity_is_covered():
+    writable = {name for name, e in ENTITIES.items() if e.kind in (Kind.NAME_LIST, Kind.TRANSACTION, Kind.ATTACHMENT)
+                and "create" in e.operations}
+    assert writable - {"BillPayment"} == set(MINIMAL)
+
+
+@pytest.mark.parametrize("entity", sorted(MINIMAL))
+async def test_entity_lifecycle(http, api, entity: str):
+    path = entity.lower()
+    created = await http.post(api(path), json=MINIMAL[entity])
+    assert created.status_code == 200, created.text
+    record = created.json()[entity]
+    assert record["SyncToken"] == "0" and record["Id"].isdigit()
+    read = await http.get(api(f"{path}/{record['Id']}"))
+    assert read.json()[entity]["Id"] == record["Id"]
+
+    field = NOTE_FIELD.get(entity, "PrivateNote")
+    value = NOTE_VALUE.get(field, "changed by the lifecycle test")
+    updated = await http.post(api(path), json={"Id": record["Id"], "SyncToken": "0", "sparse": True, field: value})
+    assert updated.status_code == 200, updated.text
+    assert updated.json()[entity][field] == value
+    assert updated.json()[entity]["SyncToken"] == "1"
+
+    found = await http.get(api("query"), params={"query": f"select * from {entity} where Id = '{record['Id']}'"})
+    assert [r["Id"] for r in found.json()["QueryResponse"][entity]] == [record["Id"]]
+
+    kind = ENTITIES[entity].kind
+    if kind is Kind.NAME_LIST:
+        off = await http.post(api(path), json={"Id": record["Id"], "SyncToken": "1", "sparse": True, "Active": False})
+        assert off.status_code == 200, off.text
+        assert off.json()[entity]["Active"] is False
+    else:
+        deleted = await http.post(api(path), params={"operation": "delete"}, json={"Id": record["Id"], "SyncToken": "1"})
+        assert deleted.json()[entity]["status"] == "Deleted"
+        assert (await http.get(api(f"{path}/{record['Id']}"))).status_code == 400
+
+
+async def test_bill_payment_pays_a_bill(http, api):
+    bill = (await http.post(api("bill"), json=MINIMAL["Bill"])).json()["Bill"]
+    response = await http.post(api("billpayment"), json={
+        "VendorRef": {"value": "1"}, "PayType": "Check", "TotalAmt": 40,
+        "CheckPayment": {"BankAccountRef": {"value": "1"}},
+        "Line": [{"Amount": 40, "LinkedTxn": [{"TxnId": bill["Id"], "TxnType": "Bill"}]}]})
+    assert response.status_code == 200, response.text
+    payment = response.json()["BillPayment"]
+    paid = (await http.get(api(f"bill/{bill['Id']}"))).json()["Bill"]
+    assert paid["Balance"] == 0
+    assert paid["LinkedTxn"] == [{"TxnId": payment["Id"], "TxnType": "BillPayment"}]
+    voided = await http.post(api("billpayment"), params={"operation": "update", "include": "void"},
+                             json={"Id": payment["Id"], "SyncToken": "0", "sparse": True})
+    assert voided.json()["BillPayment"]["TotalAmt"] == 0
+    assert (await http.get(api(f"bill/{bill['Id']}"))).json()["Bill"]["Balance"] == 40
+
+
+async def test_read_only_and_settings_entities(http, api, realm):
+    tax = await http.get(api("taxcode/2"))
+    assert tax.json()["TaxCode"]["Name"] == "California"
+    refused = await http.post(api("taxcode"), json={"Name": "New tax"})
+    assert refused.status_code == 400
+    info = (await http.get(api(f"companyinfo/{realm}"))).json()["CompanyInfo"]
+    renamed = await http.post(api("companyinfo"), json={"Id": info["Id"], "SyncToken": info["SyncToken"],
+                                                         "sparse": True, "CompanyName": "Renamed Gardens LLC"})
+    assert renamed.json()["CompanyInfo"]["CompanyName"] == "Renamed Gardens LLC"
+    counted = await http.get(api("query"), params={"query": "select count(*) from Account"})
+    assert counted.json()["QueryResponse"]["totalCount"] >= 20
