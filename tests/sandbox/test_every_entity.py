@@ -84,7 +84,8 @@ async def test_entity_lifecycle(http, api, entity: str):
         assert off.status_code == 200, off.text
         assert off.json()[entity]["Active"] is False
     else:
-        deleted = await http.post(api(path), params={"operation": "delete"}, json={"Id": record["Id"], "SyncToken": "1"})
+        deleted = await http.post(api(path), params={"operation": "delete"},
+                                  json={"Id": record["Id"], "SyncToken": "1"})
         assert deleted.json()[entity]["status"] == "Deleted"
         assert (await http.get(api(f"{path}/{record['Id']}"))).status_code == 400
 
