@@ -248,7 +248,8 @@ class Sandbox:
             text = params.get("query") if method == "GET" else (await request.body()).decode("utf-8", "replace")
             if not text:
                 raise faults.required("query")
-            return 200, {"QueryResponse": self.query(realm, text), "time": self._time()}, JSON_OK
+            answer = self.query(realm, text, str(request.base_url))
+            return 200, {"QueryResponse": answer, "time": self._time()}, JSON_OK
         if head == "cdc" and method == "GET" and len(parts) == 1:
             entities = [e.strip() for e in params.get("entities", "").split(",") if e.strip()]
             since = params.get("changedSince")
@@ -297,6 +298,8 @@ class Sandbox:
         if method == "POST" and len(parts) == 1:
             record = self.write(realm, entity.name, params.get("operation"), params.get("include"),
                                 await _json(request))
+            if entity.kind is Kind.ATTACHMENT and record.get("status") != "Deleted":
+                record = self.attachments.with_temp_url(realm, record, str(request.base_url))
             return 200, {entity.name: record, "time": self._time()}, JSON_OK
         raise self._no_resource(request)
 
@@ -325,7 +328,7 @@ class Sandbox:
             return self.books.update(realm, entity_name, body)
         return self.books.create(realm, entity_name, body)
 
-    def query(self, realm: str, text: str) -> dict:
+    def query(self, realm: str, text: str, base_url: str | None = None) -> dict:
         """Run one query; answers the QueryResponse object."""
         try:
             query = parse_query(text, known_entities=ENTITIES.keys())
@@ -340,6 +343,8 @@ class Sandbox:
             return {"totalCount": total}
         if not page:
             return {}
+        if entity.kind is Kind.ATTACHMENT and base_url:
+            page = [self.attachments.with_temp_url(realm, r, base_url) for r in page]
         return {query.entity: page, "startPosition": query.start_position, "maxResults": len(page)}
 
     def batch(self, realm: str, body: Any) -> list[dict]:

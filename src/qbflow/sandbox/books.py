@@ -223,7 +223,9 @@ class Books:
             record = {**copy.deepcopy(current), **body}
         else:
             # A full update replaces every writable field: those left out become empty, as QBO says.
-            keep = {k: current[k] for k in ("Id", "domain", "MetaData") if k in current}
+            # Read-only fields the server owns stay.
+            kept = ("Id", "domain", "MetaData", "FileAccessUri", "Size", "ContentType")
+            keep = {k: current[k] for k in kept if k in current}
             self._check_required(entity, body)
             record = {**body, **keep}
         record["SyncToken"] = str(int(current["SyncToken"]) + 1)
@@ -237,7 +239,8 @@ class Books:
     def delete(self, realm: str, entity_name: str, body: dict) -> dict:
         entity = self._entity(entity_name, Op.DELETE)
         company = self.company(realm)
-        current = self._current(company, entity, body)
+        # A recorded Attachable delete sends only the Id (minimul/qbo_api attachment/delete_attachment.yml).
+        current = self._current(company, entity, body, token_optional=entity.kind is Kind.ATTACHMENT)
         del company.table(entity.name)[current["Id"]]
         self.storage.delete_record(realm, entity.name, current["Id"])
         now = qbo_datetime(self.clock.now())
@@ -284,7 +287,8 @@ class Books:
         entity = self._entity(entity_name, Op.SEND)
         company = self.company(realm)
         current = self.get(realm, entity.name, record_id)
-        address = send_to or (current.get("BillEmail") or {}).get("Address")
+        email_field = "POEmail" if entity.name == "PurchaseOrder" else "BillEmail"  # Finance.xsd
+        address = send_to or (current.get(email_field) or {}).get("Address")
         if not address:
             # Code and text from Intuit's error-code table (no wire sample found).
             raise Fault("6420", "Email address is required",
@@ -297,7 +301,7 @@ class Books:
         record["EmailStatus"] = "EmailSent"
         record["DeliveryInfo"] = {"DeliveryType": "Email", "DeliveryTime": qbo_datetime(now)}
         if send_to:
-            record["BillEmail"] = {"Address": send_to}
+            record[email_field] = {"Address": send_to}
         # A recorded send (quickbooks-ruby invoice_send.xml) leaves the SyncToken as it was.
         record["MetaData"] = {**current["MetaData"], "LastUpdatedTime": qbo_datetime(now)}
         self._store(company, entity, record, "Emailed")
@@ -315,7 +319,8 @@ class Books:
         if not entity_names:
             raise faults.required("entities")
         try:
-            since = parse_when(changed_since)
+            # A "+hh:mm" offset sent unencoded in a URL arrives as a space (Intuit's Java SDK does this).
+            since = parse_when(changed_since.replace(" ", "+"))
         except ValueError:
             raise faults.invalid(f"Invalid value for changedSince: {changed_since}", "changedSince",
                                  code="2010") from None
@@ -350,7 +355,7 @@ class Books:
             raise faults.unsupported_operation(op.value.capitalize())
         return entity
 
-    def _current(self, company: Company, entity: EntityDef, body: dict) -> dict:
+    def _current(self, company: Company, entity: EntityDef, body: dict, *, token_optional: bool = False) -> dict:
         record_id = body.get("Id")
         if record_id in (None, ""):
             raise faults.required("Id")
@@ -360,6 +365,8 @@ class Books:
         if current is None:
             raise self._missing(company, entity, record_id)
         token = body.get("SyncToken")
+        if token in (None, "") and token_optional:
+            return current
         if token in (None, ""):
             raise faults.required("SyncToken")
         if str(token) != current["SyncToken"]:
@@ -407,8 +414,9 @@ class Books:
             target = (link or {}).get("EntityRef") or {}
             kind, value = target.get("type"), str(target.get("value", ""))
             if kind not in ENTITIES or company.table(kind).get(value) is None:
-                raise faults.business(f"Object {kind} {value} that you are trying to link does not exist.",
-                                      "AttachableRef")
+                # Wording of a recorded per-file upload fault (minimul/qbo_api attachment/error_estimate.yml).
+                raise faults.business(f"The entity {kind} {value} that you are trying to link does not exist. "
+                                      f"{kind} {value}")
             link.setdefault("IncludeOnSend", False)
 
     def _check_refs(self, company: Company, entity: EntityDef, record: dict) -> None:
