@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from qbflow.sandbox.app import Sandbox
+from tests.sandbox.wire import fault_of
 
 pytestmark = pytest.mark.asyncio
 
@@ -40,12 +41,6 @@ async def batch(http, api, items: list[dict]) -> list[dict]:
     return body["BatchItemResponse"]
 
 
-def fault_of(response) -> dict:
-    assert response.status_code == 400, response.text
-    body = response.json()
-    assert set(body) == {"Fault", "time"}, body
-    assert len(body["Fault"]["Error"]) == 1
-    return body["Fault"]["Error"][0] | {"type": body["Fault"]["type"]}
 
 
 async def count(http, api, entity: str) -> int:

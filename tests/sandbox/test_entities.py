@@ -6,16 +6,13 @@ import re
 
 import pytest
 
+from tests.sandbox.wire import fault_of
+
 pytestmark = pytest.mark.asyncio
 
 QBO_DATETIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[-+]\d\d:\d\d$")
 
 
-def fault_of(response) -> dict:
-    body = response.json()
-    assert set(body) == {"Fault", "time"}, body
-    assert len(body["Fault"]["Error"]) == 1
-    return body["Fault"]["Error"][0] | {"type": body["Fault"]["type"]}
 
 
 async def create(http, api, entity: str, body: dict) -> dict:

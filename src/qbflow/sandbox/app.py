@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import json
 import random
 import secrets
@@ -27,6 +28,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from qbflow.catalog.entities import BY_PATH, ENTITIES, VOID_INCLUDE, VOID_OPERATION, Kind, Op
+from qbflow.catalog.fields import known_fields
 from qbflow.sandbox import faults
 from qbflow.sandbox.admin import INJECTABLE_FAULTS
 from qbflow.sandbox.admin import routes as admin_routes
@@ -331,7 +333,7 @@ class Sandbox:
     def query(self, realm: str, text: str, base_url: str | None = None) -> dict:
         """Run one query; answers the QueryResponse object."""
         try:
-            query = parse_query(text, known_entities=ENTITIES.keys())
+            query = parse_query(text, known_entities=ENTITIES.keys(), known_property=_known_property)
         except QueryError as error:
             raise Fault(error.code, error.message, error.detail, element=None) from None
         records = self.books.records(realm, query.entity)
@@ -391,6 +393,16 @@ class Sandbox:
         else:
             op, include = (None if operation in ("create", "update") else operation), None
         return {name: self.write(realm, name, op, include, body)}
+
+
+@functools.cache
+def _lowercase_fields(entity: str) -> frozenset[str]:
+    return frozenset(name.lower() for name in known_fields(entity))
+
+
+def _known_property(entity: str, name: str) -> bool:
+    """Property names in queries match whatever their case (Intuit's own docs write `Metadata`)."""
+    return name.lower() in _lowercase_fields(entity)
 
 
 def _dumps(payload: Any) -> bytes:

@@ -21,6 +21,7 @@ class Fault(Exception):
     element: str | None = ""
     type: str = "ValidationFault"
     status: int = 400
+    timeless: bool = False  # a few recorded faults carry no `time`
 
     def error(self) -> dict:
         err: dict = {"Message": self.message, "Detail": self.detail, "code": self.code}
@@ -29,7 +30,8 @@ class Fault(Exception):
         return err
 
     def body(self, time: str) -> dict:
-        return {"Fault": {"Error": [self.error()], "type": self.type}, "time": time}
+        fault = {"Fault": {"Error": [self.error()], "type": self.type}}
+        return fault if self.timeless else {**fault, "time": time}
 
 
 INACTIVE = ("Something you're trying to use has been made inactive. "
@@ -71,7 +73,8 @@ def stale() -> Fault:
 
 def duplicate_name(existing_id: str) -> Fault:
     # Current QBO names the Id of the record holding the name (2020 recordings said ": null").
-    return Fault("6240", "Duplicate Name Exists Error", f"The name supplied already exists. : Id={existing_id}")
+    return Fault("6240", "Duplicate Name Exists Error", f"The name supplied already exists. : Id={existing_id}",
+                 element=None)
 
 
 def invalid(detail: str, element: str = "", code: str = "2010",
