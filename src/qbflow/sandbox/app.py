@@ -313,6 +313,10 @@ class Sandbox:
         """Create, update, delete or void, as the `operation` and `include` query parameters say."""
         if not isinstance(body, dict):
             raise faults.invalid("Request body must be a JSON object", code="2010")
+        with self.storage.transaction():
+            return self._write(realm, entity_name, operation, include, body)
+
+    def _write(self, realm: str, entity_name: str, operation: str | None, include: str | None, body: dict) -> dict:
         entity = ENTITIES[entity_name]
         if operation == "delete":
             return self.books.delete(realm, entity_name, body)
@@ -357,6 +361,11 @@ class Sandbox:
             raise faults.invalid(f"Number of items in BatchItemRequest ({len(items)}) exceeds the maximum of "
                                  f"{BATCH_MAX_ITEMS}", "BatchItemRequest", code="2010")
         answers = []
+        with self.storage.transaction():
+            self._run_batch(realm, items, answers)
+        return answers
+
+    def _run_batch(self, realm: str, items: list, answers: list[dict]) -> None:
         try:
             for item in items:
                 bid = str(item.get("bId", "")) if isinstance(item, dict) else ""
@@ -372,7 +381,6 @@ class Sandbox:
                     answers.append({"Fault": {"Error": [fault.error()], "type": fault.type}, "bId": bid})
         finally:
             self.books.unseen.clear()
-        return answers
 
     def _batch_item(self, realm: str, item: dict) -> dict:
         if "Query" in item:

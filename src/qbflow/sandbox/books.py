@@ -76,8 +76,53 @@ class Company:
     sequences: dict[str, int] = field(default_factory=dict)
     outbox: list[dict] = field(default_factory=list)
 
+    # Indexes kept in step with `records` by put/remove, so QBO's rules never scan a whole table.
+    by_party: dict[tuple[str, str], set[str]] = field(default_factory=dict)  # (entity, party id) -> ids
+    by_link: dict[tuple[str, str], set[str]] = field(default_factory=dict)  # (payment entity, txn id) -> ids
+    by_name: dict[tuple[str, str], set[tuple[str, str]]] = field(default_factory=dict)  # active names
+
     def table(self, entity: str) -> dict[str, dict]:
         return self.records.setdefault(entity, {})
+
+    def put(self, entity: str, record: dict) -> None:
+        """Store a record (new or changed) and keep the indexes right."""
+        table = self.table(entity)
+        previous = table.get(record["Id"])
+        if previous is not None:
+            self._index(entity, previous, remove=True)
+        table[record["Id"]] = record
+        self._index(entity, record)
+
+    def remove(self, entity: str, record_id: str) -> None:
+        previous = self.table(entity).pop(record_id, None)
+        if previous is not None:
+            self._index(entity, previous, remove=True)
+
+    def _index(self, entity: str, record: dict, *, remove: bool = False) -> None:
+        def touch(index: dict, key: tuple, value: Any) -> None:
+            if remove:
+                index.get(key, set()).discard(value)
+            else:
+                index.setdefault(key, set()).add(value)
+
+        record_id = record["Id"]
+        for ref_field in ("CustomerRef", "VendorRef"):
+            party = record.get(ref_field)
+            if isinstance(party, dict) and "value" in party:
+                touch(self.by_party, (entity, str(party["value"])), record_id)
+        if entity in ("Payment", "BillPayment"):
+            for txn_id in _linked_ids(record):
+                touch(self.by_link, (entity, txn_id), record_id)
+        definition = ENTITIES.get(entity)
+        if definition is not None and definition.name_field and record.get("Active", True):
+            scope = "names" if entity in SHARED_NAME_ENTITIES else entity
+            name = str(record.get(definition.name_field, "")).strip().lower()
+            touch(self.by_name, (scope, name), (entity, record_id))
+
+    def parties(self, entity: str, party_id: str) -> list[dict]:
+        """Records of `entity` whose CustomerRef/VendorRef is `party_id`."""
+        table = self.table(entity)
+        return [table[i] for i in self.by_party.get((entity, party_id), ()) if i in table]
 
     def meta(self) -> dict:
         return {"realm_id": self.realm_id, "name": self.name, "sequences": self.sequences}
@@ -108,7 +153,7 @@ class Books:
             if entity.startswith("-"):
                 company.deleted.setdefault(entity[1:], {})[record_id] = body
             else:
-                company.table(entity)[record_id] = body
+                company.put(entity, body)
 
     def create_company(self, name: str | None = None, realm_id: str | None = None, seed: bool = True) -> Company:
         """A new company with believable books (the same every time)."""
@@ -190,7 +235,7 @@ class Books:
         if not isinstance(body, dict):
             raise faults.invalid("Request body is not a JSON object", code="2010")
         _refuse_unknown_fields(entity, body)
-        body = copy.deepcopy(body)
+        body = _without_empty(body)
         for key in ("Id", "SyncToken", "MetaData", "domain", "sparse"):
             body.pop(key, None)
         self._check_required(entity, body)
@@ -218,12 +263,16 @@ class Books:
             raise faults.invalid("Request body is not a JSON object", code="2010")
         _refuse_unknown_fields(entity, body)
         current = self._current(company, entity, body)
-        body = copy.deepcopy(body)
-        sparse = body.pop("sparse", False) is True
+        sparse = body.get("sparse", False) is True
+        cleared = [k for k, v in body.items() if v is None or v == ""]
+        body = _without_empty(body)
+        body.pop("sparse", None)
         for key in ("domain", "MetaData", "status"):
             body.pop(key, None)
         if sparse:
-            record = {**copy.deepcopy(current), **body}
+            # In a sparse update a field sent empty (null or "") is cleared; others stay as they were.
+            record = {k: v for k, v in copy.deepcopy(current).items() if k not in cleared}
+            record.update(body)
         else:
             # A full update replaces every writable field: those left out become empty, as QBO says.
             # Read-only fields the server owns stay.
@@ -248,7 +297,7 @@ class Books:
         company = self.company(realm)
         # A recorded Attachable delete sends only the Id (minimul/qbo_api attachment/delete_attachment.yml).
         current = self._current(company, entity, body, token_optional=entity.kind is Kind.ATTACHMENT)
-        del company.table(entity.name)[current["Id"]]
+        company.remove(entity.name, current["Id"])
         self.storage.delete_record(realm, entity.name, current["Id"])
         now = qbo_datetime(self.clock.now())
         stub = {"domain": "QBO", "status": "Deleted", "Id": current["Id"], "MetaData": {"LastUpdatedTime": now}}
@@ -393,7 +442,7 @@ class Books:
 
     def _store(self, company: Company, entity: EntityDef, record: dict, operation: str) -> None:
         previous = company.table(entity.name).get(record["Id"])
-        company.table(entity.name)[record["Id"]] = record
+        company.put(entity.name, record)
         self.storage.save_record(company.realm_id, entity.name, record["Id"], record)
         self._after_change(company, entity, previous, removed=False, record=record)
         self._notify(company.realm_id, entity.name, record["Id"], operation,
@@ -405,7 +454,7 @@ class Books:
 
     def save(self, company: Company, entity_name: str, record: dict) -> None:
         """Persist a record changed by a side effect (balances), without a new SyncToken or event."""
-        company.table(entity_name)[record["Id"]] = record
+        company.put(entity_name, record)
         self.storage.save_record(company.realm_id, entity_name, record["Id"], record)
 
     # --- QBO's rules -------------------------------------------------------------------------------
@@ -535,17 +584,14 @@ class Books:
         scope = SHARED_NAME_ENTITIES if entity.name in SHARED_NAME_ENTITIES else {entity.name}
         wanted = str(record[name_field]).strip().lower()
         parent = (record.get("ParentRef") or {}).get("value")
-        for other_entity in scope:
-            for other in company.table(other_entity).values():
-                if other["Id"] == record["Id"] and other_entity == entity.name:
-                    continue
-                if not other.get("Active", True):
-                    continue
-                if str(other.get(name_field, "")).strip().lower() != wanted:
-                    continue
-                if other_entity == entity.name and (other.get("ParentRef") or {}).get("value") != parent:
-                    continue
-                raise faults.duplicate_name(other["Id"])
+        index_scope = "names" if entity.name in SHARED_NAME_ENTITIES else entity.name
+        for other_entity, other_id in sorted(company.by_name.get((index_scope, wanted), ())):
+            if other_entity not in scope or (other_id == record["Id"] and other_entity == entity.name):
+                continue
+            other = company.table(other_entity)[other_id]
+            if other_entity == entity.name and (other.get("ParentRef") or {}).get("value") != parent:
+                continue
+            raise faults.duplicate_name(other["Id"])
 
     def _account_rules(self, record: dict, parent: dict | None) -> None:
         name = str(record["Name"])
@@ -784,7 +830,8 @@ class Books:
     def _applied_to(self, company: Company, linked_type: str, txn_id: str) -> float:
         source = "Payment" if linked_type == "Invoice" else "BillPayment"
         applied = 0.0
-        for payment in company.table(source).values():
+        payments = company.table(source)
+        for payment in (payments[i] for i in company.by_link.get((source, txn_id), ()) if i in payments):
             for line in payment.get("Line", []):
                 if any(link.get("TxnId") == txn_id and link.get("TxnType") == linked_type
                        for link in line.get("LinkedTxn", [])):
@@ -827,13 +874,11 @@ class Books:
         holder = company.table(party).get(party_id)
         if holder is None:
             return
-        source, ref_field = ("Invoice", "CustomerRef") if party == "Customer" else ("Bill", "VendorRef")
-        balance = money(sum(float(t.get("Balance", 0)) for t in company.table(source).values()
-                            if t.get(ref_field, {}).get("value") == party_id))
+        source = "Invoice" if party == "Customer" else "Bill"
+        balance = money(sum(float(t.get("Balance", 0)) for t in company.parties(source, party_id)))
         if party == "Customer":
             balance = money(balance - sum(float(p.get("UnappliedAmt", 0))
-                                          for p in company.table("Payment").values()
-                                          if p.get("CustomerRef", {}).get("value") == party_id))
+                                          for p in company.parties("Payment", party_id)))
         if holder.get("Balance") == balance:
             return
         holder = {**holder, "Balance": balance}
@@ -852,6 +897,16 @@ def _linked_ids(record: dict | None) -> set[str]:
     if not record:
         return set()
     return {str(link.get("TxnId")) for line in record.get("Line", []) for link in line.get("LinkedTxn", [])}
+
+
+def _without_empty(value: Any) -> Any:
+    """A deep copy without null or "" values in objects: QBO treats them as not given (clients such as
+    python-quickbooks send every attribute they know, unset ones as "" or null)."""
+    if isinstance(value, dict):
+        return {k: _without_empty(v) for k, v in value.items() if v is not None and v != ""}
+    if isinstance(value, list):
+        return [_without_empty(v) for v in value]
+    return value
 
 
 def _refuse_unknown_fields(entity: EntityDef, body: dict) -> None:

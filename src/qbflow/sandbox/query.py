@@ -737,7 +737,13 @@ def _sort_key(path: tuple[str, ...]) -> Callable[[dict[str, Any]], SortKey]:
     return key
 
 
-_ID_KEY: Final = _sort_key(("Id",))
+def _id_key(record: dict[str, Any]) -> tuple[int, str]:
+    """Server-assigned Ids are digit strings: ordering by (length, text) is numeric order, and cheap."""
+    record_id = record.get("Id", "")
+    return len(record_id), record_id
+
+
+_ID_KEY: Final = _id_key
 
 
 def _order(records: list[dict[str, Any]], query: Query) -> None:

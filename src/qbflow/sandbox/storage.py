@@ -6,6 +6,7 @@ written through to SQLite in the same call, and the file is read back at start.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -37,17 +38,40 @@ class Storage:
             self._db.executescript(_SCHEMA)
         self._kv: dict[str, Any] = {}
         self._blobs: dict[str, bytes] = {}
+        self._depth = 0
 
     @property
     def persistent(self) -> bool:
         return self._db is not None
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One commit for every write of one API call (nested calls join the outer one).
+
+        Memory is already changed when a write fails halfway, so the file is committed either way: it must
+        keep saying what the books say.
+        """
+        if self._db is None:
+            yield
+            return
+        if self._depth == 0:
+            self._db.execute("BEGIN")
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if self._depth == 0:
+                self._db.execute("COMMIT")
 
     # records -----------------------------------------------------------------------------------
     def load_records(self) -> Iterator[tuple[str, str, str, dict]]:
         """Every stored record as (realm, entity, id, body)."""
         if self._db is None:
             return iter(())
-        rows = self._db.execute("SELECT realm, entity, id, body FROM record").fetchall()
+        # In Id order, so tables are in creation order again (queries without ORDERBY rely on it).
+        rows = self._db.execute(
+            "SELECT realm, entity, id, body FROM record ORDER BY realm, entity, length(id), id").fetchall()
         return ((r, e, i, json.loads(b)) for r, e, i, b in rows)
 
     def save_record(self, realm: str, entity: str, record_id: str, body: dict) -> None:
