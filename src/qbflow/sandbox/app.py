@@ -340,7 +340,7 @@ class Sandbox:
             query = parse_query(text, known_entities=ENTITIES.keys(), known_property=_known_property)
         except QueryError as error:
             raise Fault(error.code, error.message, error.detail, element=None) from None
-        records = self.books.records(realm, query.entity)
+        records = self._candidates(realm, query)
         entity = ENTITIES[query.entity]
         if entity.kind is Kind.NAME_LIST and not query.filters_on("Active"):
             records = [r for r in records if r.get("Active", True)]
@@ -352,6 +352,22 @@ class Sandbox:
         if entity.kind is Kind.ATTACHMENT and base_url:
             page = [self.attachments.with_temp_url(realm, r, base_url) for r in page]
         return {query.entity: page, "startPosition": query.start_position, "maxResults": len(page)}
+
+    def _candidates(self, realm: str, query: Any) -> Any:
+        """The records a query can match: an equality on Id or on the customer/vendor narrows the scan to
+        an index lookup (select() still checks every condition)."""
+        company = self.books.company(realm)
+        for condition in query.conditions:
+            if condition.negated or len(condition.path) != 1 or condition.op not in ("=", "IN"):
+                continue
+            name = condition.path[0].lower()
+            keys = [str(v) for v in condition.values]
+            if name == "id":
+                table = company.table(query.entity)
+                return [table[k] for k in dict.fromkeys(keys) if k in table]
+            if name in ("customerref", "vendorref") and len(keys) == 1:
+                return sorted(company.parties(query.entity, keys[0]), key=lambda r: (len(r["Id"]), r["Id"]))
+        return company.table(query.entity).values()
 
     def batch(self, realm: str, body: Any) -> list[dict]:
         items = body.get("BatchItemRequest") if isinstance(body, dict) else None
