@@ -1,0 +1,70 @@
+"""Talking to QuickBooks Online: one async client per company, and what it needs.
+
+    from qbflow.qbo import QBOClient, Query, RefreshingTokens
+
+* `client`: `QBOClient` (every operation, retries, requestid idempotency, paging, batch, attachments)
+* `errors`: the QBOError hierarchy and the Fault-code table
+* `pacing`: per-realm limits shared by everything in the process (`pacer_for`)
+* `query`: the query builder that escapes every value
+* `tokens`: where access tokens come from, and coalesced refresh
+
+Knows nothing of workflows.
+"""
+
+from qbflow.qbo.client import (
+    DEFAULT_MINOR_VERSION,
+    PRODUCTION_BASE_URL,
+    SANDBOX_BASE_URL,
+    BatchResult,
+    QBOClient,
+    RetryPolicy,
+)
+from qbflow.qbo.errors import (
+    AuthError,
+    DuplicateName,
+    NeedsReconnect,
+    NotFound,
+    QBOError,
+    RateLimited,
+    StaleObject,
+    Transient,
+    UnsupportedOperation,
+    Validation,
+    error_from_response,
+)
+from qbflow.qbo.pacing import Limits, RealmPacer, pacer_for
+from qbflow.qbo.query import Like, Query, like_contains, like_exact, like_prefix, like_suffix
+from qbflow.qbo.tokens import RefreshingTokens, StaticTokens, TokenProvider, TokenSet
+
+__all__ = [
+    "DEFAULT_MINOR_VERSION",
+    "PRODUCTION_BASE_URL",
+    "SANDBOX_BASE_URL",
+    "AuthError",
+    "BatchResult",
+    "DuplicateName",
+    "Like",
+    "Limits",
+    "NeedsReconnect",
+    "NotFound",
+    "QBOClient",
+    "QBOError",
+    "Query",
+    "RateLimited",
+    "RealmPacer",
+    "RefreshingTokens",
+    "RetryPolicy",
+    "StaleObject",
+    "StaticTokens",
+    "TokenProvider",
+    "TokenSet",
+    "Transient",
+    "UnsupportedOperation",
+    "Validation",
+    "error_from_response",
+    "like_contains",
+    "like_exact",
+    "like_prefix",
+    "like_suffix",
+    "pacer_for",
+]

@@ -1,0 +1,201 @@
+"""Per-company pacing: stay under Intuit's limits instead of finding them with 429s.
+
+Intuit throttles each realm to 500 requests a minute, 10 requests in flight and 40 batch requests a
+minute (README §5). A `RealmPacer` admits a request only when all three allow it:
+
+    async with pacer.slot(batch=False):
+        response = await http.send(request)
+
+* In flight: an asyncio.Semaphore, held until the answer has been read.
+* Per minute: a *sliding log*. A fixed-window counter lets 2x the limit through around a window
+  boundary (500 at 0:59, 500 at 1:01); a log guarantees that no interval of `window` seconds ever holds
+  more than `per_window` requests, whatever window the server uses.
+* What the log records is the moment each request *ended* (answer read, or failure), and a request in
+  flight counts until then. The server stamps a request somewhere between our send and our receipt of
+  its answer; stamping at the send would let a request delayed on the way (latency, a busy event
+  loop, a descheduled process) sit in the server's window longer than in ours, and a later request
+  could then be one too many. Stamping at the end is an upper bound of the server's stamp, whatever
+  the latency; it costs one round trip per window (well under 1 %).
+* The window also carries a safety margin (60.5 s by default) for what we cannot see: clocks that tick
+  at slightly different rates, or a gateway that counts a request again when it retries it upstream.
+  Half a second costs under 1 % of throughput.
+* A batch request counts against both the general log and the batch log (40/min), as Intuit counts it.
+* After a 429 the whole realm pauses (Retry-After if given, else Intuit's advice: 60 s): everything
+  else talking to that company would be refused too, and hammering prolongs the throttle.
+
+Every client in this process that talks to a realm shares one pacer through `pacer_for(realm_id)`, so
+triggers and actions together stay under the limit. The clock and sleep are injectable for tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+from qbflow.qbo._aio import PerLoop
+
+__all__ = ["DEFAULT_LIMITS", "Limits", "RealmPacer", "pacer_for", "reset_pacers"]
+
+log = logging.getLogger("qbflow.qbo")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Intuit's per-realm throttles as we pace to them. Defaults: production QBO."""
+
+    per_window: int = 500
+    window: float = 60.0
+    margin: float = 0.5  # added to `window`; see the module docstring
+    concurrent: int = 10
+    batch_per_window: int = 40
+    throttle_pause: float = 60.0  # pause after a 429 without Retry-After (Intuit: "wait 60 seconds")
+
+    def __post_init__(self) -> None:
+        if self.per_window < 1 or self.concurrent < 1 or self.batch_per_window < 1:
+            raise ValueError("limits must allow at least one request")
+        if self.window <= 0 or self.margin < 0 or self.throttle_pause < 0:
+            raise ValueError("window must be positive; margin and throttle_pause not negative")
+
+    @property
+    def effective_window(self) -> float:
+        return self.window + self.margin
+
+
+DEFAULT_LIMITS = Limits()
+
+
+class RealmPacer:
+    """Admits requests to one realm at a pace its throttles allow. Share one per realm per process."""
+
+    def __init__(
+        self,
+        realm_id: str = "",
+        limits: Limits = DEFAULT_LIMITS,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> None:
+        self.realm_id = realm_id
+        self.limits = limits
+        self._clock = clock
+        self._sleep = sleep
+        # End times of finished requests (appended in time order) and counts of those still in flight.
+        self._requests: deque[float] = deque()
+        self._batches: deque[float] = deque()
+        self._pending = 0
+        self._pending_batches = 0
+        self._paused_until = 0.0
+        self._in_flight = PerLoop(lambda: asyncio.Semaphore(self.limits.concurrent))
+        # Admission is serialised: the first waiter is admitted first, and two waiters cannot both
+        # take the last place in the window.
+        self._admission = PerLoop(asyncio.Lock)
+        self.admitted = 0
+        self.throttles = 0
+
+    @contextlib.asynccontextmanager
+    async def slot(self, *, batch: bool = False) -> AsyncIterator[None]:
+        """Hold a place for one request (a batch request when `batch`) while the block runs."""
+        async with self._in_flight.get():
+            await self._admit(batch)
+            try:
+                yield
+            finally:
+                self._finish(batch)
+
+    async def _admit(self, batch: bool) -> None:
+        async with self._admission.get():
+            while True:
+                now = self._clock()
+                wait = self._wait_needed(now, batch)
+                if wait <= 0:
+                    self._pending += 1
+                    if batch:
+                        self._pending_batches += 1
+                    self.admitted += 1
+                    return
+                await self._sleep(wait)
+
+    def _finish(self, batch: bool) -> None:
+        now = self._clock()
+        self._pending -= 1
+        self._requests.append(now)
+        if batch:
+            self._pending_batches -= 1
+            self._batches.append(now)
+
+    def _wait_needed(self, now: float, batch: bool) -> float:
+        """Seconds until a request (a batch request) may go, 0 if now."""
+        window = self.limits.effective_window
+        edge = now - window
+        for entries in (self._requests, self._batches):
+            while entries and entries[0] <= edge:
+                entries.popleft()
+        wait = max(self._paused_until - now,
+                   self._wait_for_room(now, self._requests, self._pending, self.limits.per_window))
+        if batch:
+            wait = max(wait, self._wait_for_room(now, self._batches, self._pending_batches,
+                                                 self.limits.batch_per_window))
+        # A tiny positive wait can round to "not yet" forever on a coarse clock; never wait less than 1 ms.
+        return max(wait, 0.001) if wait > 0 else 0.0
+
+    def _wait_for_room(self, now: float, ended: deque[float], pending: int, limit: int) -> float:
+        """Seconds until `ended` (end times in the window) plus `pending` leave room for one more."""
+        excess = pending + len(ended) - limit + 1  # how many entries must leave the window first
+        if excess <= 0:
+            return 0.0
+        if excess > len(ended):
+            # Only requests still in flight fill the window: look again shortly after they end.
+            return self.limits.effective_window / 100
+        return ended[excess - 1] + self.limits.effective_window - now
+
+    def set_limits(self, limits: Limits) -> None:
+        """Pace to new limits from now on (requests already in flight keep their places)."""
+        self.limits = limits
+        self._in_flight = PerLoop(lambda: asyncio.Semaphore(limits.concurrent))
+
+    def throttled(self, retry_after: float | None = None) -> float:
+        """Record a 429: pause the whole realm. Returns how long the pause lasts from now."""
+        pause = self.limits.throttle_pause if retry_after is None else retry_after
+        now = self._clock()
+        self._paused_until = max(self._paused_until, now + pause)
+        self.throttles += 1
+        log.warning("QBO throttled realm %s (429); pausing its requests for %.1f s", self.realm_id or "?", pause)
+        return self._paused_until - now
+
+    def stats(self) -> dict[str, float | int]:
+        """Counts in the current window (for logs, benchmarks and tests)."""
+        now = self._clock()
+        self._wait_needed(now, False)
+        return {"requests_in_window": len(self._requests) + self._pending,
+                "batches_in_window": len(self._batches) + self._pending_batches, "in_flight": self._pending,
+                "admitted": self.admitted, "throttles": self.throttles,
+                "paused_for": max(0.0, self._paused_until - now)}
+
+    def __repr__(self) -> str:
+        return f"RealmPacer(realm_id={self.realm_id!r}, limits={self.limits!r})"
+
+
+_PACERS: dict[str, RealmPacer] = {}
+
+
+def pacer_for(realm_id: str, limits: Limits | None = None) -> RealmPacer:
+    """The process-wide pacer of `realm_id`, made on first use (with `limits`, default Intuit's).
+
+    Later calls return the same pacer; passing different `limits` then replaces its limits.
+    """
+    pacer = _PACERS.get(realm_id)
+    if pacer is None:
+        pacer = _PACERS[realm_id] = RealmPacer(realm_id, limits or DEFAULT_LIMITS)
+    elif limits is not None and limits != pacer.limits:
+        pacer.set_limits(limits)
+    return pacer
+
+
+def reset_pacers() -> None:
+    """Forget every realm's pacer (tests)."""
+    _PACERS.clear()
