@@ -13,6 +13,7 @@ import asyncio
 import base64
 import contextlib
 import functools
+import hashlib
 import json
 import random
 import secrets
@@ -282,6 +283,8 @@ class Sandbox:
             record = self.books.get(realm, entity.name, parts[1])
             if entity.kind is Kind.ATTACHMENT:
                 record = self.attachments.with_temp_url(realm, record, str(request.base_url))
+            if entity.name == "Invoice" and "invoicelink" in params.get("include", "").lower():
+                record = _with_invoice_link(realm, record)
             return 200, {entity.name: record, "time": self._time()}, JSON_OK
         if method == "GET" and len(parts) == 3 and parts[2] == "pdf":
             if not entity.supports(Op.PDF):
@@ -417,6 +420,16 @@ class Sandbox:
         else:
             op, include = (None if operation in ("create", "update") else operation), None
         return {name: self.write(realm, name, op, include, body)}
+
+
+def _with_invoice_link(realm: str, invoice: dict) -> dict:
+    """`include=invoiceLink`: QBO adds a pay-online link when the invoice can be paid online and has an
+    e-mail address. The link has Intuit's form but leads nowhere: the sandbox takes no payments."""
+    online = invoice.get("AllowOnlineCreditCardPayment") or invoice.get("AllowOnlineACHPayment")
+    if not online or not (invoice.get("BillEmail") or {}).get("Address"):
+        return invoice
+    token = hashlib.sha256(f"{realm}/{invoice['Id']}".encode()).hexdigest()[:40]
+    return {**invoice, "InvoiceLink": f"https://connect.intuit.com/portal/app/CommerceNetwork/view/scs-v1-{token}"}
 
 
 @functools.cache

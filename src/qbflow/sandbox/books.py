@@ -558,6 +558,8 @@ class Books:
             record.setdefault("Vendor1099", False)
         if entity.name == "Employee":
             record.setdefault("BillableTime", False)
+        if entity.name == "Term":
+            record.setdefault("Type", "STANDARD")  # the only kind the API creates without DayOfMonth fields
         if entity.name == "Customer":
             record.setdefault("Taxable", True)
             if "DefaultTaxCodeRef" not in record:

@@ -116,8 +116,9 @@ _GRAMMAR: Final = (
     r"""
 start: SELECT projection? FROM IDENTIFIER where_clause? order_clause? paging?
 
-projection: STAR                    -> select_all
-          | COUNT LPAR STAR RPAR    -> select_count
+projection: STAR (COMMA IDENTIFIER)*              -> select_all
+          | IDENTIFIER (COMMA IDENTIFIER)*        -> select_fields
+          | COUNT LPAR STAR RPAR                  -> select_count
 
 where_clause: WHERE condition ((AND | OR) condition)*
 condition: NOT? IDENTIFIER comparison value                     -> compare
@@ -426,11 +427,17 @@ def _make_getter(path: tuple[str, ...]) -> Callable[[dict[str, Any]], Any]:
 
         return get_one
 
-    def get(record: dict[str, Any]) -> Any:
-        current: Any = record
-        for name, lowered, size in steps:
+    def walk(current: Any, index: int) -> Any:
+        for position in range(index, len(steps)):
+            if current.__class__ is list:
+                # A list on the way (AttachableRef.EntityRef.value): every element is a candidate value.
+                found = [walk(item, position) for item in current]
+                values = tuple(v for item in found for v in (item.values if item.__class__ is _Many else (item,))
+                               if v is not _MISSING)
+                return _Many(values) if values else _MISSING
             if current.__class__ is not dict:
                 return _MISSING
+            name, lowered, size = steps[position]
             value = current.get(name, _MISSING)
             if value is _MISSING:
                 value = _lookup_any_case(current, lowered, size)
@@ -439,7 +446,17 @@ def _make_getter(path: tuple[str, ...]) -> Callable[[dict[str, Any]], Any]:
             current = value
         return _stand_in(current)
 
+    def get(record: dict[str, Any]) -> Any:
+        return walk(record, 0)
+
     return get
+
+
+@dataclass(frozen=True)
+class _Many:
+    """Values reached through a list: a condition holds when it holds for any of them."""
+
+    values: tuple[Any, ...]
 
 
 def _is_numeric_id(path: tuple[str, ...]) -> bool:
@@ -514,7 +531,13 @@ def _compile_condition(cond: Condition) -> Predicate:
 
     def predicate(record: dict[str, Any]) -> bool:
         value = get(record)
-        result = missing_result if value is _MISSING else test(value)
+        if value is _MISSING:
+            result = missing_result
+        elif value.__class__ is _Many:
+            outcomes = [test(v) for v in value.values]
+            result = True if True in outcomes else (False if False in outcomes else None)
+        else:
+            result = test(value)
         # SQL-style three-valued logic: a missing or incomparable value satisfies neither a condition
         # nor its negation.
         if result is None:
@@ -632,6 +655,10 @@ def _parse_cached(
             continue
         if child.data == "select_count":
             count = True
+        elif child.data in ("select_all", "select_fields"):
+            # Named columns are accepted (python-quickbooks sends `SELECT *, Sku FROM Item`, which Intuit
+            # answers); they are checked as properties, and whole records are answered.
+            written_names.extend(t.value for t in child.children if isinstance(t, Token) and t.type == "IDENTIFIER")
         elif child.data == "where_clause":
             for part in child.children:
                 if isinstance(part, Token) and part.type == "OR":
