@@ -118,3 +118,31 @@ async def test_read_only_and_settings_entities(http, api, realm):
     assert renamed.json()["CompanyInfo"]["CompanyName"] == "Renamed Gardens LLC"
     counted = await http.get(api("query"), params={"query": "select count(*) from Account"})
     assert counted.json()["QueryResponse"]["totalCount"] >= 20
+
+
+def _without_times(value):
+    if isinstance(value, dict):
+        return {k: _without_times(v) for k, v in value.items() if k not in ("MetaData", "DeliveryTime")}
+    if isinstance(value, list):
+        return [_without_times(v) for v in value]
+    return value
+
+
+async def test_a_new_company_has_believable_books_the_same_every_time():
+    from qbflow.sandbox.app import Sandbox
+
+    first, second = Sandbox(rate_limit=False), Sandbox(rate_limit=False)
+    assert first.realms == second.realms
+    realm = first.realms[0]
+    books = {name: _without_times(list(first.books.records(realm, name))) for name in ENTITIES}
+    assert books == {name: _without_times(list(second.books.records(realm, name))) for name in ENTITIES}
+    # A chart of accounts, tax codes, terms, products, customers, vendors and some transactions.
+    assert len(books["Account"]) >= 20 and len(books["Customer"]) >= 5 and len(books["Vendor"]) >= 5
+    assert books["TaxCode"] and books["Term"] and len(books["Item"]) >= 5
+    assert len(books["Invoice"]) >= 3 and books["Payment"] and books["Bill"]
+    # Consistent: the paid invoice has no balance, and customers' balances add up to their open invoices.
+    paid = [i for i in books["Invoice"] if i["LinkedTxn"]]
+    assert paid and all(i["Balance"] == 0 for i in paid)
+    for customer in books["Customer"]:
+        open_total = sum(i["Balance"] for i in books["Invoice"] if i["CustomerRef"]["value"] == customer["Id"])
+        assert customer["Balance"] == round(open_total, 2)
