@@ -50,6 +50,7 @@ Facts this module follows, and where they come from (see also /work/shared/qbo/R
 from __future__ import annotations
 
 import functools
+import operator
 import re
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
@@ -483,6 +484,11 @@ _ORDER_TESTS: Final[dict[str, Callable[[int], bool]]] = {
 }
 
 
+_NUMBER_TESTS: Final[dict[str, Callable[[float, float], bool]]] = {
+    "=": operator.eq, "!=": operator.ne, "<": operator.lt, ">": operator.gt, "<=": operator.le, ">=": operator.ge,
+}
+
+
 def _compile_condition(cond: Condition) -> Predicate:
     """One condition as a closure over its pre-parsed operands (done once per query, not per record)."""
     get = _make_getter(cond.path)
@@ -524,8 +530,14 @@ def _compile_condition(cond: Condition) -> Predicate:
     else:
         operand = operands[0]
         accept = _ORDER_TESTS[cond.op]
+        number = operand.number
+        direct = _NUMBER_TESTS[cond.op]
 
         def test(value: Any) -> bool | None:
+            # Amounts are the common case (TotalAmt > '100'): compare floats and ints straight away.
+            kind = value.__class__
+            if (kind is float or kind is int) and number is not None:
+                return direct(value, number)
             outcome = _compare(value, operand, numeric_ids)
             return None if outcome is None else accept(outcome)
 
