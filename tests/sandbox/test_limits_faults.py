@@ -244,3 +244,17 @@ async def test_slow_answers_are_right_but_late_and_requestid_makes_the_retry_saf
                                     json={"DisplayName": name})
             assert retry.status_code == 200
             assert await count_customers(http, realm, name) == 1
+
+
+async def test_latency_is_added_to_every_answer():
+    sandbox = Sandbox(rate_limit=False)
+    realm = sandbox.realms[0]
+    async with client_for(sandbox, None) as admin:
+        assert (await admin.put("/_sandbox/faults", json={"latency": -1})).status_code == 400
+        assert (await admin.put("/_sandbox/faults", json={"latency": 0.05})).json()["latency"] == 0.05
+    async with client_for(sandbox, token_for(sandbox, realm)) as http:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        response = await http.get(f"/v3/company/{realm}/customer/1")
+        assert response.status_code == 200
+        assert loop.time() - started >= 0.05

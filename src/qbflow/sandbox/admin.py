@@ -68,16 +68,19 @@ def routes(sandbox: Sandbox) -> list[Route]:
                 rate = float(body.get("rate", plan.rate))
                 kinds = tuple(body.get("kinds", plan.kinds))
                 slow = float(body.get("slow_seconds", plan.slow_seconds))
+                latency = float(body.get("latency", plan.latency))
             except (ValueError, TypeError) as error:
                 return _error(str(error))
+            if not 0 <= latency <= 60:
+                return _error(f"latency must be between 0 and 60 seconds, got {latency}")
             if not 0 <= rate <= 1:
                 return _error(f"rate must be between 0 and 1, got {rate}")
             unknown = [k for k in kinds if k not in INJECTABLE_FAULTS]
             if unknown or not kinds:
                 return _error(f"kinds must be a non-empty subset of {list(INJECTABLE_FAULTS)}, got {list(kinds)}")
-            plan.rate, plan.kinds, plan.slow_seconds = rate, kinds, slow
+            plan.rate, plan.kinds, plan.slow_seconds, plan.latency = rate, kinds, slow, latency
         return JSONResponse({"rate": plan.rate, "kinds": list(plan.kinds), "slow_seconds": plan.slow_seconds,
-                             "injected": plan.injected})
+                             "latency": plan.latency, "injected": plan.injected})
 
     async def clock(request: Request) -> Response:
         if request.method == "POST":

@@ -58,6 +58,7 @@ class FaultPlan:
     rate: float = 0.0
     kinds: tuple[str, ...] = INJECTABLE_FAULTS
     slow_seconds: float = 5.0
+    latency: float = 0.0  # added to every API answer, like a network between client and Intuit
     seed: int | None = None
     injected: dict[str, int] = field(default_factory=dict)
 
@@ -187,6 +188,8 @@ class Sandbox:
         if not self.limiter.acquire(realm, batch=is_batch):
             return self._fault_response(faults.throttled(), headers)
         try:
+            if self.faults.latency > 0:
+                await asyncio.sleep(self.faults.latency)
             injected = self.faults.pick()
             if injected == ("slow", False):
                 await asyncio.sleep(self.faults.slow_seconds)
