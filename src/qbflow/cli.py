@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
+import webbrowser
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+if TYPE_CHECKING:
+    from qbflow.store import ConnectionRecord, Store
+
 app = typer.Typer(help="qbflow: automate QuickBooks Online.", no_args_is_help=True, add_completion=False)
+connections_app = typer.Typer(help="List, show and remove connections to QuickBooks companies.",
+                              no_args_is_help=True)
+app.add_typer(connections_app, name="connections")
 console = Console()
+err_console = Console(stderr=True)
 
 
 @app.callback()
@@ -30,6 +44,8 @@ def sandbox(
     no_rate_limit: Annotated[bool, typer.Option("--no-rate-limit", help="Turn Intuit's throttles off.")] = False,
     fault_rate: Annotated[float, typer.Option(help="Fraction of API requests that fail on purpose (0..1).",
                                               min=0.0, max=1.0)] = 0.0,
+    latency: Annotated[float, typer.Option(help="Seconds added to every API answer (simulated network).",
+                                           min=0.0, max=60.0)] = 0.0,
     companies: Annotated[int, typer.Option(help="Companies (realms) to create when the books are new.",
                                            min=1)] = 1,
     webhook_url: Annotated[str | None, typer.Option(help="Where to POST change notifications.")] = None,
@@ -53,6 +69,7 @@ def sandbox(
     box = Sandbox(data=str(data) if data else None, client_id=client_id, client_secret=client_secret,
                   auto_approve=auto_approve, rate_limit=not no_rate_limit, fault_rate=fault_rate,
                   companies=companies, webhook=webhook)
+    box.faults.latency = latency
     base = f"http://{host}:{port}"
     table = Table(title="qbflow sandbox: a local QuickBooks Online", show_header=False)
     table.add_row("API base URL", f"{base}/v3/company/<realmId>/")
@@ -67,6 +84,224 @@ def sandbox(
         table.add_row("Injected faults", f"{fault_rate:.0%} of API requests")
     console.print(table)
     uvicorn.run(box, host=host, port=port, log_level="warning")
+
+
+
+# --- connections ---------------------------------------------------------------------------------------
+@contextmanager
+def _clear_errors() -> Iterator[None]:
+    """qbflow's own errors end the command with their message (never a traceback), exit status 1."""
+    from qbflow.errors import QBFlowError
+
+    try:
+        yield
+    except QBFlowError as exc:
+        err_console.print(f"[red]Error:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+
+
+@contextmanager
+def _open_store() -> Iterator[Store]:
+    from qbflow.store import open_store
+
+    store = open_store()
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _when(moment: datetime | None) -> str:
+    """A UTC time and how far away it is ("2026-01-02 10:00 UTC (in 59 min)")."""
+    if moment is None:
+        return "unknown"
+    seconds = (moment - datetime.now(UTC)).total_seconds()
+    span = abs(seconds)
+    if span < 90:
+        ago = f"{span:.0f} s"
+    elif span < 5400:
+        ago = f"{span / 60:.0f} min"
+    elif span < 2 * 86400:
+        ago = f"{span / 3600:.0f} h"
+    else:
+        ago = f"{span / 86400:.0f} days"
+    relative = f"in {ago}" if seconds >= 0 else f"expired {ago} ago"
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC ({relative})"
+
+
+def _environment_label(record: ConnectionRecord) -> str:
+    if record.environment == "local":
+        return f"local sandbox ({record.api_base})"
+    return {"production": "Intuit production", "sandbox": "Intuit sandbox"}.get(record.environment,
+                                                                                record.environment)
+
+
+def _status(record: ConnectionRecord) -> str:
+    if record.needs_reconnect:
+        return f"[red]needs reconnect[/red] (run: qbflow connect {escape(record.name)})"
+    return "[green]ok[/green]"
+
+
+def _details(record: ConnectionRecord, title: str) -> Table:
+    """One connection as a two-column table; never a secret (the client id is not one)."""
+    table = Table(title=title, show_header=False)
+    rows = [
+        ("Connection", escape(record.name)),
+        ("Company", escape(record.company_name or "(unknown)")),
+        ("Realm ID", escape(record.realm_id)),
+        ("Environment", escape(_environment_label(record))),
+        ("Status", _status(record)),
+    ]
+    if record.status_detail:
+        rows.append(("Status detail", escape(record.status_detail)))
+    rows += [
+        ("API base URL", escape(record.api_base)),
+        ("Client ID", escape(record.client_id)),
+        ("Access token expires", _when(record.access_expires_at)),
+        ("Refresh token expires", _when(record.refresh_expires_at)),
+        ("Token version", str(record.token_version)),
+        ("Connected", f"{record.created_at:%Y-%m-%d %H:%M} UTC"),
+        ("Updated", f"{record.updated_at:%Y-%m-%d %H:%M} UTC"),
+    ]
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+@app.command()
+def connect(
+    name: Annotated[str, typer.Argument(help="A name for the connection, e.g. acme. Reconnecting a name replaces "
+                                             "its tokens.")],
+    client_id: Annotated[str | None, typer.Option(help="Your Intuit app's client id.",
+                                                  envvar="QBFLOW_CLIENT_ID")] = None,
+    client_secret: Annotated[str | None, typer.Option(help="Your Intuit app's client secret (asked for, hidden, "
+                                                      "when missing).", envvar="QBFLOW_CLIENT_SECRET",
+                                                      show_default=False)] = None,
+    sandbox: Annotated[str | None, typer.Option("--sandbox", metavar="URL",
+                                                help="Connect to a local `qbflow sandbox` at URL "
+                                                     "(e.g. http://127.0.0.1:8700).")] = None,
+    production: Annotated[bool, typer.Option("--production",
+                                             help="Connect a real company (default: Intuit's developer "
+                                                  "sandbox companies).")] = False,
+    port: Annotated[int, typer.Option(min=0, max=65535,
+                                      help="Port of the local callback on 127.0.0.1 (0 = any free port). Intuit "
+                                           "redirects only to registered URIs: register "
+                                           "http://127.0.0.1:PORT/callback for your app and pass that PORT.")] = 0,
+    no_browser: Annotated[bool, typer.Option("--no-browser", help="Print the authorization URL instead of "
+                                                                   "opening a browser.")] = False,
+    timeout: Annotated[float, typer.Option(min=1.0, help="Seconds to wait for the browser's answer.")] = 300.0,
+) -> None:
+    """Connect a QuickBooks Online company: authorize in the browser, store the tokens encrypted."""
+    from qbflow.qbo.connect import Environment, valid_connection_name
+    from qbflow.qbo.connect import connect as run_connect
+    from qbflow.store import AsyncConnectionStore, ConnectionNotFound
+
+    if not valid_connection_name(name):
+        raise typer.BadParameter("use letters, digits, '_', '.' and '-' (at most 100 characters)", param_hint="NAME")
+    try:
+        environment = Environment.choose(sandbox, production)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    interactive = sys.stdin.isatty()
+    if not client_id:
+        if not interactive:
+            raise typer.BadParameter("give --client-id or set QBFLOW_CLIENT_ID", param_hint="--client-id")
+        client_id = typer.prompt("Client ID")
+    if not client_secret:
+        if not interactive:
+            raise typer.BadParameter("give --client-secret or set QBFLOW_CLIENT_SECRET",
+                                     param_hint="--client-secret")
+        client_secret = typer.prompt("Client secret", hide_input=True)
+
+    def open_url(url: str) -> None:
+        if environment.name != "local" and port == 0:
+            typer.echo("Note: Intuit redirects only to registered URIs. If it refuses this one, register "
+                       "http://127.0.0.1:PORT/callback for your app and run again with --port PORT.")
+        if no_browser:
+            typer.echo(f"Open this URL in a browser to connect {name!r}:")
+        elif webbrowser.open(url):
+            typer.echo("Opened your browser to authorize qbflow. If nothing happened, open this URL:")
+        else:
+            typer.echo("Could not open a browser. Open this URL to authorize qbflow:")
+        typer.echo(url)  # plain echo: one unwrapped line, flushed, so scripts can read it
+        typer.echo(f"Waiting for the authorization (up to {timeout:g} s)...")
+
+    async def run(store: Store) -> ConnectionRecord:
+        async with AsyncConnectionStore(store.connections) as astore:
+            return await run_connect(name, client_id=client_id, client_secret=client_secret,
+                                     environment=environment, store=astore, open_url=open_url, port=port,
+                                     timeout=timeout, report=lambda text: typer.echo(text))
+
+    with _clear_errors(), _open_store() as store:
+        try:
+            previous = store.connections.get(name)
+        except ConnectionNotFound:
+            previous = None
+        try:
+            record = asyncio.run(run(store))
+        except KeyboardInterrupt:
+            err_console.print("Cancelled; nothing was stored.")
+            raise typer.Exit(130) from None
+    verb = "Reconnected" if previous is not None else "Connected"
+    console.print(_details(record, f"{verb} {escape(record.company_name or record.realm_id)}"))
+    if previous is not None and previous.realm_id != record.realm_id:
+        console.print(f"[yellow]Note:[/yellow] {escape(name)!r} pointed at realm {escape(previous.realm_id)} "
+                      f"before; it now points at realm {escape(record.realm_id)}.")
+
+
+@connections_app.command("list")
+def connections_list() -> None:
+    """Every connection: name, company, environment, status and token expiry (never a secret)."""
+    with _clear_errors(), _open_store() as store:
+        records = store.connections.list()
+    if not records:
+        console.print("No connections yet. Add one with: qbflow connect NAME")
+        return
+    table = Table(title="Connections")
+    for column in ("Name", "Realm ID", "Company", "Environment", "Status", "Access token expires"):
+        table.add_column(column)
+    for record in records:
+        table.add_row(escape(record.name), escape(record.realm_id), escape(record.company_name or ""),
+                      escape(_environment_label(record)), _status(record), _when(record.access_expires_at))
+    console.print(table)
+
+
+@connections_app.command("show")
+def connections_show(name: Annotated[str, typer.Argument(help="The connection's name.")]) -> None:
+    """One connection in detail (never a secret)."""
+    with _clear_errors(), _open_store() as store:
+        record = store.connections.get(name)
+    console.print(_details(record, f"Connection {escape(name)}"))
+
+
+@connections_app.command("remove")
+def connections_remove(
+    name: Annotated[str, typer.Argument(help="The connection's name.")],
+    force: Annotated[bool, typer.Option("--force", help="Remove it even if Intuit cannot revoke its "
+                                                        "tokens.")] = False,
+) -> None:
+    """Revoke a connection's tokens at Intuit, then delete it."""
+    from qbflow.qbo.connections import revoke_connection
+    from qbflow.qbo.errors import QBOError
+
+    with _clear_errors(), _open_store() as store:
+        record = store.connections.get(name)
+        try:
+            asyncio.run(revoke_connection(record))
+            revoked = True
+        except QBOError as exc:
+            if not force:
+                err_console.print(
+                    f"[red]Error:[/red] could not revoke connection {escape(name)!r} at Intuit: {escape(str(exc))}\n"
+                    f"The connection was kept. To delete it anyway, run: qbflow connections remove "
+                    f"{escape(name)} --force (then disconnect the app in QuickBooks).")
+                raise typer.Exit(1) from None
+            err_console.print(f"[yellow]Warning:[/yellow] could not revoke connection {escape(name)!r} at Intuit "
+                              f"({escape(str(exc))}); removing it anyway. Disconnect the app in QuickBooks.")
+            revoked = False
+        store.connections.remove(name)
+    console.print(f"Removed connection {escape(name)!r}" + (" (its tokens were revoked at Intuit)." if revoked
+                                                              else "."))
 
 
 if __name__ == "__main__":
