@@ -244,3 +244,19 @@ def test_remove_keeps_the_connection_when_revoking_fails_unless_forced(tmp_path:
     assert "No connections yet" in cli(env, "connections", "list").output
     for result in (kept, forced):
         assert record.refresh_token not in result.output and CLIENT_SECRET not in result.output
+
+
+def test_connect_to_an_auto_approving_sandbox_needs_no_browser(tmp_path: Path, sandbox_url: str) -> None:
+    """`qbflow connect NAME --sandbox URL` against `qbflow sandbox --auto-approve` finishes on its own, even
+    on a machine where no browser can be opened."""
+    env = qbflow_env(tmp_path)
+    (tmp_path / "data").mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "qbflow.cli", "connect", "demo", "--sandbox", sandbox_url, "--timeout", "60"],
+        env={**os.environ, **env, "BROWSER": "false", "DISPLAY": "", "COLUMNS": "200"},
+        capture_output=True, text=True, timeout=90, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "approved at once" in result.stdout and "Connected Sandbox Company_US_1" in result.stdout
+    record = stored(env, "demo")
+    assert record.status == "ok" and record.company_name == "Sandbox Company_US_1"
+    assert record.access_token not in result.stdout + result.stderr
