@@ -72,21 +72,6 @@ def _fresh_pacers():
 
 
 @pytest.fixture
-def sandbox() -> Sandbox:
-    return Sandbox(rate_limit=False)
-
-
-@pytest.fixture
-def realm(sandbox: Sandbox) -> str:
-    return sandbox.realms[0]
-
-
-@pytest.fixture
-def token(sandbox: Sandbox, realm: str) -> str:
-    return sandbox.oauth.issue_tokens_for_tests(sandbox.client_id, realm)["access_token"]
-
-
-@pytest.fixture
 def transport(sandbox: Sandbox) -> CountingTransport:
     return CountingTransport(sandbox)
 

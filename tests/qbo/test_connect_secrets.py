@@ -55,6 +55,8 @@ def test_no_secret_in_logs_output_or_errors(tmp_path: Path, sandbox_url: str,  #
         monkeypatch.setenv(key, value)
     browser = Browser()
     monkeypatch.setattr("webbrowser.open", lambda url, *a, **k: browser.open(url))
+    # Go through the browser even though this sandbox approves at once, so every code passes `browser`.
+    monkeypatch.setattr("qbflow.cli._sandbox_approves_at_once", lambda url: False)
     runner = CliRunner()
     outputs: list[str] = []
     errors: list[BaseException] = []

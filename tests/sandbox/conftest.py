@@ -11,21 +11,6 @@ from qbflow.sandbox.app import Sandbox
 
 
 @pytest.fixture
-def sandbox() -> Sandbox:
-    return Sandbox(rate_limit=False)
-
-
-@pytest.fixture
-def realm(sandbox: Sandbox) -> str:
-    return sandbox.realms[0]
-
-
-@pytest.fixture
-def token(sandbox: Sandbox, realm: str) -> str:
-    return sandbox.oauth.issue_tokens_for_tests(sandbox.client_id, realm)["access_token"]
-
-
-@pytest.fixture
 async def http(sandbox: Sandbox, token: str) -> AsyncIterator[httpx.AsyncClient]:
     """An authorised client for the first company; URLs are relative to /v3/company/{realm}/."""
     async with httpx.AsyncClient(
