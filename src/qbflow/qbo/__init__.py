@@ -7,6 +7,9 @@
 * `pacing`: per-realm limits shared by everything in the process (`pacer_for`)
 * `query`: the query builder that escapes every value
 * `tokens`: where access tokens come from, and coalesced refresh
+* `oauth`, `connect`, `connections`: Intuit's OAuth 2.0 (authlib), `qbflow connect`, and
+  `client_for(name, store)`, a client whose tokens rotate through the database
+* `webhooks`: `verify_signature` and `parse_notification` for Intuit's change notifications
 
 Knows nothing of workflows.
 """
@@ -35,8 +38,12 @@ from qbflow.qbo.errors import (
 from qbflow.qbo.pacing import Limits, RealmPacer, pacer_for
 from qbflow.qbo.query import Like, Query, like_contains, like_exact, like_prefix, like_suffix
 from qbflow.qbo.tokens import RefreshingTokens, StaticTokens, TokenProvider, TokenSet
+from qbflow.qbo.webhooks import ChangeEvent, parse_notification, verify_signature
 
 __all__ = [
+    "ChangeEvent",
+    "parse_notification",
+    "verify_signature",
     "DEFAULT_MINOR_VERSION",
     "PRODUCTION_BASE_URL",
     "SANDBOX_BASE_URL",
