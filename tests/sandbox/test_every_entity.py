@@ -146,3 +146,14 @@ async def test_a_new_company_has_believable_books_the_same_every_time():
     for customer in books["Customer"]:
         open_total = sum(i["Balance"] for i in books["Invoice"] if i["CustomerRef"]["value"] == customer["Id"])
         assert customer["Balance"] == round(open_total, 2)
+
+
+async def test_entity_ref_type_picks_the_list(http, api):
+    expense = await http.post(api("purchase"), json={
+        "PaymentType": "Cash", "AccountRef": {"value": "1"}, "EntityRef": {"value": "5", "type": "Vendor"},
+        "Line": EXPENSE_LINE})
+    assert expense.json()["Purchase"]["EntityRef"] == {"value": "5", "name": "Norcal Fleet Fuel", "type": "Vendor"}
+    customer = await http.post(api("purchase"), json={
+        "PaymentType": "Cash", "AccountRef": {"value": "1"}, "EntityRef": {"value": "5", "type": "Customer"},
+        "Line": EXPENSE_LINE})
+    assert customer.json()["Purchase"]["EntityRef"]["name"] == "Elm Street Dental"

@@ -504,6 +504,8 @@ class Books:
     def _resolve_ref(self, company: Company, ref_field: str, targets: tuple[str, ...], ref: Any) -> dict:
         if not isinstance(ref, dict) or not _present(ref.get("value")):
             raise faults.required(f"{ref_field}.value")
+        if len(targets) > 1 and ref.get("type") in targets:
+            targets = (ref["type"],)  # EntityRef says which list it points into (Customer 5 is not Vendor 5)
         found = self.find_ref(company, targets, ref["value"])
         if found is None:
             raise faults.invalid_reference(targets[0], str(ref["value"]))
