@@ -258,3 +258,22 @@ async def test_latency_is_added_to_every_answer():
         response = await http.get(f"/v3/company/{realm}/customer/1")
         assert response.status_code == 200
         assert loop.time() - started >= 0.05
+
+
+async def test_a_retry_racing_the_first_request_gets_its_answer():
+    """Two requests with one requestid in flight together: one write, the same answer twice."""
+    sandbox = Sandbox(rate_limit=False)
+    realm = sandbox.realms[0]
+    async def slow_body():
+        # The body arrives in two parts, so each request is suspended mid-read as on a real network.
+        yield b'{"DisplayName": '
+        await asyncio.sleep(0.01)
+        yield b'"Raced Customer"}'
+
+    async with client_for(sandbox, token_for(sandbox, realm)) as http:
+        answers = await asyncio.gather(*(
+            http.post(f"/v3/company/{realm}/customer", params={"requestid": "race-1"}, content=slow_body(),
+                      headers={"Content-Type": "application/json"}) for _ in range(5)))
+        assert {a.status_code for a in answers} == {200}
+        assert len({a.json()["Customer"]["Id"] for a in answers}) == 1
+        assert await count_customers(http, realm, "Raced Customer") == 1

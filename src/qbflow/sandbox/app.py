@@ -122,6 +122,7 @@ class Sandbox:
         self.limiter = RateLimiter(enabled=rate_limit)
         self.faults = FaultPlan(rate=fault_rate, seed=fault_seed)
         self.attachments = Attachments(self.books, self.storage, self.clock, self._file_secret())
+        self._in_flight: dict[tuple[str, str], asyncio.Event] = {}
         names = company_names or [f"Sandbox Company_US_{n + 1}" for n in range(companies)]
         for name in names[len(self.books.companies):]:
             self.books.create_company(name)
@@ -197,17 +198,28 @@ class Sandbox:
             if injected and not injected[1]:
                 return await self._inject(injected[0], headers)
             request_id = request.query_params.get("requestid")
+            key = (realm, request_id)
+            if request_id:
+                # A retry that arrives while the first request is still being served waits for its answer.
+                while key in self._in_flight:
+                    await self._in_flight[key].wait()
             cached = self._replay(realm, request_id) if request_id else None
             if cached is not None:
                 status, body, media_type = cached
                 return Response(body, status_code=status, media_type=media_type, headers=headers)
+            if request_id:
+                self._in_flight[key] = asyncio.Event()
             try:
-                status, payload, media_type = await self._dispatch(request, realm, rest)
-            except Fault as fault:
-                status, payload, media_type = fault.status, fault.body(self._time()), "application/json"
-            body = payload if isinstance(payload, bytes) else _dumps(payload)
-            if request_id and status < 500 and status != 429:
-                self._remember(realm, request_id, (status, body, media_type))
+                try:
+                    status, payload, media_type = await self._dispatch(request, realm, rest)
+                except Fault as fault:
+                    status, payload, media_type = fault.status, fault.body(self._time()), "application/json"
+                body = payload if isinstance(payload, bytes) else _dumps(payload)
+                if request_id and status < 500 and status != 429:
+                    self._remember(realm, request_id, (status, body, media_type))
+            finally:
+                if request_id:
+                    self._in_flight.pop(key).set()
             if injected == ("slow", True):
                 # Still the right answer, late: a client that gives up first cannot tell whether the write
                 # happened, which is the case requestid exists for.
