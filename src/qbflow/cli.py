@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import webbrowser
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -17,6 +18,8 @@ from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
+    from qbflow.connector.triggers import Trigger
+    from qbflow.qbo.client import QBOClient
     from qbflow.store import ConnectionRecord, Store
 
 app = typer.Typer(help="qbflow: automate QuickBooks Online.", no_args_is_help=True, add_completion=False)
@@ -322,6 +325,204 @@ def connections_remove(
         store.connections.remove(name)
     console.print(f"Removed connection {escape(name)!r}" + (" (its tokens were revoked at Intuit)." if revoked
                                                               else "."))
+
+
+# --- the connector: catalog, actions, trigger samples -------------------------------------------------------
+action_app = typer.Typer(help="Run one connector action against a connected company.", no_args_is_help=True)
+trigger_app = typer.Typer(help="See what a trigger's events carry.", no_args_is_help=True)
+app.add_typer(action_app, name="action")
+app.add_typer(trigger_app, name="trigger")
+
+USAGE_ERROR = 2  # exit status of a command line that cannot be run as given (unknown key, bad JSON)
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    """End the command with one line on stderr (never a traceback)."""
+    err_console.print(f"[red]Error:[/red] {escape(message)}", soft_wrap=True, highlight=False)
+    raise typer.Exit(code)
+
+
+def _one_line(exc: BaseException) -> str:
+    """An error's message on one line: an ActionInputError's problems joined by "; "."""
+    from qbflow.connector.base import ActionInputError
+
+    if isinstance(exc, ActionInputError):
+        return f"{exc.action_title}: the input is not valid: " + "; ".join(p.describe() for p in exc.problems)
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _print_json(data: object) -> None:
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+@contextmanager
+def _connector_errors(what: str) -> Iterator[None]:
+    """qbflow's errors end the command with exit status 1 and one line naming the problem; anything else
+    is a bug, reported on one line too."""
+    from qbflow.connector.base import ActionInputError
+    from qbflow.errors import QBFlowError
+
+    try:
+        yield
+    except (typer.Exit, typer.Abort):  # click's own exits are RuntimeErrors: not ours to reword
+        raise
+    except ActionInputError as exc:  # already names the action
+        _fail(_one_line(exc))
+    except QBFlowError as exc:
+        _fail(f"{what}: {_one_line(exc)}")
+    except KeyboardInterrupt:
+        err_console.print("Cancelled.")
+        raise typer.Exit(130) from None
+    except Exception as exc:  # the promise is one line, not a traceback
+        _fail(f"{what}: unexpected {type(exc).__name__}: {_one_line(exc)} (a bug in qbflow; please report it)")
+
+
+def _read_input(text: str | None) -> dict:
+    """--input as a dict: inline JSON, @file.json, or @- for standard input (nothing given: {})."""
+    if text is None:
+        return {}
+    source = "--input"
+    if text.startswith("@"):
+        name = text[1:]
+        source = f"--input file {name!r}" if name != "-" else "--input from standard input"
+        try:
+            text = sys.stdin.read() if name == "-" else Path(name).expanduser().read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            _fail(f"cannot read --input file {name!r}: {reason}", USAGE_ERROR)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        _fail(f"{source} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", USAGE_ERROR)
+    if not isinstance(data, dict):
+        kind = {list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(type(data), "a number")
+        _fail(f"{source} must be a JSON object ({{\"field\": value, ...}}), not {kind}", USAGE_ERROR)
+    return data
+
+
+@app.command("catalog")
+def catalog_command(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document: every trigger (with its sample) "
+                                                         "and action (with its input JSON Schema).")] = False,
+) -> None:
+    """Every trigger and action a workflow can use: key, title and description (--json: everything)."""
+    from qbflow.connector.docs import catalog_document
+
+    document = catalog_document()
+    if as_json:
+        _print_json(document)
+        return
+    table = Table(title=f"qbflow catalog: {len(document['triggers'])} triggers, {len(document['actions'])} actions")
+    table.add_column("Kind", no_wrap=True)
+    table.add_column("Key", no_wrap=True, min_width=24)
+    table.add_column("Title", min_width=12)
+    table.add_column("Description", overflow="fold")
+    for kind in ("triggers", "actions"):
+        for item in document[kind]:
+            table.add_row(kind[:-1], escape(item["key"]), escape(item["title"]), escape(item["description"]))
+    console.print(table)
+    console.print("Details: qbflow catalog --json, or docs/catalog.md.")
+
+
+@action_app.command("run")
+def action_run(
+    key: Annotated[str, typer.Argument(help="The action's key, e.g. create_invoice (`qbflow catalog` lists them).")],
+    connection: Annotated[str, typer.Option("--connection", "-c", help="The stored connection to run it on "
+                                                                       "(`qbflow connections list`).")],
+    input_text: Annotated[str | None, typer.Option("--input", "-i", metavar="JSON|@FILE",
+                                                   help="The action's input: a JSON object, @file.json, or @- "
+                                                        "for standard input (default {}).")] = None,
+) -> None:
+    """Run one action against a connected company and print its output as JSON."""
+    from qbflow.connector.base import ActionContext
+    from qbflow.connector.registry import UnknownAction, action
+    from qbflow.qbo.connections import client_for
+
+    try:
+        chosen = action(key)
+    except UnknownAction as exc:
+        _fail(str(exc), USAGE_ERROR)
+    data = _read_input(input_text)
+    with _connector_errors(chosen.title):
+        parsed = chosen.parse(data)  # a bad input is refused before any connection is opened
+
+    async def run(store: Store) -> dict:
+        async with await client_for(connection, store) as qbo:
+            return await chosen.run(ActionContext(qbo), parsed)
+
+    with _connector_errors(chosen.title), _open_store() as store:
+        result = asyncio.run(run(store))
+    _print_json(result)
+
+
+async def _newest_record(qbo: QBOClient, chosen: Trigger) -> dict | None:
+    """The newest record a trigger would fire for: the newest created (New), the latest changed with
+    SyncToken above 0 (Updated), or the newest deletion stub CDC still reports (Deleted)."""
+    from qbflow.connector.polling import CDC_MAX_AGE, CDC_SAFETY
+    from qbflow.connector.triggers import TriggerKind
+    from qbflow.qbo.query import Query
+
+    entity = chosen.entity
+    if chosen.kind is TriggerKind.NEW:
+        found = await qbo.query(Query(entity).order_by("MetaData.CreateTime", desc=True).max(1))
+        return found[0] if found else None
+    if chosen.kind is TriggerKind.UPDATED:
+        page = 100
+        for start in range(1, 10 * page, page):  # the latest 1000 changes are plenty to find one edit
+            records = await qbo.query(Query(entity).order_by("MetaData.LastUpdatedTime", desc=True)
+                                      .start(start).max(page))
+            for record in records:
+                if str(record.get("SyncToken", "0")) not in ("", "0"):
+                    return record
+            if len(records) < page:
+                return None
+        return None
+    since = datetime.now(UTC) - CDC_MAX_AGE + CDC_SAFETY
+    changes = await qbo.cdc([entity], since)
+    deleted = [r for r in changes.get(entity, []) if r.get("status") == "Deleted"]
+    return max(deleted, key=lambda r: (r.get("MetaData") or {}).get("LastUpdatedTime") or "", default=None)
+
+
+@trigger_app.command("sample")
+def trigger_sample(
+    key: Annotated[str, typer.Argument(help="The trigger's key, e.g. new_invoice (`qbflow catalog` lists them).")],
+    connection: Annotated[str | None, typer.Option("--connection", "-c", help="The stored connection to read "
+                                                                              "the newest matching record "
+                                                                              "from.")] = None,
+    offline: Annotated[bool, typer.Option("--offline", help="Print the trigger's built-in sample; no "
+                                                            "connection needed.")] = False,
+) -> None:
+    """Print the newest record a trigger would fire for, as JSON (the built-in sample with --offline)."""
+    from qbflow.connector.triggers import UnknownTrigger, trigger
+    from qbflow.qbo.connections import client_for
+
+    try:
+        chosen = trigger(key)
+    except UnknownTrigger as exc:
+        _fail(str(exc), USAGE_ERROR)
+    if offline:
+        _print_json(chosen.sample_record())
+        return
+    if connection is None:
+        _fail("give --connection NAME to read the newest matching record, or --offline for the built-in sample",
+              USAGE_ERROR)
+
+    async def run(store: Store) -> dict | None:
+        async with await client_for(connection, store) as qbo:
+            return await _newest_record(qbo, chosen)
+
+    with _connector_errors(chosen.title), _open_store() as store:
+        record = asyncio.run(run(store))
+    if record is None:
+        noun = chosen.title.split(" ", 1)[1].lower()
+        why = {"new": f"the company has no {noun} yet",
+               "updated": f"no recently changed {noun} was edited after its creation (SyncToken above 0)",
+               "deleted": f"no {noun} was deleted in the last 30 days (as far back as QuickBooks reports "
+                          f"deletions)"}[chosen.kind.value]
+        err_console.print(f"[yellow]Note:[/yellow] {escape(why)}; printing the trigger's built-in sample "
+                          f"instead.", soft_wrap=True, highlight=False)
+        record = chosen.sample_record()
+    _print_json(record)
 
 
 if __name__ == "__main__":

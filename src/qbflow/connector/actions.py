@@ -65,6 +65,11 @@ T = TypeVar("T")
 Lines = Annotated[list[T], Field(min_length=1, max_length=1000)]
 
 
+def _a(noun: str) -> str:
+    """The noun with its indefinite article: "an invoice", "a bill"."""
+    return f"an {noun}" if noun[:1].lower() in "aeiou" else f"a {noun}"
+
+
 class Address(ActionInput):
     """A postal address."""
 
@@ -586,7 +591,7 @@ def update_input_model(r: EntityActions) -> type[BaseModel]:
     validators = {"_extra_known": _extra_validator(r.entity),
                   "_something": model_validator(mode="after")(something)}
     return create_model(_model_name(r, "update"), __base__=ActionInput,
-                        __doc__=f"What changes on a {r.title}: only the fields given.", __validators__=validators,
+                        __doc__=f"What changes on {_a(r.title)}: only the fields given.", __validators__=validators,
                         **definitions)
 
 
@@ -809,7 +814,7 @@ def _find_handler(r: EntityActions):
 
 # --- generation -------------------------------------------------------------------------------------------------
 def _describe_create(r: EntityActions) -> str:
-    text = f"Creates a {r.title.lower()} in QuickBooks."
+    text = f"Creates {_a(r.title.lower())} in QuickBooks."
     refs = [f.name for f in r.fields if f.targets]
     if refs:
         text += f" References ({', '.join(refs)}) take an Id, or a name or email that is looked up."
@@ -837,20 +842,20 @@ def generate(rows: Iterable[EntityActions] = ROWS) -> dict[str, Action]:
                        _create_handler(r), r.entity, "create"))
         if "update" in r.offers:
             add(Action(f"update_{noun}", f"Update {title}",
-                       f"Changes the fields given on a {lower} and leaves the rest as it is (a sparse update; the "
+                       f"Changes the fields given on {_a(lower)} and leaves the rest as it is (a sparse update; the "
                        f"SyncToken is read for you).", update_input_model(r), _output(r), _update_handler(r),
                        r.entity, "update"))
         if "get" in r.offers:
-            add(Action(f"get_{noun}", f"Get {title}", f"Reads a {lower} by Id.",
+            add(Action(f"get_{noun}", f"Get {title}", f"Reads {_a(lower)} by Id.",
                        _id_model(r, "get", f"The {lower} to read."), _output(r), _get_handler(r), r.entity, "get"))
         if "delete" in r.offers:
-            add(Action(f"delete_{noun}", f"Delete {title}", f"Deletes a {lower} for good.",
+            add(Action(f"delete_{noun}", f"Delete {title}", f"Deletes {_a(lower)} for good.",
                        _id_model(r, "delete", f"The {lower} to delete."),
                        "QuickBooks' confirmation: {\"Id\": ..., \"status\": \"Deleted\"}.", _delete_handler(r),
                        r.entity, "delete"))
         if "deactivate" in r.offers:
             add(Action(f"deactivate_{noun}", f"Deactivate {title}",
-                       f"Makes a {lower} inactive: QuickBooks never deletes {plural.lower()}, it hides inactive "
+                       f"Makes {_a(lower)} inactive: QuickBooks never deletes {plural.lower()}, it hides inactive "
                        f"ones and keeps their history.", _id_model(r, "deactivate", f"The {lower} to deactivate."),
                        f"The {title} as QuickBooks returns it, with Active false.", _deactivate_handler(r),
                        r.entity, "deactivate"))
@@ -862,11 +867,11 @@ def generate(rows: Iterable[EntityActions] = ROWS) -> dict[str, Action]:
                        _find_handler(r), r.entity, "find"))
         if "void" in r.offers:
             add(Action(f"void_{noun}", f"Void {title}",
-                       f"Voids a {lower}: its amounts become zero and it stays on record, marked Voided.",
+                       f"Voids {_a(lower)}: its amounts become zero and it stays on record, marked Voided.",
                        _id_model(r, "void", f"The {lower} to void."), _output(r), _void_handler(r), r.entity,
                        "void"))
         if "send" in r.offers:
-            add(Action(f"send_{noun}", f"Send {title}", f"Emails a {lower} (with its PDF) from QuickBooks.",
+            add(Action(f"send_{noun}", f"Send {title}", f"Emails {_a(lower)} (with its PDF) from QuickBooks.",
                        create_model(_model_name(r, "send"), __base__=SendInput, __doc__=f"The {lower} to send."),
                        f"The {title} as QuickBooks returns it, with EmailStatus \"EmailSent\" and DeliveryInfo.",
                        _send_handler(r), r.entity, "send"))

@@ -318,7 +318,10 @@ async def _read_source(ctx: ActionContext, model: UploadAttachmentInput) -> tupl
     if model.content_base64 is not None:
         return base64.b64decode(model.content_base64), model.file_name or "attachment", None
     if model.path is not None:
-        path = Path(model.path).expanduser()
+        try:
+            path = Path(model.path).expanduser()
+        except RuntimeError:  # "~someone/..." for a user this machine does not know
+            raise _bad(title, "path", model.path, "an existing file") from None
         if not path.is_file():
             raise _bad(title, "path", model.path, "an existing file")
         if path.stat().st_size > MAX_ATTACHMENT_BYTES:
