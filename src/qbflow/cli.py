@@ -525,5 +525,48 @@ def trigger_sample(
     _print_json(record)
 
 
+workflow_app = typer.Typer(help="Workflows as files: check them before they run.", no_args_is_help=True)
+app.add_typer(workflow_app, name="workflow")
+
+
+@workflow_app.command("validate")
+def workflow_validate(
+    files: Annotated[list[Path], typer.Argument(help="Workflow files (YAML), or folders of them.")],
+    check_connections: Annotated[bool, typer.Option(
+        "--check-connections/--no-check-connections",
+        help="Also check that every connection a workflow names is stored (`qbflow connections list`).")] = True,
+) -> None:
+    """Check workflow files: each problem is printed as FILE:LINE: FIELD: what is wrong (exit 1 if any)."""
+    from qbflow.engine.workflow import load_workflow, validate_workflow
+
+    paths: list[Path] = []
+    for item in files:
+        if item.is_dir():
+            paths.extend(sorted(p for p in item.iterdir() if p.suffix in (".yaml", ".yml")))
+        elif item.exists():
+            paths.append(item)
+        else:
+            raise typer.BadParameter(f"no such file or folder: {item}", param_hint="FILES")
+    if not paths:
+        raise typer.BadParameter("no .yaml or .yml files found", param_hint="FILES")
+    connections = None
+    if check_connections:
+        with _clear_errors(), _open_store() as store:
+            connections = [record.name for record in store.connections.list()]
+    failed = False
+    for path in paths:
+        problems = validate_workflow(path, connections=connections)
+        if problems:
+            failed = True
+            for problem in problems:
+                err_console.print(str(problem), markup=False, highlight=False)
+            continue
+        workflow = load_workflow(path, connections=connections)
+        console.print(f"{path}: ok: {workflow.name!r}, trigger {workflow.trigger.key}, "
+                      f"{len(workflow.steps)} step(s)", markup=False, highlight=False)
+    if failed:
+        raise typer.Exit(1)
+
+
 if __name__ == "__main__":
     app()

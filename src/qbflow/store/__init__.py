@@ -12,7 +12,28 @@ from qbflow.store.connections import ConnectionRecord, ConnectionStore, Rotation
 from qbflow.store.crypto import SecretBox
 from qbflow.store.db import make_engine, read_session, upgrade, write_session
 from qbflow.store.errors import ConnectionExists, ConnectionNotFound, NeedsReconnect, StoreError
-from qbflow.store.models import STATUS_NEEDS_RECONNECT, STATUS_OK, Base, Connection
+from qbflow.store.models import (
+    STATUS_NEEDS_RECONNECT,
+    STATUS_OK,
+    Base,
+    Connection,
+    Event,
+    Run,
+    StepResult,
+    TriggerCursor,
+    Workflow,
+)
+from qbflow.store.runs import (
+    CursorRecord,
+    EventRecord,
+    RunNotFound,
+    RunRecord,
+    RunStore,
+    StepRecord,
+    WorkflowNotFound,
+    WorkflowRecord,
+    request_id_for,
+)
 from qbflow.store.store import Store, open_store
 
 __all__ = [
@@ -25,15 +46,29 @@ __all__ = [
     "ConnectionNotFound",
     "ConnectionRecord",
     "ConnectionStore",
+    "CursorRecord",
+    "Event",
+    "EventRecord",
     "NeedsReconnect",
     "Rotation",
+    "Run",
+    "RunNotFound",
+    "RunRecord",
+    "RunStore",
     "SecretBox",
+    "StepRecord",
+    "StepResult",
     "Store",
     "StoreError",
     "TokenResult",
+    "TriggerCursor",
+    "Workflow",
+    "WorkflowNotFound",
+    "WorkflowRecord",
     "make_engine",
     "open_store",
     "read_session",
+    "request_id_for",
     "upgrade",
     "write_session",
 ]

@@ -10,7 +10,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, DateTime, Integer, MetaData, String, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -18,6 +30,24 @@ from sqlalchemy.types import TypeDecorator
 STATUS_OK = "ok"
 STATUS_NEEDS_RECONNECT = "needs_reconnect"
 STATUSES = (STATUS_OK, STATUS_NEEDS_RECONNECT)
+
+RUN_QUEUED = "queued"
+RUN_RUNNING = "running"
+RUN_SUCCEEDED = "succeeded"
+RUN_FAILED = "failed"
+RUN_WAITING_RETRY = "waiting_retry"
+RUN_CANCELLED = "cancelled"
+RUN_STATUSES = (RUN_QUEUED, RUN_RUNNING, RUN_SUCCEEDED, RUN_FAILED, RUN_WAITING_RETRY, RUN_CANCELLED)
+
+STEP_PENDING = "pending"
+STEP_SENT = "sent"
+STEP_SUCCEEDED = "succeeded"
+STEP_FAILED = "failed"
+STEP_SKIPPED = "skipped"
+STEP_STATUSES = (STEP_PENDING, STEP_SENT, STEP_SUCCEEDED, STEP_FAILED, STEP_SKIPPED)
+
+# SQL NULL for Python None (not the JSON literal null), so "no output yet" is NULL.
+JSONValue = JSON(none_as_null=True)
 
 # Named constraints, so later migrations (and SQLite's batch mode) can refer to them by name.
 NAMING_CONVENTION = {
@@ -102,3 +132,112 @@ class Connection(Base):
             f"Connection(id={self.id!r}, name={self.name!r}, realm_id={self.realm_id!r}, "
             f"status={self.status!r}, token_version={self.token_version!r})"
         )
+
+
+class Workflow(Base):
+    """One workflow file as added by `qbflow workflow add`: its parsed definition and whether it runs."""
+
+    __tablename__ = "workflows"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    source_path: Mapped[str | None] = mapped_column(String(1000))
+    definition: Mapped[Any] = mapped_column(JSONValue)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    def __repr__(self) -> str:
+        return f"Workflow(id={self.id!r}, name={self.name!r}, enabled={self.enabled!r})"
+
+
+class TriggerCursor(Base):
+    """Where one workflow's trigger stands on one company: a `PollCursor` as JSON text.
+
+    Written only together with the events it covers (`RunStore.record_poll`).
+    """
+
+    __tablename__ = "trigger_cursors"
+    __table_args__ = (UniqueConstraint("workflow_id", "realm_id", "trigger_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    workflow_id: Mapped[int] = mapped_column(ForeignKey("workflows.id", ondelete="CASCADE"))
+    connection: Mapped[str] = mapped_column(String(100))
+    realm_id: Mapped[str] = mapped_column(String(64), index=True)
+    trigger_key: Mapped[str] = mapped_column(String(100))
+    cursor: Mapped[str] = mapped_column(Text)
+    last_poll_at: Mapped[datetime | None]
+    next_poll_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Event(Base):
+    """One firing of one trigger, stored once per (workflow, company, dedup key)."""
+
+    __tablename__ = "events"
+    __table_args__ = (UniqueConstraint("workflow_id", "realm_id", "dedup_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    workflow_id: Mapped[int] = mapped_column(ForeignKey("workflows.id", ondelete="CASCADE"))
+    realm_id: Mapped[str] = mapped_column(String(64))
+    trigger_key: Mapped[str] = mapped_column(String(100))
+    entity: Mapped[str] = mapped_column(String(100))
+    record_id: Mapped[str] = mapped_column(String(64))
+    sync_token: Mapped[str | None] = mapped_column(String(64))
+    dedup_key: Mapped[str] = mapped_column(String(255))
+    record: Mapped[Any] = mapped_column(JSONValue)
+    changed_at: Mapped[datetime | None]
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Run(Base):
+    """One execution of a workflow for one event (at most one run per event).
+
+    `uid` is random and fixed at creation; step request ids derive from it, so they are stable across
+    retries and crashes of this run yet never collide with another database's run of the same id.
+    """
+
+    __tablename__ = "runs"
+    __table_args__ = (
+        CheckConstraint(f"status IN {RUN_STATUSES!r}", name="status"),
+        Index("ix_runs_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uid: Mapped[str] = mapped_column(String(36), unique=True)
+    workflow_id: Mapped[int] = mapped_column(ForeignKey("workflows.id", ondelete="CASCADE"), index=True)
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), unique=True)
+    status: Mapped[str] = mapped_column(String(20), default=RUN_QUEUED)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime | None]
+
+    def __repr__(self) -> str:
+        return f"Run(id={self.id!r}, workflow_id={self.workflow_id!r}, status={self.status!r})"
+
+
+class StepResult(Base):
+    """The ledger of one step of one run: recorded "sent" before its request, then its outcome."""
+
+    __tablename__ = "step_results"
+    __table_args__ = (
+        CheckConstraint(f"status IN {STEP_STATUSES!r}", name="status"),
+        UniqueConstraint("run_id", "step_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    step_id: Mapped[str] = mapped_column(String(100))
+    position: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20), default=STEP_PENDING)
+    request_id: Mapped[str] = mapped_column(String(36))
+    input: Mapped[Any] = mapped_column(JSONValue, nullable=True)
+    output: Mapped[Any] = mapped_column(JSONValue, nullable=True)
+    error: Mapped[Any] = mapped_column(JSONValue, nullable=True)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)

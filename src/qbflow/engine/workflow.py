@@ -1,0 +1,589 @@
+"""Workflow files (YAML): the format, the parsed models, and validation that names file, line and field.
+
+    name: Invoice follow-up
+    description: Make sure every new invoice's customer exists, then send the invoice.
+    trigger:
+      key: new_invoice
+      connection: acme
+      poll_interval: 5m              # "30s", "5m", "1h"; default 5m, at least 30s
+      filter: "{{ trigger.TotalAmt > 100 }}"
+      since: 2024-05-01T00:00:00Z    # optional; a new trigger otherwise starts from now
+    steps:
+      - id: customer
+        action: find_or_create_customer
+        input:
+          display_name: "{{ trigger.CustomerRef.name }}"
+      - id: send
+        action: send_invoice
+        when: "{{ steps.customer.output.PrimaryEmailAddr is defined }}"
+        input:
+          id: "{{ trigger.Id }}"
+      - id: note
+        action: log
+        input:
+          message: "Sent invoice {{ trigger.DocNumber }} for {{ trigger.TotalAmt | money }}"
+
+`validate_workflow(path)` lists every problem (never raises for a bad file); `load_workflow(path)` returns
+the `Workflow` or raises `WorkflowInvalid` carrying the same problems.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import re
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from qbflow.connector.base import MISSING, ActionInput, problems_of
+from qbflow.connector.registry import UnknownAction, action
+from qbflow.connector.triggers import UnknownTrigger, trigger
+from qbflow.engine import templates
+from qbflow.errors import QBFlowError
+
+__all__ = [
+    "GENERIC_STEPS",
+    "MIN_POLL_INTERVAL",
+    "HttpRequestInput",
+    "LogInput",
+    "Step",
+    "TriggerSpec",
+    "Workflow",
+    "WorkflowInvalid",
+    "WorkflowProblem",
+    "input_model_for",
+    "load_workflow",
+    "load_workflow_text",
+    "parse_interval",
+    "validate_workflow",
+    "validate_workflow_text",
+]
+
+DEFAULT_POLL_INTERVAL = dt.timedelta(minutes=5)
+MIN_POLL_INTERVAL = dt.timedelta(seconds=30)
+
+
+# --- built-in generic steps ------------------------------------------------------------------------------
+
+class HttpRequestInput(ActionInput):
+    """Input of the `http.request` step: send QBO data to any other tool."""
+
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    url: str = Field(pattern=r"^https?://\S+$", description="Absolute http(s) URL.")
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: Any = Field(default=None, alias="json", description="JSON body.")
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class LogInput(ActionInput):
+    """Input of the `log` step: a message written to the run's log."""
+
+    message: str = Field(min_length=1)
+    level: Literal["info", "warning", "error"] = "info"
+
+
+GENERIC_STEPS: dict[str, type[ActionInput]] = {"http.request": HttpRequestInput, "log": LogInput}
+
+
+def input_model_for(key: str) -> type[BaseModel]:
+    """The input model of a step's action: a connector action's or a generic step's."""
+    if key in GENERIC_STEPS:
+        return GENERIC_STEPS[key]
+    return action(key).input_model
+
+
+# --- the models ------------------------------------------------------------------------------------------
+
+_INTERVAL = re.compile(r"(\d+)\s*([smhd])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_STEP_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def parse_interval(value: Any) -> dt.timedelta:
+    """"30s", "5m", "1h30m", "1d" or a number of seconds as a timedelta."""
+    if isinstance(value, dt.timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return dt.timedelta(seconds=value)
+    text = str(value).strip().lower().replace(" ", "")
+    if text and _INTERVAL.sub("", text) == "":
+        return dt.timedelta(seconds=sum(int(n) * _UNIT_SECONDS[u] for n, u in _INTERVAL.findall(text)))
+    raise ValueError(f"expected an interval such as '30s', '5m' or '1h', got {value!r}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class TriggerSpec(_Strict):
+    """What starts the workflow: a trigger key on one connection, polled every `poll_interval`."""
+
+    key: str
+    connection: str = Field(min_length=1)
+    poll_interval: dt.timedelta = DEFAULT_POLL_INTERVAL
+    filter: str | None = None
+    since: dt.datetime | None = None
+
+    @field_validator("poll_interval", mode="before")
+    @classmethod
+    def _interval(cls, value: Any) -> dt.timedelta:
+        interval = parse_interval(value)
+        if interval < MIN_POLL_INTERVAL:
+            raise ValueError(f"must be at least 30s (QuickBooks rate limits), got {value!r}")
+        return interval
+
+    @field_validator("since")
+    @classmethod
+    def _aware(cls, value: dt.datetime | None) -> dt.datetime | None:
+        # a naive time is taken as UTC so cursors compare with QBO's timestamps
+        return value.replace(tzinfo=dt.UTC) if value is not None and value.tzinfo is None else value
+
+
+class Step(_Strict):
+    """One step: an action (connector key, "http.request" or "log") with its templated input."""
+
+    id: str
+    action: str
+    connection: str | None = None
+    input: dict[str, Any] = Field(default_factory=dict)
+    when: str | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not _STEP_ID.match(value):
+            raise ValueError(f"a step id is letters, digits and underscores, not starting with a digit "
+                             f"(templates use it as steps.<id>), got {value!r}")
+        return value
+
+    @property
+    def is_generic(self) -> bool:
+        return self.action in GENERIC_STEPS
+
+
+class Workflow(_Strict):
+    """A parsed, valid workflow file. Connector steps without a connection use the trigger's."""
+
+    name: str = Field(min_length=1)
+    description: str | None = None
+    trigger: TriggerSpec
+    steps: list[Step] = Field(min_length=1)
+    source: str | None = Field(default=None, exclude=True)  # the file it came from
+
+    @model_validator(mode="after")
+    def _default_connections(self) -> Workflow:
+        for step in self.steps:
+            if step.connection is None and not step.is_generic:
+                step.connection = self.trigger.connection
+        return self
+
+    def step(self, step_id: str) -> Step:
+        """The step with this id (KeyError if none)."""
+        for step in self.steps:
+            if step.id == step_id:
+                return step
+        raise KeyError(step_id)
+
+
+# --- problems --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class WorkflowProblem:
+    """One thing wrong with a workflow file: where (file, line, field path) and what."""
+
+    file: str
+    line: int | None
+    field: str  # e.g. "steps[1].input.customer"; "" for the whole file
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+
+
+class WorkflowInvalid(QBFlowError):
+    """A workflow file has problems; `.problems` lists each with file, line and field."""
+
+    def __init__(self, source: str, problems: list[WorkflowProblem]) -> None:
+        self.source = source
+        self.problems = tuple(problems)
+        lines = "\n".join(f"  {p}" for p in self.problems)
+        super().__init__(f"{source}: the workflow is not valid ({len(self.problems)} problems):\n{lines}")
+
+
+Path_ = tuple[str | int, ...]
+
+
+def _path_text(path: Iterable[str | int]) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else ("." if text else "") + str(part)
+    return text
+
+
+_PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def _path_parts(text: str) -> Path_:
+    """"lines[1].amount" -> ("lines", 1, "amount")."""
+    if text in ("", "input"):
+        return ()
+    return tuple(int(m.group(2)) if m.group(2) is not None else m.group(1) for m in _PATH_PART.finditer(text))
+
+
+def _suggest(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+# --- YAML with line numbers ------------------------------------------------------------------------------
+
+class _Loader(yaml.SafeLoader):
+    """Safe YAML without implicit timestamps: dates stay text, as in JSON (pydantic parses them)."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+class _Lines:
+    """Where each key and value of a composed YAML document is, by path ("steps", 1, "input", "x")."""
+
+    def __init__(self, root: yaml.Node) -> None:
+        self.key: dict[Path_, int] = {}
+        self.value: dict[Path_, int] = {}
+        self.nodes: dict[Path_, yaml.Node] = {}
+        self.duplicates: list[tuple[Path_, int, int]] = []  # path, line, first line
+        self._walk(root, ())
+
+    def _walk(self, node: yaml.Node, path: Path_) -> None:
+        self.nodes[path] = node
+        self.value.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.start_mark)
+                child = (*path, key)
+                line = key_node.start_mark.line + 1
+                if child in self.key:
+                    self.duplicates.append((child, line, self.key[child]))
+                    continue
+                self.key[child] = line
+                self._walk(value_node, child)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                self.key[(*path, index)] = item.start_mark.line + 1
+                self._walk(item, (*path, index))
+
+    def of_key(self, path: Path_) -> int | None:
+        """The line of the key at `path`, or of the nearest enclosing thing that exists."""
+        while path:
+            if path in self.key:
+                return self.key[path]
+            path = path[:-1]
+        return self.value.get(())
+
+    def of_value(self, path: Path_) -> int | None:
+        """The line where the value at `path` starts, or of the nearest enclosing thing that exists."""
+        while path:
+            if path in self.value:
+                return self.value[path]
+            path = path[:-1]
+        return self.value.get(())
+
+    def template_line(self, path: Path_, line_in_template: int | None) -> int | None:
+        """The file line of a line inside a template string (block scalars start on the next line)."""
+        start = self.of_value(path)
+        if start is None or not line_in_template:
+            return start
+        node = self.nodes.get(path)
+        offset = 0 if isinstance(node, yaml.ScalarNode) and node.style in ("|", ">") else -1
+        return start + line_in_template + offset
+
+
+# --- validation ------------------------------------------------------------------------------------------
+
+class _Checker:
+    def __init__(self, source: str, text: str, connections: Collection[str] | None) -> None:
+        self.source = source
+        self.text = text
+        self.connections = None if connections is None else set(connections)
+        self.problems: list[WorkflowProblem] = []
+        self.lines: _Lines | None = None
+
+    def add(self, path: Path_, message: str, *, line: int | None = None, at: str = "value") -> None:
+        if line is None and self.lines is not None:
+            line = self.lines.of_key(path) if at == "key" else self.lines.of_value(path)
+        self.problems.append(WorkflowProblem(self.source, line, _path_text(path), message))
+
+    def run(self) -> Workflow | None:
+        data = self._parse_yaml()
+        if data is None:
+            return None
+        workflow = self._check_structure(data)
+        self._check_meaning(data)
+        self.problems.sort(key=lambda p: (p.line or 0, p.field))
+        return workflow if not self.problems else None
+
+    def _parse_yaml(self) -> dict | None:
+        loader = _Loader(self.text)
+        try:
+            root = loader.get_single_node()
+            data = loader.construct_document(root) if root is not None else None
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+            problem = getattr(error, "problem", None) or str(error)
+            context = getattr(error, "context", None)
+            message = f"YAML syntax error: {problem}" + (f" ({context})" if context else "")
+            self.add((), message, line=mark.line + 1 if mark else None)
+            return None
+        finally:
+            loader.dispose()
+        if root is None:
+            self.add((), "the file is empty; a workflow needs name, trigger and steps", line=1)
+            return None
+        self.lines = _Lines(root)
+        for path, line, first in self.lines.duplicates:
+            self.add(path, f"duplicate key {path[-1]!r} (first at line {first}); YAML would keep only the last",
+                     line=line)
+        if not isinstance(data, dict):
+            self.add((), "a workflow file is a mapping with name, trigger and steps", line=1)
+            return None
+        return data
+
+    def _check_structure(self, data: dict) -> Workflow | None:
+        """Required keys, unknown keys and value types, from the models."""
+        try:
+            return Workflow.model_validate({**data, "source": self.source})
+        except ValidationError as error:
+            for item in error.errors(include_url=False):
+                path = tuple(item["loc"])
+                if path and path[0] == "source":
+                    continue
+                if len(path) >= 4 and path[0] == "steps" and path[2] == "input":
+                    continue  # inputs are checked against the action's model below, with templates in mind
+                kind = item["type"]
+                if kind == "missing":
+                    self.add(path, f"required key {path[-1]!r} is missing", line=self._parent_line(path))
+                elif kind == "extra_forbidden":
+                    self.add(path, f"unknown key {path[-1]!r}{_suggest(path[-1], self._known_keys(path))}",
+                             at="key")
+                else:
+                    message = re.sub(r"^(Value error, )", "", item["msg"]).replace("Input should be", "expected")
+                    message = re.sub(r"a valid dictionary( or instance of \w+)?", "a mapping", message)
+                    self.add(path, message)
+        return None
+
+    def _parent_line(self, path: Path_) -> int | None:
+        assert self.lines is not None
+        parent = path[:-1]
+        return self.lines.of_key(parent) if parent else 1
+
+    @staticmethod
+    def _known_keys(path: Path_) -> list[str]:
+        model: type[BaseModel] = Workflow
+        if path[0] == "trigger":
+            model = TriggerSpec
+        elif path[0] == "steps":
+            model = Step
+        return [name for name in model.model_fields if name != "source"]
+
+    def _check_meaning(self, data: dict) -> None:
+        """Keys that exist, connections, inputs and templates."""
+        spec = data.get("trigger")
+        trigger_connection = None
+        if isinstance(spec, dict):
+            key = spec.get("key")
+            if isinstance(key, str):
+                try:
+                    trigger(key)
+                except UnknownTrigger as error:
+                    self.add(("trigger", "key"), str(error))
+            trigger_connection = spec.get("connection")
+            self._check_connection(("trigger", "connection"), trigger_connection)
+            if isinstance(spec.get("filter"), str):
+                self._check_template(("trigger", "filter"), spec["filter"], earlier=[], condition=True,
+                                     where="the trigger's filter runs before any step")
+        steps = data.get("steps")
+        if not isinstance(steps, list):
+            return
+        all_ids: dict[str, int] = {}
+        for index, step in enumerate(steps):
+            if isinstance(step, dict) and isinstance(step.get("id"), str):
+                all_ids.setdefault(step["id"], index)
+        earlier: list[str] = []
+        for index, step in enumerate(steps):
+            if not isinstance(step, dict):
+                continue
+            step_id = step.get("id")
+            if isinstance(step_id, str):
+                first = all_ids[step_id]
+                if first != index:
+                    line = self.lines.of_value(("steps", first, "id")) if self.lines else None
+                    self.add(("steps", index, "id"), f"duplicate step id {step_id!r}: steps[{first}] "
+                             f"(line {line}) already uses it")
+            self._check_step(index, step, earlier, all_ids, trigger_connection)
+            if isinstance(step_id, str):
+                earlier.append(step_id)
+
+    def _check_connection(self, path: Path_, name: Any, *, inherited: bool = False) -> None:
+        if self.connections is None or not isinstance(name, str) or name in self.connections:
+            return
+        if inherited:
+            return  # the trigger's missing connection is reported once, at the trigger
+        known = ", ".join(sorted(self.connections)) or "none yet"
+        self.add(path, f"no connection named {name!r}{_suggest(name, self.connections)} "
+                       f"(known: {known}; `qbflow connect` adds one)")
+
+    def _check_step(self, index: int, step: dict, earlier: list[str], all_ids: dict[str, int],
+                    trigger_connection: Any) -> None:
+        base: Path_ = ("steps", index)
+        key = step.get("action")
+        model: type[BaseModel] | None = None
+        if isinstance(key, str):
+            try:
+                model = input_model_for(key)
+            except UnknownAction as error:
+                generic = difflib.get_close_matches(key, list(GENERIC_STEPS), n=1, cutoff=0.6)
+                message = f"unknown action {key!r}; did you mean {generic[0]!r}?" if generic else str(error)
+                self.add((*base, "action"), message)
+        if model is not None and key not in GENERIC_STEPS:
+            if "connection" in step:
+                self._check_connection((*base, "connection"), step["connection"])
+            else:
+                self._check_connection((*base, "connection"), trigger_connection, inherited=True)
+        if isinstance(step.get("when"), str):
+            self._check_template((*base, "when"), step["when"], earlier=earlier, all_ids=all_ids, condition=True)
+        raw_input = step.get("input", {})
+        if raw_input is None:
+            raw_input = {}
+        if not isinstance(raw_input, dict):
+            return  # reported by the structure check
+        templated: list[Path_] = []
+        for path, text in _strings(raw_input, ()):
+            if templates.is_template(text):
+                templated.append(path)
+                self._check_template((*base, "input", *path), text, earlier=earlier, all_ids=all_ids)
+        if model is not None:
+            self._check_input(base, model, raw_input, templated)
+
+    def _check_input(self, base: Path_, model: type[BaseModel], raw_input: dict, templated: list[Path_]) -> None:
+        known = {name for name in model.model_fields} | {
+            f.alias for f in model.model_fields.values() if f.alias}
+        unknown = {name for name in raw_input if name not in known}
+        meant: set[str] = set()  # a misspelt field is not reported missing as well
+        for name in sorted(unknown):
+            close = difflib.get_close_matches(str(name), sorted(known), n=1, cutoff=0.6)
+            meant.update(close)
+            hint = f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(sorted(known))})"
+            self.add((*base, "input", name), f"unknown input field {name!r}{hint}", at="key")
+        try:
+            model.model_validate(raw_input)
+            return
+        except ValidationError as error:
+            problems = problems_of(error)
+        for problem in problems:
+            path = _path_parts(problem.field)
+            if path and (path[0] in unknown or (path[0] in meant and problem.value is MISSING)):
+                continue
+            if templated and (not path or any(_related(path, t) for t in templated)):
+                continue  # a template's value is known only when the step runs
+            self.add((*base, "input", *path), problem.describe().removeprefix(f"{problem.field}: "),
+                     at="key" if problem.value is MISSING else "value")
+
+    def _check_template(self, path: Path_, text: str, *, earlier: list[str], all_ids: dict[str, int] | None = None,
+                        condition: bool = False, where: str = "") -> None:
+        try:
+            steps_used = templates.referenced_steps(text, condition=condition)
+            names = templates.unknown_names(text, condition=condition)
+        except templates.TemplateError as error:
+            line = self.lines.template_line(path, error.line) if self.lines else None
+            self.add(path, f"template {error.problem}", line=line)
+            return
+        for name in sorted(names):
+            self.add(path, f"unknown name {name!r} in template{_suggest(name, templates.CONTEXT_NAMES)} "
+                           "(templates see trigger, steps and run)")
+        for step_id in sorted(steps_used):
+            if step_id in earlier:
+                continue
+            if where:
+                self.add(path, f"template uses steps.{step_id}, but {where}")
+            elif all_ids is not None and step_id in all_ids:
+                self.add(path, f"template uses steps.{step_id}, which runs at or after this step "
+                               f"(steps[{all_ids[step_id]}]); only earlier steps' outputs are available")
+            else:
+                choices = earlier
+                self.add(path, f"template uses steps.{step_id}, but there is no such earlier step"
+                               f"{_suggest(step_id, choices)}")
+
+
+def _related(path: Path_, templated: Path_) -> bool:
+    """Whether one path is the other or lies inside it (either way)."""
+    n = min(len(path), len(templated))
+    return path[:n] == templated[:n]
+
+
+def _strings(value: Any, path: Path_) -> Iterable[tuple[Path_, str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _strings(item, (*path, index))
+
+
+# --- the API ---------------------------------------------------------------------------------------------
+
+def validate_workflow_text(text: str, *, source: str = "<workflow>",
+                           connections: Collection[str] | None = None) -> list[WorkflowProblem]:
+    """Every problem of a workflow given as YAML text, in line order; [] when it is valid."""
+    checker = _Checker(source, text, connections)
+    checker.run()
+    return checker.problems
+
+
+def validate_workflow(path: str | Path, *, connections: Collection[str] | None = None) -> list[WorkflowProblem]:
+    """Every problem of a workflow file, each naming the file, line and field; [] when it is valid.
+
+    With `connections` (the names of the connections that exist) a step or trigger using another is a problem.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        return [WorkflowProblem(str(path), None, "", f"cannot read the file: {error}")]
+    return validate_workflow_text(text, source=str(path), connections=connections)
+
+
+def load_workflow_text(text: str, *, source: str = "<workflow>",
+                       connections: Collection[str] | None = None) -> Workflow:
+    """The workflow in YAML text, or WorkflowInvalid listing every problem."""
+    checker = _Checker(source, text, connections)
+    workflow = checker.run()
+    if workflow is None:
+        raise WorkflowInvalid(source, checker.problems)
+    return workflow
+
+
+def load_workflow(path: str | Path, *, connections: Collection[str] | None = None) -> Workflow:
+    """The workflow in a file, or WorkflowInvalid listing every problem (file, line, field, message)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise WorkflowInvalid(str(path), [WorkflowProblem(str(path), None, "", f"cannot read the file: {error}")]) \
+            from None
+    return load_workflow_text(text, source=str(path), connections=connections)
+

@@ -1,0 +1,650 @@
+"""Workflows, poll cursors, events, runs and the step ledger: what the engine keeps.
+
+    runs = RunStore(store.engine)
+    wf = runs.upsert_workflow("new-invoice", "flows/new_invoice.yaml", definition)
+    run_ids = runs.record_poll(wf.id, "new_invoice", "acme", realm, result.events, result.cursor.to_json())
+    run = runs.claim_next_run()                      # the seam: what is due, claim it
+    request_id = runs.mark_step_sent(run.id, "create", payload).request_id   # before the request
+    runs.finish_step(run.id, "create", status="succeeded", output=answer)
+    runs.finish_run(run.id, "succeeded")
+
+The guarantees live here:
+
+* `record_poll` stores new events, one queued run per new event, and the moved cursor in ONE
+  transaction; an event already stored (same workflow, company and dedup key) is ignored, so overlapping
+  polls and a crash between poll and commit neither lose nor double anything.
+* `claim_next_run` hands a due run to exactly one claimer (PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite:
+  `BEGIN IMMEDIATE`). It is the seam a Procrastinate-backed engine replaces (issue 8).
+* Step request ids derive from the run's random `uid` and the step id: the same for every retry and
+  resume of that step, different for every other step and for every other database's runs.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, func, or_, select
+from sqlalchemy.orm import Session
+
+from qbflow.store.db import read_session, write_session
+from qbflow.store.errors import StoreError
+from qbflow.store.models import (
+    RUN_CANCELLED,
+    RUN_FAILED,
+    RUN_QUEUED,
+    RUN_RUNNING,
+    RUN_STATUSES,
+    RUN_SUCCEEDED,
+    RUN_WAITING_RETRY,
+    STEP_SENT,
+    STEP_STATUSES,
+    Event,
+    Run,
+    StepResult,
+    TriggerCursor,
+    Workflow,
+    utcnow,
+)
+
+__all__ = [
+    "CursorRecord",
+    "EventRecord",
+    "RunNotFound",
+    "RunRecord",
+    "RunStore",
+    "StepRecord",
+    "WorkflowNotFound",
+    "WorkflowRecord",
+    "request_id_for",
+]
+
+# Fixed forever: changing it would change every request id of runs in progress.
+_REQUEST_ID_NAMESPACE = uuid.UUID("6f1c2a57-1d0e-4b7a-9a55-5171626f6c77")
+
+_FINISHED_RUN = (RUN_SUCCEEDED, RUN_FAILED, RUN_CANCELLED)
+_FINISHED_STEP = ("succeeded", "failed", "skipped")
+
+# Rows per INSERT statement: well under SQLite's 32,766 bound parameters with 11 columns.
+_CHUNK = 500
+
+
+class WorkflowNotFound(StoreError, LookupError):
+    """No workflow has this name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"No workflow named {name!r}. See `qbflow workflow list`.")
+        self.name = name
+
+
+class RunNotFound(StoreError, LookupError):
+    """No run has this id."""
+
+    def __init__(self, run_id: int) -> None:
+        super().__init__(f"No run with id {run_id}. See `qbflow runs list`.")
+        self.run_id = run_id
+
+
+def request_id_for(run_uid: str, step_id: str) -> str:
+    """The QBO `requestid` of one step of one run: stable, 36 characters, distinct per (run, step)."""
+    return str(uuid.uuid5(_REQUEST_ID_NAMESPACE, f"{run_uid}:{step_id}"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkflowRecord:
+    """A stored workflow; `definition` is the parsed file as JSON-compatible data."""
+
+    id: int
+    name: str
+    source_path: str | None
+    definition: Any
+    enabled: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class CursorRecord:
+    """Where one workflow's trigger stands on one company; `cursor` is `PollCursor.to_json()` text."""
+
+    workflow_id: int
+    connection: str
+    realm_id: str
+    trigger_key: str
+    cursor: str
+    last_poll_at: datetime | None
+    next_poll_at: datetime | None
+    last_error: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class EventRecord:
+    """A stored trigger event: the record the run starts from."""
+
+    id: int
+    workflow_id: int
+    realm_id: str
+    trigger_key: str
+    entity: str
+    record_id: str
+    sync_token: str | None
+    dedup_key: str
+    record: Any
+    changed_at: datetime | None
+    seen_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepRecord:
+    """One step's ledger entry. Status "sent" with no outcome means the request may or may not have landed."""
+
+    run_id: int
+    step_id: str
+    position: int
+    status: str
+    request_id: str
+    input: Any
+    output: Any
+    error: Any
+    started_at: datetime | None
+    finished_at: datetime | None
+    attempts: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunRecord:
+    """A run. `event` and `steps` are filled by `get_run`, `claim_next_run` and `unfinished_runs`;
+    `list_runs` leaves them empty (None and ())."""
+
+    id: int
+    uid: str
+    workflow_id: int
+    workflow_name: str
+    event_id: int | None
+    status: str
+    attempt: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str | None
+    next_attempt_at: datetime | None
+    event: EventRecord | None = None
+    steps: tuple[StepRecord, ...] = ()
+
+    def step(self, step_id: str) -> StepRecord | None:
+        """This run's ledger entry for `step_id`, if the step has started."""
+        return next((s for s in self.steps if s.step_id == step_id), None)
+
+
+def _field(event: Any, name: str, default: Any = None) -> Any:
+    if isinstance(event, Mapping):
+        return event.get(name, default)
+    return getattr(event, name, default)
+
+
+def _insert_for(session: Session) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT DO NOTHING (both SQLite and PostgreSQL have it)."""
+    name = session.get_bind().dialect.name
+    if name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:  # pragma: no cover - make_engine only supports these two
+        raise StoreError(f"unsupported database {name!r}: use SQLite or PostgreSQL")
+    return insert
+
+
+def _chunks(rows: Sequence[dict[str, Any]]) -> Iterable[Sequence[dict[str, Any]]]:
+    for start in range(0, len(rows), _CHUNK):
+        yield rows[start : start + _CHUNK]
+
+
+class RunStore:
+    """The only code that reads or writes workflows, trigger cursors, events, runs and step results."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def __repr__(self) -> str:
+        return f"RunStore({self.engine.url.render_as_string(hide_password=True)!r})"
+
+    # -- workflows ---------------------------------------------------------------------------------
+
+    def upsert_workflow(
+        self, name: str, path: str | None, definition: Any, enabled: bool | None = None
+    ) -> WorkflowRecord:
+        """Add the workflow `name` or replace its path and definition. `enabled=None` keeps an existing
+        workflow's state (a new one starts enabled)."""
+        json.dumps(definition)  # refuse what would not round-trip, before touching the database
+        with write_session(self.engine) as session:
+            row = session.scalars(select(Workflow).where(Workflow.name == name).with_for_update()).one_or_none()
+            if row is None:
+                row = Workflow(name=name, enabled=True if enabled is None else enabled)
+                session.add(row)
+            elif enabled is not None:
+                row.enabled = enabled
+            row.source_path = path
+            row.definition = definition
+            row.updated_at = utcnow()
+            session.flush()
+            return _workflow(row)
+
+    def set_enabled(self, name: str, enabled: bool) -> WorkflowRecord:
+        """Enable or disable a workflow; raises `WorkflowNotFound`."""
+        with write_session(self.engine) as session:
+            row = session.scalars(select(Workflow).where(Workflow.name == name).with_for_update()).one_or_none()
+            if row is None:
+                raise WorkflowNotFound(name)
+            row.enabled = enabled
+            row.updated_at = utcnow()
+            session.flush()
+            return _workflow(row)
+
+    def get_workflow(self, name: str) -> WorkflowRecord:
+        """The workflow `name`; raises `WorkflowNotFound`."""
+        with read_session(self.engine) as session:
+            row = session.scalars(select(Workflow).where(Workflow.name == name)).one_or_none()
+            if row is None:
+                raise WorkflowNotFound(name)
+            return _workflow(row)
+
+    def list_workflows(self, enabled: bool | None = None) -> builtins.list[WorkflowRecord]:
+        """All workflows by name, or only the enabled (or disabled) ones."""
+        stmt = select(Workflow).order_by(Workflow.name)
+        if enabled is not None:
+            stmt = stmt.where(Workflow.enabled == enabled)
+        with read_session(self.engine) as session:
+            return [_workflow(row) for row in session.scalars(stmt)]
+
+    # -- polling -----------------------------------------------------------------------------------
+
+    def get_cursor(self, workflow_id: int, trigger_key: str, realm_id: str) -> CursorRecord | None:
+        """The stored cursor of this trigger on this company, or None before its first recorded poll."""
+        with read_session(self.engine) as session:
+            row = session.scalars(_cursor_query(workflow_id, trigger_key, realm_id)).one_or_none()
+            return None if row is None else _cursor(row)
+
+    def record_poll(
+        self,
+        workflow_id: int,
+        trigger_key: str,
+        connection: str,
+        realm_id: str,
+        events: Sequence[Any],
+        new_cursor_json: str,
+        *,
+        now: datetime | None = None,
+        next_poll_at: datetime | None = None,
+    ) -> builtins.list[int]:
+        """Store a poll's outcome in ONE transaction: the events not stored before, one queued run for each,
+        and the new cursor. Returns the new runs' ids, in the order of `events`.
+
+        `events` are `TriggerEvent`s or mappings with the same fields (`trigger_key` defaults to this
+        trigger's). An event whose (workflow, realm, dedup_key) is already stored is skipped, so an
+        overlapping poll fires nothing twice. If anything fails, nothing of the poll is kept and the old
+        cursor stands: the next poll covers the same ground again.
+        """
+        json.loads(new_cursor_json)  # a cursor that cannot be read back must never be stored
+        now = now or utcnow()
+        rows: dict[str, dict[str, Any]] = {}
+        for event in events:
+            dedup_key = _field(event, "dedup_key")
+            if not dedup_key:
+                raise ValueError(f"event without a dedup_key: {event!r}")
+            if dedup_key in rows:
+                continue
+            sync_token = _field(event, "sync_token")
+            rows[dedup_key] = {
+                "workflow_id": workflow_id,
+                "realm_id": realm_id,
+                "trigger_key": _field(event, "trigger_key") or trigger_key,
+                "entity": _field(event, "entity"),
+                "record_id": str(_field(event, "record_id")),
+                "sync_token": None if sync_token is None else str(sync_token),
+                "dedup_key": dedup_key,
+                "record": _field(event, "record", {}),
+                "changed_at": _field(event, "changed_at"),
+                "seen_at": now,
+            }
+        run_ids: list[int] = []
+        with write_session(self.engine) as session:
+            cursor = session.scalars(_cursor_query(workflow_id, trigger_key, realm_id).with_for_update()).one_or_none()
+            inserted: dict[str, int] = {}
+            if rows:
+                insert = _insert_for(session)
+                table = Event.__table__
+                for chunk in _chunks(list(rows.values())):
+                    stmt = (
+                        insert(table)
+                        .values(list(chunk))
+                        .on_conflict_do_nothing(index_elements=["workflow_id", "realm_id", "dedup_key"])
+                        .returning(table.c.id, table.c.dedup_key)
+                    )
+                    inserted.update({key: event_id for event_id, key in session.execute(stmt)})
+            new_runs = [
+                {
+                    "uid": str(uuid.uuid4()),
+                    "workflow_id": workflow_id,
+                    "event_id": inserted[key],
+                    "status": RUN_QUEUED,
+                    "attempt": 0,
+                    "created_at": now,
+                }
+                for key in rows
+                if key in inserted
+            ]
+            if new_runs:
+                table = Run.__table__
+                stmt = table.insert().returning(table.c.id, sort_by_parameter_order=True)
+                run_ids = list(session.scalars(stmt, new_runs))
+            if cursor is None:
+                cursor = TriggerCursor(
+                    workflow_id=workflow_id, realm_id=realm_id, trigger_key=trigger_key, connection=connection
+                )
+                session.add(cursor)
+            cursor.connection = connection
+            cursor.cursor = new_cursor_json
+            cursor.last_poll_at = now
+            cursor.next_poll_at = next_poll_at
+            cursor.last_error = None
+            cursor.updated_at = now
+        return run_ids
+
+    def record_poll_error(
+        self,
+        workflow_id: int,
+        trigger_key: str,
+        realm_id: str,
+        error: str,
+        *,
+        now: datetime | None = None,
+        next_poll_at: datetime | None = None,
+    ) -> bool:
+        """Note a failed poll on the trigger's cursor (which does not move). False if it has no cursor yet."""
+        now = now or utcnow()
+        with write_session(self.engine) as session:
+            row = session.scalars(_cursor_query(workflow_id, trigger_key, realm_id).with_for_update()).one_or_none()
+            if row is None:
+                return False
+            row.last_error = error
+            row.last_poll_at = now
+            row.next_poll_at = next_poll_at
+            row.updated_at = now
+            return True
+
+    # -- runs: the seam ----------------------------------------------------------------------------
+
+    def claim_next_run(self, now: datetime | None = None) -> RunRecord | None:
+        """Take the oldest due run (queued, or waiting_retry whose `next_attempt_at` has come) and mark it
+        running, attempt + 1. Concurrent claimers never get the same run. None when nothing is due."""
+        now = now or utcnow()
+        due = or_(
+            Run.status == RUN_QUEUED,
+            (Run.status == RUN_WAITING_RETRY) & (Run.next_attempt_at <= now),
+        )
+        stmt = (
+            select(Run)
+            .where(due)
+            .order_by(func.coalesce(Run.next_attempt_at, Run.created_at), Run.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)  # PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises
+        )
+        with write_session(self.engine) as session:
+            row = session.scalars(stmt).one_or_none()
+            if row is None:
+                return None
+            row.status = RUN_RUNNING
+            row.attempt = row.attempt + 1
+            row.started_at = now
+            row.finished_at = None
+            row.next_attempt_at = None
+            session.flush()
+            return _run(session, row, detail=True)
+
+    def finish_run(
+        self,
+        run_id: int,
+        status: str,
+        error: str | None = None,
+        next_attempt_at: datetime | None = None,
+        *,
+        now: datetime | None = None,
+    ) -> RunRecord:
+        """Record a run's outcome: succeeded, failed, cancelled; waiting_retry (needs `next_attempt_at`);
+        or queued again (`qbflow runs retry`)."""
+        if status not in RUN_STATUSES or status == RUN_RUNNING:
+            raise ValueError(f"a run cannot be finished as {status!r}")
+        if status == RUN_WAITING_RETRY and next_attempt_at is None:
+            raise ValueError("waiting_retry needs next_attempt_at")
+        now = now or utcnow()
+        with write_session(self.engine) as session:
+            row = self._locked_run(session, run_id)
+            row.status = status
+            row.error = error
+            row.next_attempt_at = next_attempt_at if status == RUN_WAITING_RETRY else None
+            row.finished_at = now if status in _FINISHED_RUN else None
+            session.flush()
+            return _run(session, row, detail=False)
+
+    def unfinished_runs(self) -> builtins.list[RunRecord]:
+        """Runs still marked running: at start of a single engine, those a crash left behind, to resume."""
+        with read_session(self.engine) as session:
+            rows = session.scalars(select(Run).where(Run.status == RUN_RUNNING).order_by(Run.id))
+            return [_run(session, row, detail=True) for row in rows]
+
+    def list_runs(
+        self, workflow: str | None = None, status: str | None = None, limit: int = 50
+    ) -> builtins.list[RunRecord]:
+        """The newest runs first, optionally of one workflow (by name) and/or one status."""
+        stmt = select(Run).order_by(Run.id.desc()).limit(limit)
+        if workflow is not None:
+            stmt = stmt.join(Workflow, Workflow.id == Run.workflow_id).where(Workflow.name == workflow)
+        if status is not None:
+            stmt = stmt.where(Run.status == status)
+        with read_session(self.engine) as session:
+            return [_run(session, row, detail=False) for row in session.scalars(stmt)]
+
+    def get_run(self, run_id: int) -> RunRecord:
+        """One run with its event and every step; raises `RunNotFound`."""
+        with read_session(self.engine) as session:
+            row = session.get(Run, run_id)
+            if row is None:
+                raise RunNotFound(run_id)
+            return _run(session, row, detail=True)
+
+    # -- the step ledger ---------------------------------------------------------------------------
+
+    def step_request_id(self, run_id: int, step_id: str) -> str:
+        """The `requestid` for this step of this run (the same on every retry and after a crash)."""
+        with read_session(self.engine) as session:
+            uid = session.scalar(select(Run.uid).where(Run.id == run_id))
+            if uid is None:
+                raise RunNotFound(run_id)
+            return request_id_for(uid, step_id)
+
+    def mark_step_sent(
+        self, run_id: int, step_id: str, input: Any, *, position: int | None = None, now: datetime | None = None
+    ) -> StepRecord:
+        """Record, BEFORE the request goes out, that the step is being sent with `input`; committed on return.
+
+        Returns the ledger entry, whose `request_id` the request must carry. Calling it again for a retry
+        counts another attempt. `position` defaults to the number of steps the run has recorded so far.
+        """
+        json.dumps(input)
+        now = now or utcnow()
+        with write_session(self.engine) as session:
+            run = self._locked_run(session, run_id)
+            row = self._step_row(session, run, step_id, position)
+            row.status = STEP_SENT
+            row.input = input
+            row.output = None
+            row.error = None
+            row.attempts = row.attempts + 1
+            row.started_at = row.started_at or now
+            row.finished_at = None
+            session.flush()
+            return _step(row)
+
+    def finish_step(
+        self,
+        run_id: int,
+        step_id: str,
+        output: Any = None,
+        error: Any = None,
+        status: str = "succeeded",
+        *,
+        input: Any = None,
+        position: int | None = None,
+        now: datetime | None = None,
+    ) -> StepRecord:
+        """Record a step's outcome: succeeded (with `output`), failed (with `error`, any JSON) or skipped.
+
+        A step that was never sent (a `log` step, a skipped one) gets its entry here; `input` then fills it.
+        """
+        if status not in STEP_STATUSES:
+            raise ValueError(f"unknown step status {status!r}")
+        json.dumps([output, error, input])
+        now = now or utcnow()
+        with write_session(self.engine) as session:
+            run = self._locked_run(session, run_id)
+            row = self._step_row(session, run, step_id, position)
+            row.status = status
+            row.output = output
+            row.error = error
+            if input is not None:
+                row.input = input
+            row.started_at = row.started_at or now
+            row.finished_at = now if status in _FINISHED_STEP else None
+            session.flush()
+            return _step(row)
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _locked_run(session: Session, run_id: int) -> Run:
+        row = session.scalars(select(Run).where(Run.id == run_id).with_for_update()).one_or_none()
+        if row is None:
+            raise RunNotFound(run_id)
+        return row
+
+    @staticmethod
+    def _step_row(session: Session, run: Run, step_id: str, position: int | None) -> StepResult:
+        row = session.scalars(
+            select(StepResult).where(StepResult.run_id == run.id, StepResult.step_id == step_id)
+        ).one_or_none()
+        if row is None:
+            if position is None:
+                position = session.scalar(select(func.count()).where(StepResult.run_id == run.id)) or 0
+            row = StepResult(
+                run_id=run.id,
+                step_id=step_id,
+                position=position,
+                request_id=request_id_for(run.uid, step_id),
+                attempts=0,
+            )
+            session.add(row)
+        elif position is not None:
+            row.position = position
+        return row
+
+
+def _cursor_query(workflow_id: int, trigger_key: str, realm_id: str) -> Any:
+    return select(TriggerCursor).where(
+        TriggerCursor.workflow_id == workflow_id,
+        TriggerCursor.trigger_key == trigger_key,
+        TriggerCursor.realm_id == realm_id,
+    )
+
+
+def _workflow(row: Workflow) -> WorkflowRecord:
+    return WorkflowRecord(
+        id=row.id,
+        name=row.name,
+        source_path=row.source_path,
+        definition=row.definition,
+        enabled=row.enabled,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _cursor(row: TriggerCursor) -> CursorRecord:
+    return CursorRecord(
+        workflow_id=row.workflow_id,
+        connection=row.connection,
+        realm_id=row.realm_id,
+        trigger_key=row.trigger_key,
+        cursor=row.cursor,
+        last_poll_at=row.last_poll_at,
+        next_poll_at=row.next_poll_at,
+        last_error=row.last_error,
+    )
+
+
+def _event(row: Event) -> EventRecord:
+    return EventRecord(
+        id=row.id,
+        workflow_id=row.workflow_id,
+        realm_id=row.realm_id,
+        trigger_key=row.trigger_key,
+        entity=row.entity,
+        record_id=row.record_id,
+        sync_token=row.sync_token,
+        dedup_key=row.dedup_key,
+        record=row.record,
+        changed_at=row.changed_at,
+        seen_at=row.seen_at,
+    )
+
+
+def _step(row: StepResult) -> StepRecord:
+    return StepRecord(
+        run_id=row.run_id,
+        step_id=row.step_id,
+        position=row.position,
+        status=row.status,
+        request_id=row.request_id,
+        input=row.input,
+        output=row.output,
+        error=row.error,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        attempts=row.attempts,
+    )
+
+
+def _run(session: Session, row: Run, *, detail: bool) -> RunRecord:
+    event: EventRecord | None = None
+    steps: tuple[StepRecord, ...] = ()
+    if detail:
+        if row.event_id is not None:
+            event_row = session.get(Event, row.event_id)
+            event = None if event_row is None else _event(event_row)
+        steps = tuple(
+            _step(step)
+            for step in session.scalars(
+                select(StepResult).where(StepResult.run_id == row.id).order_by(StepResult.position, StepResult.id)
+            )
+        )
+    workflow_name = session.scalar(select(Workflow.name).where(Workflow.id == row.workflow_id)) or ""
+    return RunRecord(
+        id=row.id,
+        uid=row.uid,
+        workflow_id=row.workflow_id,
+        workflow_name=workflow_name,
+        event_id=row.event_id,
+        status=row.status,
+        attempt=row.attempt,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        error=row.error,
+        next_attempt_at=row.next_attempt_at,
+        event=event,
+        steps=steps,
+    )
