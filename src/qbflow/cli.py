@@ -568,5 +568,288 @@ def workflow_validate(
         raise typer.Exit(1)
 
 
+
+# --- stored workflows and their runs --------------------------------------------------------------------
+runs_app = typer.Typer(help="Runs: what happened to each trigger event, step by step.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+
+_RETRYABLE = ("failed", "waiting_retry", "cancelled")
+_SECRET_WORDS = ("authorization", "token", "secret", "password", "api_key", "apikey", "cookie")
+_STATUS_STYLE = {"succeeded": "green", "failed": "red", "running": "cyan", "queued": "blue",
+                 "waiting_retry": "yellow", "cancelled": "dim", "sent": "cyan", "skipped": "dim",
+                 "pending": "blue"}
+
+
+def _at(moment: datetime | None) -> str:
+    """A stored time as "2026-01-02 10:00:05" (UTC), or "-" when there is none."""
+    if moment is None:
+        return "-"
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S}"
+
+
+def _styled(status: str) -> str:
+    style = _STATUS_STYLE.get(status)
+    return f"[{style}]{escape(status)}[/{style}]" if style else escape(status)
+
+
+def _summary(error: object, width: int = 80) -> str:
+    """An error on one short line."""
+    if error is None or error == "":
+        return ""
+    text = error if isinstance(error, str) else json.dumps(error, ensure_ascii=False, default=str)
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _redacted(value: object) -> object:
+    """JSON data with the values of secret-looking keys (Authorization, *token*, password...) masked."""
+    if isinstance(value, dict):
+        return {key: "***" if isinstance(key, str) and any(word in key.lower().replace("-", "_")
+                                                            for word in _SECRET_WORDS) and item
+                else _redacted(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_redacted(item) for item in value]
+    return value
+
+
+def _nearest(word: str, choices: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, choices, n=3, cutoff=0.5)
+    if close:
+        return " Did you mean " + " or ".join(repr(name) for name in close) + "?"
+    return ""
+
+
+def _workflow_files(files: list[Path]) -> list[Path]:
+    paths: list[Path] = []
+    for item in files:
+        if item.is_dir():
+            paths.extend(sorted(p for p in item.iterdir() if p.suffix in (".yaml", ".yml")))
+        elif item.exists():
+            paths.append(item)
+        else:
+            raise typer.BadParameter(f"no such file or folder: {item}", param_hint="FILES")
+    if not paths:
+        raise typer.BadParameter("no .yaml or .yml files found", param_hint="FILES")
+    return paths
+
+
+@workflow_app.command("add")
+def workflow_add(
+    files: Annotated[list[Path], typer.Argument(help="Workflow files (YAML), or folders of them.")],
+    disabled: Annotated[bool, typer.Option("--disabled", help="Store them disabled (enable later with "
+                                                              "`qbflow workflow enable NAME`).")] = False,
+) -> None:
+    """Validate workflow files and store them (a file with a stored workflow's name updates it)."""
+    from qbflow.engine.workflow import WorkflowInvalid, load_workflow, validate_workflow
+    from qbflow.store import RunStore, WorkflowNotFound
+
+    paths = _workflow_files(files)
+    failed = False
+    with _clear_errors(), _open_store() as store:
+        connections = [record.name for record in store.connections.list()]
+        runs = RunStore(store.engine)
+        added: dict[str, Path] = {}
+        for path in paths:
+            problems = validate_workflow(path, connections=connections)
+            if problems:
+                failed = True
+                for problem in problems:
+                    err_console.print(str(problem), markup=False, highlight=False)
+                continue
+            try:
+                workflow = load_workflow(path, connections=connections)
+            except WorkflowInvalid as exc:  # validate said ok; kept for safety, never a traceback
+                failed = True
+                err_console.print(str(exc), markup=False, highlight=False)
+                continue
+            if workflow.name in added:
+                failed = True
+                err_console.print(f"{path}: name: {workflow.name!r} is already the name of {added[workflow.name]}; "
+                                  f"workflow names must be unique (not stored)", markup=False, highlight=False)
+                continue
+            try:
+                runs.get_workflow(workflow.name)
+                verb = "updated"
+            except WorkflowNotFound:
+                verb = "added"
+            definition = workflow.model_dump(mode="json")
+            # JSON writes a timedelta as "PT5M", which parse_interval does not read back: store seconds, so
+            # Workflow.model_validate(record.definition) gives the same workflow again.
+            definition["trigger"]["poll_interval"] = workflow.trigger.poll_interval.total_seconds()
+            record = runs.upsert_workflow(workflow.name, str(path.resolve()), definition, enabled=not disabled)
+            added[workflow.name] = path
+            console.print(f"{path}: ok: {workflow.name!r}, trigger {workflow.trigger.key}, "
+                          f"{len(workflow.steps)} step(s): {verb} ({'enabled' if record.enabled else 'disabled'})",
+                          markup=False, highlight=False)
+    if failed:
+        raise typer.Exit(1)
+
+
+@workflow_app.command("list")
+def workflow_list() -> None:
+    """Every stored workflow: trigger, connection, on/off, steps and its last run."""
+    from qbflow.store import RunStore
+
+    with _clear_errors(), _open_store() as store:
+        runs = RunStore(store.engine)
+        rows = [(record, next(iter(runs.list_runs(workflow=record.name, limit=1)), None))
+                for record in runs.list_workflows()]
+    if not rows:
+        console.print("No workflows yet. Add one with: qbflow workflow add FILE")
+        return
+    table = Table(title="Workflows")
+    for column in ("Name", "Trigger", "Connection", "Enabled", "Steps", "Last run", "Last run at"):
+        table.add_column(column)
+    for record, last in rows:
+        definition = record.definition if isinstance(record.definition, dict) else {}
+        trigger = definition.get("trigger") or {}
+        table.add_row(escape(record.name), escape(str(trigger.get("key", "?"))),
+                      escape(str(trigger.get("connection", "?"))),
+                      "[green]on[/green]" if record.enabled else "[dim]off[/dim]",
+                      str(len(definition.get("steps") or [])),
+                      f"#{last.id} {_styled(last.status)}" if last else "never",
+                      _at(last.finished_at or last.started_at or last.created_at) if last else "-")
+    console.print(table)
+
+
+def _set_enabled(name: str, enabled: bool) -> None:
+    from qbflow.store import RunStore, WorkflowNotFound
+
+    with _clear_errors(), _open_store() as store:
+        runs = RunStore(store.engine)
+        try:
+            runs.set_enabled(name, enabled)
+        except WorkflowNotFound as exc:
+            _fail(str(exc) + _nearest(name, [record.name for record in runs.list_workflows()]))
+    console.print(f"Workflow {escape(name)!r} is now {'enabled' if enabled else 'disabled'}.")
+
+
+@workflow_app.command("enable")
+def workflow_enable(
+    name: Annotated[str, typer.Argument(help="The workflow's name (`qbflow workflow list`).")],
+) -> None:
+    """Turn a stored workflow on: the engine polls its trigger."""
+    _set_enabled(name, True)
+
+
+@workflow_app.command("disable")
+def workflow_disable(
+    name: Annotated[str, typer.Argument(help="The workflow's name (`qbflow workflow list`).")],
+) -> None:
+    """Turn a stored workflow off: its trigger is no longer polled."""
+    _set_enabled(name, False)
+
+
+@runs_app.command("list")
+def runs_list(
+    workflow: Annotated[str | None, typer.Option("--workflow", "-w", help="Only this workflow's runs.")] = None,
+    status: Annotated[str | None, typer.Option("--status", "-s", help="Only runs with this status: queued, running, "
+                                                                      "succeeded, failed, waiting_retry, "
+                                                                      "cancelled.")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many runs.")] = 50,
+) -> None:
+    """The newest runs first: id, workflow, status, attempt, times and error."""
+    from qbflow.store import RunStore, WorkflowNotFound
+    from qbflow.store.models import RUN_STATUSES
+
+    if status is not None and status not in RUN_STATUSES:
+        _fail(f"unknown status {status!r}; use one of {', '.join(RUN_STATUSES)}.{_nearest(status, list(RUN_STATUSES))}",
+              USAGE_ERROR)
+    with _clear_errors(), _open_store() as store:
+        runs = RunStore(store.engine)
+        if workflow is not None:
+            try:
+                runs.get_workflow(workflow)
+            except WorkflowNotFound as exc:
+                _fail(str(exc) + _nearest(workflow, [record.name for record in runs.list_workflows()]))
+        records = runs.list_runs(workflow=workflow, status=status, limit=limit)
+    if not records:
+        console.print("No runs" + (" match" if workflow or status else " yet") + ".")
+        return
+    table = Table(title="Runs (newest first)")
+    for column in ("ID", "Workflow", "Status", "Attempt", "Created", "Started", "Finished", "Error"):
+        table.add_column(column, overflow="fold" if column == "Error" else "ellipsis")
+    for run in records:
+        table.add_row(str(run.id), escape(run.workflow_name), _styled(run.status), str(run.attempt),
+                      _at(run.created_at), _at(run.started_at), _at(run.finished_at), escape(_summary(run.error)))
+    console.print(table)
+
+
+def _json_text(value: object) -> str:
+    return json.dumps(_redacted(value), indent=2, ensure_ascii=False, default=str)
+
+
+@runs_app.command("show")
+def runs_show(run_id: Annotated[int, typer.Argument(metavar="ID", help="The run's id (`qbflow runs list`).")]) -> None:
+    """One run in detail: its event and every step's input, output, error and timing (secrets masked)."""
+    from rich.panel import Panel
+    from rich.text import Text
+
+    from qbflow.store import RunStore
+
+    with _clear_errors(), _open_store() as store:
+        run = RunStore(store.engine).get_run(run_id)
+    table = Table(title=f"Run {run.id}", show_header=False)
+    rows = [("Workflow", escape(run.workflow_name)), ("Status", _styled(run.status)),
+            ("Attempt", str(run.attempt)), ("Created", _at(run.created_at)), ("Started", _at(run.started_at)),
+            ("Finished", _at(run.finished_at))]
+    if run.next_attempt_at is not None:
+        rows.append(("Next attempt", _at(run.next_attempt_at)))
+    if run.error:
+        rows.append(("Error", f"[red]{escape(run.error)}[/red]"))
+    event = run.event
+    if event is not None:
+        rows += [("Trigger", escape(event.trigger_key)), ("Entity", escape(event.entity)),
+                 ("Record ID", escape(event.record_id)), ("Sync token", escape(event.sync_token or "-")),
+                 ("Realm ID", escape(event.realm_id)), ("Changed", _at(event.changed_at)),
+                 ("Seen", _at(event.seen_at))]
+    else:
+        rows.append(("Event", "(none)"))
+    for key, value in rows:
+        table.add_row(key, value)
+    console.print(table)
+    if not run.steps:
+        console.print("No steps have run yet.")
+        return
+    for step in run.steps:
+        seconds = ""
+        if step.started_at is not None and step.finished_at is not None:
+            seconds = f", {(step.finished_at - step.started_at).total_seconds():.3f} s"
+        body = Text()
+        body.append(f"Status: {step.status}   Attempts: {step.attempts}   Request ID: {step.request_id}\n")
+        body.append(f"Started: {_at(step.started_at)}   Finished: {_at(step.finished_at)}{seconds}\n")
+        for label, value in (("Input", step.input), ("Output", step.output), ("Error", step.error)):
+            if value is None:
+                continue
+            body.append(f"{label}:\n", style="bold red" if label == "Error" else "bold")
+            body.append(_json_text(value) + "\n")
+        body.rstrip()
+        console.print(Panel(body, title=f"Step {step.position + 1}: {escape(step.step_id)} ({_styled(step.status)})",
+                            title_align="left"))
+
+
+@runs_app.command("retry")
+def runs_retry(run_id: Annotated[int, typer.Argument(metavar="ID", help="The run's id (`qbflow runs list`).")]) -> None:
+    """Queue a failed, waiting or cancelled run again; the engine picks it up (finished steps are not redone
+    twice in QuickBooks: each write keeps its request id)."""
+    from qbflow.store import RunStore
+
+    with _clear_errors(), _open_store() as store:
+        runs = RunStore(store.engine)
+        run = runs.get_run(run_id)
+        if run.status == "queued":
+            console.print(f"Run {run.id} ({escape(run.workflow_name)}) is already queued.")
+            return
+        if run.status not in _RETRYABLE:
+            why = "it succeeded" if run.status == "succeeded" else f"it is {run.status}"
+            _fail(f"run {run.id} cannot be retried: {why} (only failed, waiting_retry or cancelled runs can be)")
+        runs.finish_run(run.id, "queued")
+    console.print(f"Run {run.id} ({escape(run.workflow_name)}) was {run.status}; it is queued again.")
+
+
 if __name__ == "__main__":
     app()
