@@ -851,5 +851,71 @@ def runs_retry(run_id: Annotated[int, typer.Argument(metavar="ID", help="The run
     console.print(f"Run {run.id} ({escape(run.workflow_name)}) was {run.status}; it is queued again.")
 
 
+@workflow_app.command("test")
+def workflow_test(
+    name: Annotated[str, typer.Argument(help="A stored workflow's name (`qbflow workflow list`).")],
+    live: Annotated[bool, typer.Option("--live", help="Really call QuickBooks and send HTTP requests.")] = False,
+) -> None:
+    """Run a workflow once on its trigger's sample record and show each step's input and output.
+
+    Without --live nothing is written: QuickBooks actions and HTTP requests are checked, not sent."""
+    from qbflow.engine.runner import store_clients, test_workflow, workflow_from_definition
+    from qbflow.store import RunStore
+
+    with _clear_errors(), _open_store() as store:
+        record = RunStore(store.engine).get_workflow(name)
+        workflow = workflow_from_definition(record.definition)
+        report = asyncio.run(test_workflow(workflow, live=live, clients=store_clients(store)))
+    result = report.to_dict()
+    typer.echo(json.dumps(result, indent=2, default=str))
+    if any(step.get("error") for step in result.get("steps", [])):
+        raise typer.Exit(1)
+
+
+@app.command("run")
+def run_engine(
+    once: Annotated[bool, typer.Option("--once", help="One cycle: poll every enabled workflow now, run what "
+                                                      "comes of it, then exit (for cron or tests).")] = False,
+    tick: Annotated[float, typer.Option(min=0.1, help="Seconds between cycles.")] = 1.0,
+) -> None:
+    """The engine in the foreground: poll triggers when due, run the runs, until Ctrl-C."""
+    from qbflow.engine.runner import Runner, store_clients
+    from qbflow.engine.scheduler import CycleReport, Engine
+    from qbflow.store import RunStore
+
+    def show(report: CycleReport) -> None:
+        if report.polls or report.runs or report.errors:
+            console.print(f"polls {report.polls}, new events {report.events}, runs {report.runs}"
+                          + (f", problems: {'; '.join(report.errors)}" if report.errors else ""),
+                          markup=False, highlight=False)
+
+    async def main(store) -> None:
+        runs = RunStore(store.engine)
+        clients = store_clients(store)
+        runner = Runner(runs, clients)
+        resumed = await runner.resume_unfinished()
+        if resumed:
+            console.print(f"resumed {len(resumed)} run(s) left unfinished", markup=False)
+        engine = Engine(runs, clients, runner)
+        if once:
+            show(await engine.cycle(force=True))
+            return
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        try:
+            import signal
+
+            loop.add_signal_handler(signal.SIGINT, stop.set)
+            loop.add_signal_handler(signal.SIGTERM, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+        console.print("qbflow engine running; Ctrl-C stops it (runs in flight finish first).", markup=False)
+        await engine.run_forever(tick=tick, on_cycle=show, stop=stop)
+        console.print("stopped.", markup=False)
+
+    with _clear_errors(), _open_store() as store:
+        asyncio.run(main(store))
+
+
 if __name__ == "__main__":
     app()

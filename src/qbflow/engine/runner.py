@@ -1,0 +1,613 @@
+"""The runner: one claimed run, step by step, with a ledger that makes crashes and retries safe.
+
+    runner = Runner(runs, clients=store_clients(store))
+    await runner.resume_unfinished()          # at start: runs a crash left "running"
+    while (done := await runner.run_next()) is not None:
+        ...
+    report = await test_workflow(workflow, live=False, clients=store_clients(store))   # `qbflow workflow test`
+
+For each step, in order: `when` is rendered (false: the step is recorded "skipped"), then `input` with the
+context (`trigger` = the event's record, `steps.<id>.output` = earlier outputs, `run` = id and creation time),
+then the input is checked against the action's model (a bad input never reaches QuickBooks). The ledger
+records "sent" with the rendered input BEFORE the request goes out, and the outcome after.
+
+Idempotency (DESIGN.md guarantee 2): a connector action runs with `request_id = runs.step_request_id(run,
+step)`, the same on every retry and resume of that step, so QBO replays its first answer instead of writing
+twice. On top of that, a create whose input has a DocNumber that is retried after an ambiguous failure (a
+transient error, or a crash after "sent") first looks for a record with that DocNumber created since the
+step started, and uses it instead of creating again.
+
+Resuming: a step the ledger has as "succeeded" is not run again (its stored output is reused); "skipped"
+stays skipped; anything else (sent, failed, pending) runs again with the same request id.
+
+Errors: transient ones (QBO Transient/RateLimited, connection errors and timeouts, 5xx of `http.request`) are
+retried in the step with backoff `RetrySettings.step_attempts` times; then the run goes to `waiting_retry`
+with an exponential `next_attempt_at` (failed after `run_attempts`). Permanent ones (bad input, template
+errors, unresolved references, QBO validation, not found, ...) fail the run at once with the reason. A
+connection that needs reconnecting puts the run in `waiting_retry` (`reconnect_wait`) with its message, so
+the run carries on, missing nothing, once `qbflow connect NAME` has been run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import datetime as dt
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+from pydantic import BaseModel, TypeAdapter
+
+from qbflow.connector.base import ActionContext, ActionInputError, ReferenceCache
+from qbflow.connector.refs import ReferenceError as RefError
+from qbflow.connector.registry import UnknownAction, action
+from qbflow.connector.triggers import trigger as trigger_def
+from qbflow.engine import templates
+from qbflow.engine.steps import HttpStepError, http_request, log_message, parse_generic
+from qbflow.engine.templates import TemplateError, make_context
+from qbflow.engine.workflow import GENERIC_STEPS, Step, Workflow
+from qbflow.errors import QBFlowError
+from qbflow.qbo.client import QBOClient
+from qbflow.qbo.errors import NeedsReconnect, QBOError, RateLimited, Transient
+from qbflow.qbo.query import Query
+from qbflow.store.models import (
+    RUN_FAILED,
+    RUN_RUNNING,
+    RUN_SUCCEEDED,
+    RUN_WAITING_RETRY,
+    STEP_FAILED,
+    STEP_SENT,
+    STEP_SKIPPED,
+    STEP_SUCCEEDED,
+)
+from qbflow.store.runs import RunRecord, RunStore, StepRecord
+
+__all__ = [
+    "WRITE_OPERATIONS",
+    "ClientFactory",
+    "RetrySettings",
+    "RunNotClaimed",
+    "Runner",
+    "StepReport",
+    "TestReport",
+    "classify",
+    "error_json",
+    "store_clients",
+    "test_workflow",
+    "workflow_from_definition",
+]
+
+log = logging.getLogger("qbflow.runner")
+
+ClientFactory = Callable[[str], Awaitable[QBOClient]]
+
+# Operations that change QuickBooks; anything not listed as a read is treated as a write (the safe side).
+WRITE_OPERATIONS = frozenset({"create", "update", "delete", "void", "send", "upload", "find_or_create", "deactivate"})
+READ_OPERATIONS = frozenset({"get", "find", "pdf"})
+
+# How far back (before the step first started) a DocNumber lookup looks, for clock skew with QBO.
+_LOOKUP_SKEW = dt.timedelta(minutes=10)
+
+Kind = Literal["transient", "reconnect", "permanent"]
+
+
+@dataclass(frozen=True)
+class RetrySettings:
+    """How hard a step tries before the run waits, and how the run's waits grow.
+
+    In-step waits: `step_wait_initial * 2**n`, at most `step_wait_max`. Run waits: `run_wait_initial *
+    2**(attempt-1)` seconds, at most `run_wait_max`; after `run_attempts` attempts the run fails.
+    """
+
+    step_attempts: int = 3
+    step_wait_initial: float = 0.5
+    step_wait_max: float = 8.0
+    run_wait_initial: float = 60.0
+    run_wait_max: float = 6 * 3600.0
+    run_attempts: int = 8
+    reconnect_wait: float = 300.0
+
+    def step_wait(self, retry: int) -> float:
+        return min(self.step_wait_initial * 2 ** retry, self.step_wait_max)
+
+    def run_wait(self, attempt: int) -> float:
+        return min(self.run_wait_initial * 2 ** max(attempt - 1, 0), self.run_wait_max)
+
+
+class RunNotClaimed(ValueError):
+    """`run_once` was given a run that is not "running" (claim it first with `claim_next_run`)."""
+
+
+# --- errors ----------------------------------------------------------------------------------------------
+
+def classify(error: BaseException) -> Kind:
+    """transient (retry later), reconnect (the connection needs `qbflow connect`), or permanent."""
+    if isinstance(error, NeedsReconnect):
+        return "reconnect"
+    if isinstance(error, Transient | RateLimited | httpx.TransportError):
+        return "transient"
+    if isinstance(error, HttpStepError):
+        return "transient" if error.transient else "permanent"
+    return "permanent"
+
+
+def _field_of(error: BaseException) -> str | None:
+    if isinstance(error, ActionInputError) and error.problems:
+        return error.problems[0].field
+    if isinstance(error, RefError):
+        return error.field
+    if isinstance(error, QBOError):
+        return error.element
+    return getattr(error, "field", None) if isinstance(getattr(error, "field", None), str) else None
+
+
+def error_json(error: BaseException, *, field: str | None = None) -> dict[str, Any]:
+    """The error as stored in the ledger: type, message, field (when known), and more where it helps."""
+    data: dict[str, Any] = {"type": type(error).__name__, "message": str(error) or type(error).__name__}
+    field = field or _field_of(error)
+    if field:
+        data["field"] = field
+    if isinstance(error, ActionInputError):
+        data["problems"] = [{"field": p.field, "expected": p.expected} for p in error.problems]
+    if isinstance(error, QBOError):
+        data.update({k: v for k, v in (("code", error.code), ("status", error.status_code),
+                                       ("intuit_tid", error.intuit_tid)) if v is not None})
+    if isinstance(error, HttpStepError):
+        data["status"] = error.status
+    if isinstance(error, NeedsReconnect):
+        data["connection"] = error.connection
+    return data
+
+
+class _StepFailed(Exception):
+    def __init__(self, kind: Kind, error: dict[str, Any], retry_after: float | None = None) -> None:
+        self.kind = kind
+        self.error = error
+        self.retry_after = retry_after
+        super().__init__(error.get("message", ""))
+
+
+# --- rendering -------------------------------------------------------------------------------------------
+
+def _render_input(value: Any, context: Mapping[str, Any], path: str = "") -> Any:
+    """`templates.render` recursively, naming the input field of a failing template."""
+    if isinstance(value, str):
+        try:
+            return templates.render(value, context)
+        except TemplateError as error:
+            error.field = path or "input"  # type: ignore[attr-defined]
+            raise
+    if isinstance(value, Mapping):
+        return {key: _render_input(item, context, f"{path}.{key}" if path else str(key))
+                for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_render_input(item, context, f"{path}[{i}]") for i, item in enumerate(value)]
+    return value
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON data (what the ledger keeps): dates and other objects become text."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def workflow_from_definition(definition: Any) -> Workflow:
+    """The `Workflow` of a stored definition: the file's data as parsed YAML, or `model_dump(mode="json")`."""
+    if isinstance(definition, Workflow):
+        return definition
+    data = dict(definition)
+    trig = dict(data.get("trigger") or {})
+    interval = trig.get("poll_interval")
+    if isinstance(interval, str) and interval.upper().startswith("P"):  # ISO 8601 duration from model_dump
+        trig["poll_interval"] = TypeAdapter(dt.timedelta).validate_python(interval)
+        data["trigger"] = trig
+    return Workflow.model_validate(data)
+
+
+def _aware(moment: dt.datetime | None) -> dt.datetime | None:
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=dt.UTC)
+    return moment
+
+
+def store_clients(store: Any, **options: Any) -> ClientFactory:
+    """A client factory over stored connections (`qbflow.qbo.connections.client_for`)."""
+    from qbflow.qbo.connections import client_for
+
+    async def clients(name: str) -> QBOClient:
+        return await client_for(name, store, **options)
+
+    return clients
+
+
+def _doc_number(model: BaseModel) -> str | None:
+    value = getattr(model, "doc_number", None)
+    if value is None:
+        extra = getattr(model, "extra", None)
+        if isinstance(extra, Mapping):
+            value = extra.get("DocNumber")
+    return str(value) if value not in (None, "") else None
+
+
+# --- the runner ------------------------------------------------------------------------------------------
+
+@dataclass
+class _RunState:
+    clients: dict[str, QBOClient] = field(default_factory=dict)
+    references: dict[str, ReferenceCache] = field(default_factory=dict)
+
+
+class Runner:
+    """Executes claimed runs against the store's ledger.
+
+    `clients(connection_name)` gives a `QBOClient` (production: `store_clients(store)`; tests: the in-process
+    sandbox). Clients are fetched once per connection per run and closed after the run when `close_clients`.
+    `http_transport` is used by `http.request` steps; `workflows(run)` gives a run's `Workflow` (default: the
+    stored definition); `sleep` is awaited between in-step retries.
+    """
+
+    def __init__(
+        self,
+        runs: RunStore,
+        clients: ClientFactory,
+        *,
+        retry: RetrySettings | None = None,
+        http_transport: httpx.AsyncBaseTransport | None = None,
+        http_timeout: float = 30.0,
+        workflows: Callable[[RunRecord], Workflow] | None = None,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        close_clients: bool = True,
+        now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        self.runs = runs
+        self.clients = clients
+        self.retry = retry or RetrySettings()
+        self.http_transport = http_transport
+        self.http_timeout = http_timeout
+        self.workflows = workflows or self._stored_workflow
+        self.sleep = sleep
+        self.close_clients = close_clients
+        self.now = now
+
+    def _stored_workflow(self, run: RunRecord) -> Workflow:
+        return workflow_from_definition(self.runs.get_workflow(run.workflow_name).definition)
+
+    # -- entry points ------------------------------------------------------------------------------
+
+    async def run_next(self, now: dt.datetime | None = None) -> RunRecord | None:
+        """Claim the next due run and execute it; its final record, or None when nothing is due."""
+        claimed = self.runs.claim_next_run(now)
+        return None if claimed is None else await self.run_once(claimed.id)
+
+    async def resume_unfinished(self) -> list[RunRecord]:
+        """Execute every run a crash left "running" (call at start, before claiming new ones)."""
+        return [await self.run_once(run.id) for run in self.runs.unfinished_runs()]
+
+    async def run_once(self, run_id: int) -> RunRecord:
+        """Execute one claimed (status "running") run to its outcome; returns the run as stored after."""
+        run = self.runs.get_run(run_id)
+        if run.status != RUN_RUNNING:
+            raise RunNotClaimed(f"run {run_id} is {run.status!r}, not running: claim it first")
+        state = _RunState()
+        try:
+            try:
+                workflow = self.workflows(run)
+            except Exception as error:  # a stored definition that no longer loads: nothing can run
+                log.exception("run %s: cannot load workflow %r", run.id, run.workflow_name)
+                self.runs.finish_run(run.id, RUN_FAILED, f"cannot load workflow {run.workflow_name!r}: {error}")
+                return self.runs.get_run(run.id)
+            await self._execute(run, workflow, state)
+        finally:
+            if self.close_clients:
+                for client in state.clients.values():
+                    try:
+                        await client.aclose()
+                    except Exception:  # closing must not hide the run's outcome
+                        log.warning("closing a client failed", exc_info=True)
+        return self.runs.get_run(run.id)
+
+    # -- a run -------------------------------------------------------------------------------------
+
+    async def _execute(self, run: RunRecord, workflow: Workflow, state: _RunState) -> None:
+        record = run.event.record if run.event is not None else {}
+        outputs: dict[str, Any] = {}
+        for position, step in enumerate(workflow.steps):
+            entry = run.step(step.id)
+            if entry is not None and entry.status == STEP_SUCCEEDED:
+                outputs[step.id] = entry.output
+                continue
+            if entry is not None and entry.status == STEP_SKIPPED:
+                continue
+            context = make_context(trigger=record, steps=outputs, run_id=run.id, started_at=run.created_at)
+            try:
+                ran, output = await self._step(run, workflow, position, step, entry, context, state)
+            except _StepFailed as failure:
+                self._fail_run(run, step, failure)
+                return
+            if ran:
+                outputs[step.id] = output
+        self.runs.finish_run(run.id, RUN_SUCCEEDED)
+
+    def _fail_run(self, run: RunRecord, step: Step, failure: _StepFailed) -> None:
+        reason = f"step {step.id!r} ({step.action}): {failure.error.get('message')}"
+        now = self.now()
+        if failure.kind == "reconnect":
+            later = now + dt.timedelta(seconds=self.retry.reconnect_wait)
+            self.runs.finish_run(run.id, RUN_WAITING_RETRY, reason, later)
+        elif failure.kind == "transient" and run.attempt < self.retry.run_attempts:
+            wait = max(self.retry.run_wait(run.attempt), failure.retry_after or 0.0)
+            self.runs.finish_run(run.id, RUN_WAITING_RETRY, reason, now + dt.timedelta(seconds=wait))
+        elif failure.kind == "transient":
+            self.runs.finish_run(run.id, RUN_FAILED, f"gave up after {run.attempt} attempts: {reason}")
+        else:
+            self.runs.finish_run(run.id, RUN_FAILED, reason)
+        log.info("run %s: %s", run.id, reason)
+
+    # -- a step ------------------------------------------------------------------------------------
+
+    async def _step(self, run: RunRecord, workflow: Workflow, position: int, step: Step,
+                    entry: StepRecord | None, context: dict, state: _RunState) -> tuple[bool, Any]:
+        """(True, output) when the step ran, (False, None) when skipped; _StepFailed otherwise."""
+        rendered: Any = step.input
+        try:
+            if step.when is not None and not templates.render_condition(step.when, context):
+                self.runs.finish_step(run.id, step.id, status=STEP_SKIPPED, position=position)
+                return False, None
+            rendered = _jsonable(_render_input(step.input, context))
+            if step.action in GENERIC_STEPS:
+                the_action, model = None, parse_generic(step.action, rendered)
+            else:
+                the_action = action(step.action)
+                model = the_action.parse(rendered)
+        except (TemplateError, ActionInputError, UnknownAction) as error:
+            data = error_json(error, field=getattr(error, "field", None) if isinstance(error, TemplateError) else None)
+            self.runs.finish_step(run.id, step.id, status=STEP_FAILED, error=data, input=_jsonable(rendered),
+                                  position=position)
+            raise _StepFailed("permanent", data) from None
+
+        if step.action == "log":
+            output = log_message(model, workflow=workflow.name, run_id=run.id, step_id=step.id)
+            self.runs.finish_step(run.id, step.id, output=output, input=rendered, position=position)
+            return True, output
+
+        # An earlier attempt may have written already: a crash after "sent", or a transient failure.
+        ambiguous = entry is not None and (entry.status == STEP_SENT or (
+            entry.status == STEP_FAILED and isinstance(entry.error, dict) and bool(entry.error.get("transient"))))
+        started_at = _aware(entry.started_at) if entry is not None else None
+        data: dict[str, Any] = {}
+        retry_after: float | None = None
+        for attempt in range(self.retry.step_attempts):
+            if attempt:
+                await self.sleep(self.retry.step_wait(attempt - 1))
+            try:
+                client = None
+                if the_action is not None:
+                    client = await self._client(step, state)
+                sent = self.runs.mark_step_sent(run.id, step.id, rendered, position=position)
+                started_at = started_at or _aware(sent.started_at)
+                output = None
+                if ambiguous and the_action is not None and the_action.operation == "create":
+                    output = await self._find_created(client, the_action.entity, model, started_at)
+                if output is None:
+                    output = _jsonable(await self._call(step, the_action, model, sent.request_id, client, state))
+                self.runs.finish_step(run.id, step.id, output=output, position=position)
+                return True, output
+            except Exception as error:  # every failure is classified; none may escape a run
+                kind = classify(error)
+                data = error_json(error)
+                if kind != "transient":
+                    if not isinstance(error, QBFlowError):
+                        log.exception("run %s step %s failed unexpectedly", run.id, step.id)
+                    self.runs.finish_step(run.id, step.id, status=STEP_FAILED, error=data, position=position)
+                    raise _StepFailed(kind, data) from None
+                ambiguous = True
+                data["transient"] = True
+                retry_after = getattr(error, "retry_after", None)
+                log.info("run %s step %s: transient failure (attempt %d): %s", run.id, step.id, attempt + 1, error)
+                if retry_after and retry_after > self.retry.step_wait_max:
+                    break  # worth waiting for, but not inside the step
+        self.runs.finish_step(run.id, step.id, status=STEP_FAILED, error=data, position=position)
+        raise _StepFailed("transient", data, retry_after)
+
+    async def _client(self, step: Step, state: _RunState) -> QBOClient:
+        name = step.connection or ""
+        if name not in state.clients:
+            state.clients[name] = await self.clients(name)
+        return state.clients[name]
+
+    async def _call(self, step: Step, the_action: Any, model: BaseModel, request_id: str,
+                    client: QBOClient | None, state: _RunState) -> Any:
+        if the_action is None:  # http.request
+            return await http_request(model, request_id=request_id, transport=self.http_transport,
+                                      timeout=self.http_timeout)
+        name = step.connection or ""
+        references = state.references.setdefault(name, ReferenceCache())
+        ctx = ActionContext(client, request_id=request_id, references=references)
+        return await the_action.run(ctx, model)
+
+    @staticmethod
+    async def _find_created(client: QBOClient | None, entity: str | None, model: BaseModel,
+                            since: dt.datetime | None) -> dict | None:
+        """The record an earlier attempt of this create made, found by DocNumber, or None."""
+        doc_number = _doc_number(model)
+        if client is None or entity is None or doc_number is None:
+            return None
+        query = Query(entity).where(DocNumber=doc_number)
+        if since is not None:
+            query = query.where_op("MetaData.CreateTime", ">=", since - _LOOKUP_SKEW)
+        found = await client.query(query.max(2))
+        if len(found) == 1:
+            log.info("found %s %s (DocNumber %s) made by an earlier attempt; not creating it again",
+                     entity, found[0].get("Id"), doc_number)
+            return found[0]
+        return None
+
+
+# --- `qbflow workflow test` ------------------------------------------------------------------------------
+
+_PLACEHOLDER_PREFIX = "<dry run: "
+
+
+class _Placeholder(dict):
+    """A dry-run output: any path into it renders as "<dry run: steps.x.output.a.b>", and it counts as true."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+
+    def __missing__(self, key: Any) -> _Placeholder:
+        return _Placeholder(f"{self.path}.{key}")
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __str__(self) -> str:
+        return f"{_PLACEHOLDER_PREFIX}{self.path}>"
+
+    def __deepcopy__(self, memo: dict) -> _Placeholder:
+        return self
+
+
+def _unplaceholder(value: Any) -> Any:
+    if isinstance(value, _Placeholder):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {key: _unplaceholder(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_unplaceholder(item) for item in value]
+    return value
+
+
+def _is_placeholder(value: Any) -> bool:
+    return isinstance(value, str) and _PLACEHOLDER_PREFIX in value
+
+
+@dataclass
+class StepReport:
+    """One step of a test run: its rendered input and output (or error), and how long it took."""
+
+    __test__ = False
+
+    id: str
+    action: str
+    skipped: bool = False
+    dry_run: bool = False
+    input: Any = None
+    output: Any = None
+    error: dict[str, Any] | None = None
+    ms: float = 0.0
+
+
+@dataclass
+class TestReport:
+    """What `qbflow workflow test NAME` shows: the trigger record used and every step's report."""
+
+    __test__ = False
+
+    workflow: str
+    live: bool
+    trigger: dict[str, Any]
+    steps: list[StepReport] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(step.error is None for step in self.steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable({"workflow": self.workflow, "live": self.live, "ok": self.ok, "trigger": self.trigger,
+                          "steps": [vars(step) for step in self.steps]})
+
+
+async def test_workflow(
+    workflow: Workflow,
+    *,
+    live: bool,
+    clients: ClientFactory | None = None,
+    sample: Mapping[str, Any] | None = None,
+    http_transport: httpx.AsyncBaseTransport | None = None,
+    close_clients: bool = True,
+) -> TestReport:
+    """Run the workflow once with the trigger's sample record (or `sample`), showing each step's input and output.
+
+    Without `live` nothing is sent anywhere: QuickBooks actions (reads too) and `http.request` are only
+    validated, with the placeholder output {"dry_run": true}; later steps see the outputs of such steps as
+    "<dry run: steps.x.output...>" text. `log` steps run (they write only to the log). With `live` every step
+    runs for real (each write with a fresh requestid). The first failing step ends the test.
+    """
+    record = copy.deepcopy(dict(sample)) if sample is not None else trigger_def(workflow.trigger.key).sample_record()
+    report = TestReport(workflow=workflow.name, live=live, trigger=_jsonable(record))
+    outputs: dict[str, Any] = {}
+    opened: dict[str, QBOClient] = {}
+    references: dict[str, ReferenceCache] = {}
+    try:
+        for step in workflow.steps:
+            item = StepReport(id=step.id, action=step.action)
+            report.steps.append(item)
+            started = time.perf_counter()
+            try:
+                output = await _test_step(step, item, workflow, record, outputs, live=live, clients=clients,
+                                          opened=opened, references=references, http_transport=http_transport)
+            except Exception as error:  # shown in the report, never raised
+                field_name = getattr(error, "field", None) if isinstance(error, TemplateError) else None
+                item.error = error_json(error, field=field_name)
+            finally:
+                item.ms = round((time.perf_counter() - started) * 1000, 3)
+            if item.error is not None:
+                break
+            if not item.skipped:
+                outputs[step.id] = output
+    finally:
+        if close_clients:
+            for client in opened.values():
+                await client.aclose()
+    return report
+
+
+test_workflow.__test__ = False  # type: ignore[attr-defined]  # not a pytest test, whatever its name
+
+
+async def _test_step(step: Step, item: StepReport, workflow: Workflow, record: dict, outputs: dict[str, Any], *,
+                     live: bool, clients: ClientFactory | None, opened: dict[str, QBOClient],
+                     references: dict[str, ReferenceCache], http_transport: httpx.AsyncBaseTransport | None) -> Any:
+    context = make_context(trigger=record, steps=outputs, run_id=None,
+                           started_at=dt.datetime.now(dt.UTC))
+    if step.when is not None and not templates.render_condition(step.when, context):
+        item.skipped = True
+        return None
+    rendered = _render_input(step.input, context)
+    item.input = _jsonable(_unplaceholder(rendered))
+    the_action = None if step.action in GENERIC_STEPS else action(step.action)
+    try:
+        model = parse_generic(step.action, item.input) if the_action is None else the_action.parse(item.input)
+    except ActionInputError as error:
+        real = [p for p in error.problems if not _is_placeholder(p.value)]
+        if real or live:
+            raise ActionInputError(error.action_title, real or list(error.problems)) from None
+        model = None  # only the placeholders of earlier dry-run steps do not fit: fine for a dry run
+    if step.action == "log" and model is not None:
+        item.output = log_message(model, workflow=workflow.name, step_id=step.id)
+        return item.output
+    if not live:
+        item.dry_run = True
+        item.output = {"dry_run": True}
+        return _Placeholder(f"steps.{step.id}.output")
+    request_id = str(uuid.uuid4())
+    if the_action is None:
+        output = await http_request(model, request_id=request_id, transport=http_transport)
+    else:
+        if clients is None:
+            raise ValueError("a live test needs `clients` to reach QuickBooks")
+        name = step.connection or ""
+        if name not in opened:
+            opened[name] = await clients(name)
+        ctx = ActionContext(opened[name], request_id=request_id,
+                            references=references.setdefault(name, ReferenceCache()))
+        output = await the_action.run(ctx, model)
+    item.output = _jsonable(output)
+    return item.output
+

@@ -1,0 +1,72 @@
+"""The engine as a user runs it: `qbflow sandbox`, `qbflow connect`, `qbflow workflow add`, `qbflow run`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from tests.connector.test_cli_catalog import env, sandbox_url  # noqa: F401  (module fixtures)
+from tests.qbo.test_connect_cli import stored
+
+WORKFLOW = """\
+name: Invoice new customers
+trigger:
+  key: new_customer
+  connection: demo
+  poll_interval: 1m
+steps:
+  - id: invoice
+    action: create_invoice
+    input:
+      customer: "{{ trigger.Id }}"
+      lines:
+        - item: Design
+          qty: 2
+          unit_price: 75
+      private_note: "Welcome invoice for {{ trigger.DisplayName }}"
+  - id: note
+    action: log
+    input:
+      message: "Invoiced {{ trigger.DisplayName }}: {{ steps.invoice.output.TotalAmt | money }}"
+"""
+
+
+def qbflow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:  # noqa: F811
+    return subprocess.run([sys.executable, "-m", "qbflow.cli", *args], env={**os.environ, **env, "COLUMNS": "200"},
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+
+
+def test_a_new_customer_in_quickbooks_runs_the_workflow_once(tmp_path: Path, env: dict, sandbox_url: str):  # noqa: F811
+    path = tmp_path / "welcome.yaml"
+    path.write_text(WORKFLOW)
+    added = qbflow(env, "workflow", "add", str(path))
+    assert added.returncode == 0, added.stdout + added.stderr
+    first = qbflow(env, "run", "--once")  # activates the trigger: from now on
+    assert first.returncode == 0, first.stdout + first.stderr
+
+    connection = stored(env, "demo")
+    api = f"{sandbox_url}/v3/company/{connection.realm_id}"
+    headers = {"Authorization": f"Bearer {connection.access_token}", "Accept": "application/json"}
+    customer = httpx.post(f"{api}/customer", json={"DisplayName": "Engine Test Gardens"}, headers=headers)
+    assert customer.status_code == 200, customer.text
+    customer_id = customer.json()["Customer"]["Id"]
+
+    second = qbflow(env, "run", "--once")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "runs 1" in second.stdout, second.stdout
+    third = qbflow(env, "run", "--once")  # the same change is not run again
+    assert "runs 1" not in third.stdout, third.stdout
+
+    invoices = httpx.get(f"{api}/query", headers=headers, params={
+        "query": f"select * from Invoice where CustomerRef = '{customer_id}'"}).json()["QueryResponse"]
+    assert len(invoices["Invoice"]) == 1
+    invoice = invoices["Invoice"][0]
+    assert invoice["TotalAmt"] == 150.0
+    assert invoice["PrivateNote"] == "Welcome invoice for Engine Test Gardens"
+
+    runs = qbflow(env, "runs", "list")
+    assert "Invoice new customers" in runs.stdout and "succeeded" in runs.stdout
