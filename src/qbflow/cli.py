@@ -847,7 +847,7 @@ def runs_retry(run_id: Annotated[int, typer.Argument(metavar="ID", help="The run
         if run.status not in _RETRYABLE:
             why = "it succeeded" if run.status == "succeeded" else f"it is {run.status}"
             _fail(f"run {run.id} cannot be retried: {why} (only failed, waiting_retry or cancelled runs can be)")
-        runs.finish_run(run.id, "queued")
+        runs.retry(run.id)
     console.print(f"Run {run.id} ({escape(run.workflow_name)}) was {run.status}; it is queued again.")
 
 

@@ -326,3 +326,32 @@ def test_migration_0002_matches_the_models(db_url: str) -> None:
         assert diff == []
     finally:
         engine.dispose()
+
+
+def test_retry_gives_refused_steps_new_request_ids_but_keeps_ambiguous_ones(runs: RunStore, workflow_id: int) -> None:
+    refused, ambiguous = runs.record_poll(workflow_id, "new_invoice", "acme", REALM, [event("1"), event("2")],
+                                          cursor_json())
+    for run_id in (refused, ambiguous):
+        runs.claim_next_run()
+        runs.mark_step_sent(run_id, "find", {})
+        runs.finish_step(run_id, "find", output={"Id": "7"})
+        runs.mark_step_sent(run_id, "create", {"CustomerRef": {"value": "7"}})
+    # QBO refused the first run's create (a validation fault): nothing was written.
+    runs.finish_step(refused, "create", error={"type": "Validation", "message": "bad"}, status="failed")
+    runs.finish_run(refused, "failed", error="bad")
+    # The second run's create failed in a way that may have reached QuickBooks.
+    runs.finish_step(ambiguous, "create", error={"type": "Transient", "transient": True}, status="failed")
+    runs.finish_run(ambiguous, "failed", error="gave up")
+    before = {run_id: (runs.step_request_id(run_id, "create"), runs.step_request_id(run_id, "find"))
+              for run_id in (refused, ambiguous)}
+
+    again = runs.retry(refused)
+    assert again.status == "queued" and again.error is None
+    assert runs.step_request_id(refused, "create") != before[refused][0]  # a new id: not QBO's stored refusal
+    assert runs.get_run(refused).step("create").request_id == runs.step_request_id(refused, "create")
+    assert runs.get_run(refused).step("find").request_id == before[refused][1]  # done steps keep theirs
+
+    runs.retry(ambiguous)
+    assert runs.step_request_id(ambiguous, "create") == before[ambiguous][0]  # may have been written: replay
+    with pytest.raises(ValueError):
+        runs.retry(ambiguous)  # already queued

@@ -42,8 +42,10 @@ from qbflow.store.models import (
     RUN_STATUSES,
     RUN_SUCCEEDED,
     RUN_WAITING_RETRY,
+    STEP_FAILED,
     STEP_SENT,
     STEP_STATUSES,
+    STEP_SUCCEEDED,
     Event,
     Run,
     StepResult,
@@ -428,6 +430,36 @@ class RunStore:
             row.error = error
             row.next_attempt_at = next_attempt_at if status == RUN_WAITING_RETRY else None
             row.finished_at = now if status in _FINISHED_RUN else None
+            session.flush()
+            return _run(session, row, detail=False)
+
+    def retry(self, run_id: int) -> RunRecord:
+        """Queue a failed, waiting or cancelled run again (`qbflow runs retry`).
+
+        QBO answers a repeated requestid with its first answer, so re-sending a refused step under its old
+        request id would only repeat the refusal. The run gets a new `uid` (new request ids for the steps
+        still to do) unless one of them may already have reached QuickBooks (left "sent", or failed with
+        a transient error): then the old ids stay, so QBO replays instead of creating twice.
+        """
+        with write_session(self.engine) as session:
+            row = self._locked_run(session, run_id)
+            if row.status not in (RUN_FAILED, RUN_WAITING_RETRY, RUN_CANCELLED):
+                raise ValueError(f"run {run_id} is {row.status}; only failed, waiting_retry or cancelled runs "
+                                 "can be retried")
+            steps = session.scalars(select(StepResult).where(StepResult.run_id == run_id)).all()
+            ambiguous = any(step.status == STEP_SENT
+                            or (step.status == STEP_FAILED and isinstance(step.error, dict)
+                                and step.error.get("transient"))
+                            for step in steps)
+            if not ambiguous:
+                row.uid = str(uuid.uuid4())
+                for step in steps:
+                    if step.status != STEP_SUCCEEDED:
+                        step.request_id = request_id_for(row.uid, step.step_id)
+            row.status = RUN_QUEUED
+            row.error = None
+            row.next_attempt_at = None
+            row.finished_at = None
             session.flush()
             return _run(session, row, detail=False)
 
