@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from qbflow.catalog.entities import ENTITIES, Kind
-from qbflow.connector.polling import OVERLAP, PollCursor, PollResult, TriggerEvent, poll_company
+from qbflow.connector.polling import OVERLAP, PollCursor, PollResult, TriggerEvent, poll_company, poll_shared
 from qbflow.connector.triggers import TRIGGERS, Trigger, TriggerKind, UnknownTrigger, trigger, triggers_for
 from qbflow.qbo import QBOClient
 from qbflow.qbo.errors import Transient
@@ -536,3 +536,73 @@ async def test_a_failed_poll_raises_and_the_old_cursor_still_stands(books: Books
 
 def _snake(entity: str) -> str:
     return {"PurchaseOrder": "purchase_order", "SalesReceipt": "sales_receipt"}.get(entity, entity.lower())
+
+
+# --- one read for several cursors; backfills in slices ---------------------------------------------------
+
+async def test_one_read_serves_several_cursors_each_with_its_own_window(qbo, books: Books,
+                                                                          transport: CountingTransport):
+    early = Poller(qbo, books, [trigger("new_customer"), trigger("new_invoice")])
+    books.tick(5)
+    first = books.create("Customer")
+    books.tick(30)
+    late = Poller(qbo, books, [trigger("new_customer"), trigger("updated_customer")])  # activated after `first`
+    books.tick(2)
+    second = books.create("Customer")
+    books.edit("Customer", first)
+    invoice = books.create("Invoice")
+    books.tick(1)
+    transport.requests.clear()
+    shared = await poll_shared(qbo, {"early": (early.triggers, early.cursor), "late": (late.triggers, late.cursor)},
+                               books.now())
+    assert shared.requests == 1 and len(transport.api_requests()) == 1 and shared.mode == "cdc"
+    assert sorted(fired(shared.results["early"])) == sorted(
+        [("new_customer", first["Id"], "1"), ("new_customer", second["Id"], "0"),  # New: the version seen
+         ("new_invoice", invoice["Id"], "0")])
+    assert sorted(fired(shared.results["late"])) == sorted(
+        [("new_customer", second["Id"], "0"), ("updated_customer", first["Id"], "1")])
+    # Each cursor polled alone afterwards fires nothing again.
+    early.cursor, late.cursor = shared.results["early"].cursor, shared.results["late"].cursor
+    books.tick(2)
+    assert fired(await early.poll()) == [] and fired(await late.poll()) == []
+
+
+async def test_a_backfill_is_read_in_slices_each_record_once(qbo, books: Books, sandbox: Sandbox, realm: str):
+    poller = Poller(qbo, books, [trigger("new_customer"), trigger("new_invoice")], since=books.now())
+    made: list[str] = []
+    for _second in range(60):  # 60 seconds with 5 customers each, then an invoice
+        made += [books.create("Customer")["Id"] for _ in range(5)]
+        books.tick(1)
+    invoice = books.create("Invoice")
+    books.tick(31 * 86400)  # past CDC's reach: queries
+    slices = []
+    while True:
+        result = await poller.poll(page_size=20, max_records=40)
+        slices.append(result)
+        if result.complete:
+            break
+        assert result.mode == "query" and len(result.events) <= 5 * 22 + 40  # the budget, or 2 x OVERLAP
+    assert len(slices) > 3  # read in slices, not at once
+    customers = [e.record_id for e in poller.delivered if e.trigger_key == "new_customer"]
+    assert sorted(customers, key=int) == sorted(made, key=int)  # every one, once (Poller checks "once")
+    assert [e.record_id for e in poller.delivered if e.trigger_key == "new_invoice"] == [invoice["Id"]]
+    books.tick(2)
+    assert fired(await poller.poll()) == []
+
+
+async def test_a_slice_moves_on_even_when_one_second_holds_more_than_the_budget(qbo, books: Books,
+                                                                                sandbox: Sandbox, realm: str):
+    poller = Poller(qbo, books, [trigger("new_customer")], since=books.now())
+    bulk = [books.create("Customer")["Id"] for _ in range(50)]  # one second, over the budget of 10
+    books.tick(1)
+    rest = []
+    for _ in range(40):
+        rest.append(books.create("Customer")["Id"])
+        books.tick(1)
+    books.tick(31 * 86400)
+    for _ in range(20):
+        result = await poller.poll(page_size=10, max_records=10)
+        if result.complete:
+            break
+    assert result.complete
+    assert sorted((e.record_id for e in poller.delivered), key=int) == sorted(bulk + rest, key=int)

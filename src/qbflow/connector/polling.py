@@ -41,7 +41,7 @@ Event semantics:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
@@ -57,8 +57,10 @@ __all__ = [
     "OVERLAP",
     "PollCursor",
     "PollResult",
+    "SharedPoll",
     "TriggerEvent",
     "poll_company",
+    "poll_shared",
 ]
 
 # How far each window reaches back before the last high-water mark. Fixed rather than a parameter:
@@ -185,6 +187,7 @@ class PollResult:
     requests: int
     mode: Literal["cdc", "query", "idle"] = "cdc"
     warnings: list[str] = field(default_factory=list)
+    complete: bool = True  # False: a sliced backfill; poll again at once to read on
 
 
 class _Counter:
@@ -199,26 +202,68 @@ async def poll_company(
     now: datetime | None = None,
     *,
     page_size: int = MAX_PAGE,
+    max_records: int | None = None,
 ) -> PollResult:
     """Poll one company once for all of `triggers` and return their new events and the next cursor.
 
     `cursor` None starts from `now`. `now` (timezone-aware, default the current time) becomes the new
-    high-water mark: take it just before the call. `page_size` is the query fallback's page size.
+    high-water mark: take it just before the call. `page_size` is the query fallback's page size;
+    `max_records` bounds how many records of one entity a query-mode poll reads (see `poll_shared`).
     QBO errors propagate; the old cursor then still stands, so nothing is lost.
+    """
+    shared = await poll_shared(client, {0: (triggers, cursor)}, now, page_size=page_size, max_records=max_records)
+    return shared.results[0]
+
+
+@dataclass(frozen=True)
+class SharedPoll:
+    """One read of a company serving several cursors: a `PollResult` per key, and the read's totals."""
+
+    results: dict[Hashable, PollResult]
+    requests: int
+    mode: Literal["cdc", "query", "idle"]
+    complete: bool = True
+    warnings: list[str] = field(default_factory=list)
+
+
+async def poll_shared(
+    client: ChangeSource,
+    watches: Mapping[Hashable, tuple[Sequence[Trigger], PollCursor | None]],
+    now: datetime | None = None,
+    *,
+    page_size: int = MAX_PAGE,
+    max_records: int | None = None,
+) -> SharedPoll:
+    """One read of one company for several cursors (one per workflow), each with its own triggers.
+
+    The company is read once, from the earliest of the cursors' windows, for the union of their
+    entities (one CDC request when CDC can serve it); each cursor then gets the events of its own window
+    and triggers, exactly as if it had been polled alone. Store each result's events with its cursor.
+
+    `max_records` (query mode only) bounds how many records of one entity one poll reads, so a backfill of
+    100,000 records is read, stored and run in slices instead of held in memory at once: a slice stops at
+    the end of a second past the budget, the new high-water mark is that second, `complete` is False, and
+    the next poll carries on from there. A slice always ends more than 2 x OVERLAP after its window's
+    start, so every poll moves on even when one second holds more records than the budget.
     """
     now = _aware(now, "now") if now is not None else datetime.now(UTC)
     if not 1 <= page_size <= MAX_PAGE:
         raise ValueError(f"page_size must be from 1 to {MAX_PAGE}")
-    cursor = cursor or PollCursor.start(now)
-    wanted = list({t.key: t for t in triggers}.values())
-    if not wanted:
-        return PollResult([], cursor, 0, "idle")
+    if max_records is not None and max_records < 1:
+        raise ValueError("max_records must be at least 1")
+    page_size = min(page_size, max_records or page_size)
+    cursors = {key: cursor or PollCursor.start(now) for key, (_triggers, cursor) in watches.items()}
+    wanted = {key: list({t.key: t for t in triggers}.values()) for key, (triggers, _cursor) in watches.items()}
+    union = list({t.key: t for triggers in wanted.values() for t in triggers}.values())
+    if not union:
+        return SharedPoll({key: PollResult([], cursors[key], 0, "idle") for key in watches}, 0, "idle")
 
-    start = cursor.window_start
+    start = min(cursors[key].window_start for key in watches if wanted[key])
     count = _Counter()
     warnings: list[str] = []
-    entities = list(dict.fromkeys(t.entity for t in wanted))
+    entities = list(dict.fromkeys(t.entity for t in union))
     changes: dict[str, list[dict]] | None = None
+    until: datetime | None = None  # where a truncated read stops; None: complete up to `now`
     mode: Literal["cdc", "query"] = "cdc"
     if start >= now - CDC_MAX_AGE + CDC_SAFETY:
         changes, why = await _cdc(client, entities, start, count)
@@ -227,18 +272,32 @@ async def poll_company(
     if changes is None:
         mode = "query"
         changes = {}
-        for entity in dict.fromkeys(t.entity for t in wanted if t.kind is not TriggerKind.DELETED):
-            changes[entity] = await _changed_by_query(client, entity, start, page_size, count)
-        deleting = list(dict.fromkeys(t.entity for t in wanted if t.kind is TriggerKind.DELETED))
+        for entity in dict.fromkeys(t.entity for t in union if t.kind is not TriggerKind.DELETED):
+            records, stopped = await _changed_by_query(client, entity, start, page_size, count, max_records)
+            changes[entity] = records
+            if stopped is not None:
+                until = stopped if until is None else min(until, stopped)
+        deleting = list(dict.fromkeys(t.entity for t in union if t.kind is TriggerKind.DELETED))
         if deleting:
             for entity, stubs in (await _deletions(client, deleting, start, now, count, warnings)).items():
                 changes.setdefault(entity, []).extend(stubs)
 
-    new_high_water = max(cursor.high_water, now)
-    next_start = _second(new_high_water - OVERLAP)
-    events, seen = _events(wanted, changes, cursor, start, next_start, now)
-    next_cursor = replace(cursor, high_water=new_high_water, seen=frozenset(seen))
-    return PollResult(events, next_cursor, count.requests, mode, warnings)
+    results: dict[Hashable, PollResult] = {}
+    for key in watches:
+        cursor = cursors[key]
+        if not wanted[key]:
+            results[key] = PollResult([], cursor, 0, "idle")
+            continue
+        new_high_water = max(cursor.high_water, now if until is None else until)
+        next_start = _second(new_high_water - OVERLAP)
+        events, seen = _events(wanted[key], changes, cursor, cursor.window_start, next_start, now)
+        if until is not None:
+            # Part of this window was not read: keep the keys already seen, so what lies past the slice
+            # fires once when it is read (only for the length of a backfill; a complete poll resets them).
+            seen |= cursor.seen
+        next_cursor = replace(cursor, high_water=new_high_water, seen=frozenset(seen))
+        results[key] = PollResult(events, next_cursor, count.requests, mode, list(warnings), complete=until is None)
+    return SharedPoll(results, count.requests, mode, until is None, warnings)
 
 
 # --- reading QBO ---------------------------------------------------------------------------------------
@@ -257,27 +316,35 @@ async def _cdc(client: ChangeSource, entities: list[str], since: datetime,
 
 
 async def _changed_by_query(client: ChangeSource, entity: str, since: datetime, page_size: int,
-                            count: _Counter) -> list[dict]:
-    """Every `entity` record changed at or after `since`, by keyset pages over LastUpdatedTime."""
+                            count: _Counter, max_records: int | None = None) -> tuple[list[dict], datetime | None]:
+    """Every `entity` record changed at or after `since`, by keyset pages over LastUpdatedTime, and None;
+    or, past `max_records`, the records up to the end of a second and that second (where to carry on)."""
     base = Query(entity)
     if ENTITIES[entity].kind is Kind.NAME_LIST:
         base = base.where_in("Active", [True, False])  # queries leave out inactive records otherwise
     found: dict[str, dict] = {}
     bound, op = since.isoformat(timespec="seconds"), ">="
+    progress = _second(since) + 2 * OVERLAP + timedelta(seconds=1)
     while True:
         count.requests += 1
         page = await client.query(base.where_op(_LAST_UPDATED, op, bound).order_by(_LAST_UPDATED).max(page_size))
         _keep_latest(found, page)
         if len(page) < page_size:
-            return list(found.values())
+            return list(found.values()), None
         first, last = _updated(page[0]), _updated(page[-1])
         bound = page[-1]["MetaData"]["LastUpdatedTime"]
         if first == last:
             # A full page within one second: keyset cannot move on, so page that second by position.
             await _one_second(client, base, bound, page_size, found, count)
             op = ">"
+            if max_records is not None and len(found) >= max_records and last >= progress:
+                return list(found.values()), last + timedelta(seconds=1)  # that second was read whole
         else:
             op = ">="  # the last second again: records of it may lie beyond this page
+            if max_records is not None and len(found) >= max_records and last >= progress:
+                # Records of the last second may lie beyond this page: stop before it, keep what is earlier.
+                kept = [r for r in found.values() if _updated(r) < last]
+                return kept, last
 
 
 async def _one_second(client: ChangeSource, base: Query, moment: str, page_size: int, found: dict[str, dict],

@@ -3,10 +3,20 @@
 "What is due, claim it, run it, record it" goes through `RunStore` (the database is the truth), so a
 second implementation on a task queue can replace `Engine.cycle` without touching polling or running.
 
-Each enabled workflow's trigger keeps its own cursor per company. A poll's events and the moved cursor
-are stored in one transaction (`RunStore.record_poll`): a crash before it repeats the window, a crash
-after it loses nothing. Events the trigger's `filter` rejects are not stored; the cursor still moves past
-them, so they are not looked at again.
+One poll per company per cycle: the enabled workflows whose triggers use the same connection are polled
+together, with one read of QuickBooks (`poll_shared`: one CDC request for all their entities), whenever
+one of them is due; each keeps its own cursor and gets the events of its own window. Polling them together
+costs no more requests than polling the most frequent one, so a workflow is polled at least every
+`poll_interval`, sometimes more often. All the workflows' events and moved cursors are stored in one
+transaction (`RunStore.record_polls`): a crash before it repeats the window, a crash after it loses
+nothing. Events a trigger's `filter` rejects are not stored; the cursor still moves past them.
+
+A backfill (a `since:` long ago, or an engine stopped for weeks) is read in slices of `max_records` per
+entity; the next slice is read in the next cycle, after the runs of this one.
+
+A connection that needs reconnecting pauses its workflows: one message when it happens, no polling (the
+cursors stay where they were) until `qbflow connect NAME` makes it usable again; then polling carries on
+from the old cursors, missing nothing, and the workflows' runs waiting for a retry are woken at once.
 """
 
 from __future__ import annotations
@@ -18,16 +28,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from qbflow.connector.polling import PollCursor, poll_company
+from qbflow.connector.polling import PollCursor, poll_shared
 from qbflow.connector.triggers import trigger as trigger_for
 from qbflow.engine.templates import make_context, render_condition
 from qbflow.engine.workflow import Workflow
 from qbflow.errors import QBFlowError
-from qbflow.store.runs import RunStore, WorkflowRecord
+from qbflow.qbo.errors import NeedsReconnect
+from qbflow.store.runs import PollOutcome, RunStore, WorkflowRecord
 
 log = logging.getLogger("qbflow.engine")
 
 ClientFactory = Callable[[str], Awaitable[Any]]  # connection name -> QBOClient
+
+# Records of one entity one poll reads at most in query mode (a backfill): memory stays flat.
+BACKFILL_SLICE = 2000
 
 
 class RunExecutor(Protocol):
@@ -36,72 +50,133 @@ class RunExecutor(Protocol):
 
 @dataclass
 class CycleReport:
-    """What one cycle did: polls made, events recorded, runs executed, problems met."""
+    """What one cycle did: polls made (one per company read), QBO requests they took, events recorded,
+    runs executed, problems met, and the connections paused because they need reconnecting."""
 
     polls: int = 0
     events: int = 0
     runs: int = 0
     errors: list[str] = field(default_factory=list)
+    requests: int = 0
+    paused: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Watch:
+    record: WorkflowRecord
+    workflow: Workflow
+    trigger: Any
+    cursor: PollCursor
+    due: bool
 
 
 class Engine:
     """Polls the enabled workflows' triggers when they are due and runs the runs they create."""
 
     def __init__(self, runs: RunStore, clients: ClientFactory, runner: RunExecutor, *,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 max_records: int | None = BACKFILL_SLICE) -> None:
         self.runs = runs
         self.clients = clients
         self.runner = runner
         self.clock = clock
+        self.max_records = max_records
+        self.paused: dict[str, str] = {}  # connection -> why (needs reconnecting)
 
-    async def poll_workflow(self, record: WorkflowRecord, report: CycleReport, *, force: bool = False) -> None:
-        """Poll one workflow's trigger if it is due (or `force`), and record its events with the cursor."""
-        workflow = Workflow.model_validate(record.definition)
-        spec = workflow.trigger
-        trig = trigger_for(spec.key)
-        now = self.clock()
+    async def poll_connection(self, connection: str, records: list[WorkflowRecord], report: CycleReport, *,
+                              force: bool = False) -> None:
+        """Poll one company for every enabled workflow on `connection`, if one of them is due (or `force`)."""
         try:
-            client = await self.clients(spec.connection)
+            client = await self.clients(connection)
+        except NeedsReconnect as error:
+            self._pause(connection, records, error, report)
+            return
         except QBFlowError as error:
-            report.errors.append(f"{record.name}: {error}")
+            report.errors.append(f"{connection}: {error}")
             return
         try:
-            await self._poll(record, workflow, trig, client, report, force=force, now=now)
+            self._resume(connection, records)
+            await self._poll(connection, records, client, report, force=force)
+        except NeedsReconnect as error:  # the grant died during the poll
+            self._pause(connection, records, error, report)
         finally:
             close = getattr(client, "aclose", None)
             if close is not None:
                 await close()
 
-    async def _poll(self, record: WorkflowRecord, workflow: Workflow, trig: Any, client: Any, report: CycleReport,
-                    *, force: bool, now: datetime) -> None:
-        spec = workflow.trigger
+    def _pause(self, connection: str, records: list[WorkflowRecord], error: NeedsReconnect,
+               report: CycleReport) -> None:
+        report.paused.append(connection)
+        if connection in self.paused:
+            return
+        names = ", ".join(r.name for r in records)
+        message = (f"connection {connection!r} needs reconnecting, so its workflows are paused ({names}): "
+                   f"{error}. Run `qbflow connect {connection}`; they resume from where they stopped.")
+        self.paused[connection] = message
+        report.errors.append(message)
+        log.warning("%s", message)
+
+    def _resume(self, connection: str, records: list[WorkflowRecord]) -> None:
+        if self.paused.pop(connection, None) is None:
+            return
+        woken = self.runs.wake_waiting([r.id for r in records], self.clock())
+        log.warning("connection %r works again: its workflows resume (%d waiting run(s) woken)", connection, woken)
+
+    async def _poll(self, connection: str, records: list[WorkflowRecord], client: Any, report: CycleReport, *,
+                    force: bool) -> None:
+        now = self.clock()
         realm = client.realm_id
-        stored = self.runs.get_cursor(record.id, trig.key, realm)
-        if stored is not None and not force and stored.next_poll_at and stored.next_poll_at > now:
+        watches: list[_Watch] = []
+        for record in records:
+            workflow = Workflow.model_validate(record.definition)
+            trig = trigger_for(workflow.trigger.key)
+            stored = self.runs.get_cursor(record.id, trig.key, realm)
+            due = stored is None or force or stored.next_poll_at is None or stored.next_poll_at <= now
+            cursor = (PollCursor.from_json(stored.cursor) if stored
+                      else PollCursor.start(now, since=workflow.trigger.since))
+            watches.append(_Watch(record, workflow, trig, cursor, due))
+        if not any(w.due for w in watches):
             return
-        cursor = PollCursor.from_json(stored.cursor) if stored else PollCursor.start(now, since=spec.since)
-        interval = spec.poll_interval
         try:
-            result = await poll_company(client, [trig], cursor, now)
+            shared = await poll_shared(client, {w.record.id: ([w.trigger], w.cursor) for w in watches}, now,
+                                       max_records=self.max_records)
+        except NeedsReconnect:
+            raise
         except QBFlowError as error:
-            # The cursor stays where it was: the next poll covers the same window again.
-            self.runs.record_poll_error(record.id, trig.key, realm, str(error), now=now, next_poll_at=now + interval)
-            report.errors.append(f"{record.name}: {error}")
-            log.warning("poll of %s failed: %s", record.name, error)
+            # The cursors stay where they were: the next poll covers the same windows again.
+            for w in watches:
+                self.runs.record_poll_error(w.record.id, w.trigger.key, realm, str(error), now=now,
+                                            next_poll_at=now + w.workflow.trigger.poll_interval)
+            report.errors.append(f"{connection}: {error}")
+            log.warning("poll of %s failed: %s", connection, error)
             return
-        events = [e for e in result.events if not spec.filter
-                  or render_condition(spec.filter, make_context(trigger=e.record))]
-        created = self.runs.record_poll(record.id, trig.key, spec.connection, realm, events,
-                                        result.cursor.to_json(), now=now, next_poll_at=now + interval)
+        outcomes = []
+        for w in watches:
+            result = shared.results[w.record.id]
+            spec = w.workflow.trigger
+            events = [e for e in result.events if not spec.filter
+                      or render_condition(spec.filter, make_context(trigger=e.record))]
+            next_poll = now if not result.complete else now + spec.poll_interval
+            outcomes.append(PollOutcome(w.record.id, w.trigger.key, events, result.cursor.to_json(), next_poll))
+        created = self.runs.record_polls(connection, realm, outcomes, now=now)
+        new = sum(len(ids) for ids in created.values())
         report.polls += 1
-        report.events += len(created)
-        log.info("polled %s (%s on %s): %d new event(s)", record.name, trig.key, spec.connection, len(created))
+        report.requests += shared.requests
+        report.events += new
+        for warning in shared.warnings:
+            log.warning("poll of %s: %s", connection, warning)
+        log.info("polled %s (%d workflow(s), %d request(s), %s): %d new event(s)%s", connection, len(watches),
+                 shared.requests, shared.mode, new, "" if shared.complete else ", backfill continues")
 
     async def cycle(self, *, force: bool = False) -> CycleReport:
-        """One pass: poll every enabled workflow that is due, then run every run that can be claimed."""
+        """One pass: poll every company with a workflow due (once each), then run every run that can be claimed."""
         report = CycleReport()
+        by_connection: dict[str, list[WorkflowRecord]] = {}
         for record in self.runs.list_workflows(enabled=True):
-            await self.poll_workflow(record, report, force=force)
+            connection = Workflow.model_validate(record.definition).trigger.connection
+            by_connection.setdefault(connection, []).append(record)
+        for connection, records in by_connection.items():
+            await self.poll_connection(connection, records, report, force=force)
         while (run := self.runs.claim_next_run(self.clock())) is not None:
             await self.runner.run_once(run.id)
             report.runs += 1

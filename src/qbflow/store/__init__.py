@@ -26,6 +26,7 @@ from qbflow.store.models import (
 from qbflow.store.runs import (
     CursorRecord,
     EventRecord,
+    PollOutcome,
     RunNotFound,
     RunRecord,
     RunStore,
@@ -49,6 +50,7 @@ __all__ = [
     "CursorRecord",
     "Event",
     "EventRecord",
+    "PollOutcome",
     "NeedsReconnect",
     "Rotation",
     "Run",

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, or_, select
+from sqlalchemy import Engine, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from qbflow.store.db import read_session, write_session
@@ -57,6 +57,7 @@ from qbflow.store.models import (
 __all__ = [
     "CursorRecord",
     "EventRecord",
+    "PollOutcome",
     "RunNotFound",
     "RunRecord",
     "RunStore",
@@ -206,6 +207,17 @@ def _chunks(rows: Sequence[dict[str, Any]]) -> Iterable[Sequence[dict[str, Any]]
         yield rows[start : start + _CHUNK]
 
 
+@dataclass(frozen=True)
+class PollOutcome:
+    """One workflow's share of a company's poll, for `RunStore.record_polls`."""
+
+    workflow_id: int
+    trigger_key: str
+    events: Sequence[Any]
+    cursor_json: str
+    next_poll_at: datetime | None = None
+
+
 class RunStore:
     """The only code that reads or writes workflows, trigger cursors, events, runs and step results."""
 
@@ -291,10 +303,28 @@ class RunStore:
         overlapping poll fires nothing twice. If anything fails, nothing of the poll is kept and the old
         cursor stands: the next poll covers the same ground again.
         """
-        json.loads(new_cursor_json)  # a cursor that cannot be read back must never be stored
+        outcome = PollOutcome(workflow_id, trigger_key, events, new_cursor_json, next_poll_at)
+        return self.record_polls(connection, realm_id, [outcome], now=now)[workflow_id]
+
+    def record_polls(
+        self, connection: str, realm_id: str, outcomes: Sequence[PollOutcome], *, now: datetime | None = None
+    ) -> dict[int, builtins.list[int]]:
+        """Store one shared poll of a company for several workflows in ONE transaction (see `record_poll`):
+        every workflow's new events and runs and its moved cursor, or nothing at all. Returns each workflow's
+        new run ids."""
         now = now or utcnow()
+        prepared = [(outcome, self._event_rows(outcome, realm_id, now)) for outcome in outcomes]
+        result: dict[int, builtins.list[int]] = {}
+        with write_session(self.engine) as session:
+            for outcome, rows in prepared:
+                result[outcome.workflow_id] = self._record_one(session, outcome, rows, connection, realm_id, now)
+        return result
+
+    @staticmethod
+    def _event_rows(outcome: PollOutcome, realm_id: str, now: datetime) -> dict[str, dict[str, Any]]:
+        json.loads(outcome.cursor_json)  # a cursor that cannot be read back must never be stored
         rows: dict[str, dict[str, Any]] = {}
-        for event in events:
+        for event in outcome.events:
             dedup_key = _field(event, "dedup_key")
             if not dedup_key:
                 raise ValueError(f"event without a dedup_key: {event!r}")
@@ -302,9 +332,9 @@ class RunStore:
                 continue
             sync_token = _field(event, "sync_token")
             rows[dedup_key] = {
-                "workflow_id": workflow_id,
+                "workflow_id": outcome.workflow_id,
                 "realm_id": realm_id,
-                "trigger_key": _field(event, "trigger_key") or trigger_key,
+                "trigger_key": _field(event, "trigger_key") or outcome.trigger_key,
                 "entity": _field(event, "entity"),
                 "record_id": str(_field(event, "record_id")),
                 "sync_token": None if sync_token is None else str(sync_token),
@@ -313,48 +343,53 @@ class RunStore:
                 "changed_at": _field(event, "changed_at"),
                 "seen_at": now,
             }
-        run_ids: list[int] = []
-        with write_session(self.engine) as session:
-            cursor = session.scalars(_cursor_query(workflow_id, trigger_key, realm_id).with_for_update()).one_or_none()
-            inserted: dict[str, int] = {}
-            if rows:
-                insert = _insert_for(session)
-                table = Event.__table__
-                for chunk in _chunks(list(rows.values())):
-                    stmt = (
-                        insert(table)
-                        .values(list(chunk))
-                        .on_conflict_do_nothing(index_elements=["workflow_id", "realm_id", "dedup_key"])
-                        .returning(table.c.id, table.c.dedup_key)
-                    )
-                    inserted.update({key: event_id for event_id, key in session.execute(stmt)})
-            new_runs = [
-                {
-                    "uid": str(uuid.uuid4()),
-                    "workflow_id": workflow_id,
-                    "event_id": inserted[key],
-                    "status": RUN_QUEUED,
-                    "attempt": 0,
-                    "created_at": now,
-                }
-                for key in rows
-                if key in inserted
-            ]
-            if new_runs:
-                table = Run.__table__
-                stmt = table.insert().returning(table.c.id, sort_by_parameter_order=True)
-                run_ids = list(session.scalars(stmt, new_runs))
-            if cursor is None:
-                cursor = TriggerCursor(
-                    workflow_id=workflow_id, realm_id=realm_id, trigger_key=trigger_key, connection=connection
+        return rows
+
+    @staticmethod
+    def _record_one(session: Session, outcome: PollOutcome, rows: dict[str, dict[str, Any]], connection: str,
+                    realm_id: str, now: datetime) -> builtins.list[int]:
+        workflow_id, trigger_key = outcome.workflow_id, outcome.trigger_key
+        cursor = session.scalars(_cursor_query(workflow_id, trigger_key, realm_id).with_for_update()).one_or_none()
+        inserted: dict[str, int] = {}
+        if rows:
+            insert = _insert_for(session)
+            table = Event.__table__
+            for chunk in _chunks(list(rows.values())):
+                stmt = (
+                    insert(table)
+                    .values(list(chunk))
+                    .on_conflict_do_nothing(index_elements=["workflow_id", "realm_id", "dedup_key"])
+                    .returning(table.c.id, table.c.dedup_key)
                 )
-                session.add(cursor)
-            cursor.connection = connection
-            cursor.cursor = new_cursor_json
-            cursor.last_poll_at = now
-            cursor.next_poll_at = next_poll_at
-            cursor.last_error = None
-            cursor.updated_at = now
+                inserted.update({key: event_id for event_id, key in session.execute(stmt)})
+        new_runs = [
+            {
+                "uid": str(uuid.uuid4()),
+                "workflow_id": workflow_id,
+                "event_id": inserted[key],
+                "status": RUN_QUEUED,
+                "attempt": 0,
+                "created_at": now,
+            }
+            for key in rows
+            if key in inserted
+        ]
+        run_ids: builtins.list[int] = []
+        if new_runs:
+            table = Run.__table__
+            stmt = table.insert().returning(table.c.id, sort_by_parameter_order=True)
+            run_ids = list(session.scalars(stmt, new_runs))
+        if cursor is None:
+            cursor = TriggerCursor(
+                workflow_id=workflow_id, realm_id=realm_id, trigger_key=trigger_key, connection=connection
+            )
+            session.add(cursor)
+        cursor.connection = connection
+        cursor.cursor = outcome.cursor_json
+        cursor.last_poll_at = now
+        cursor.next_poll_at = outcome.next_poll_at
+        cursor.last_error = None
+        cursor.updated_at = now
         return run_ids
 
     def record_poll_error(
@@ -462,6 +497,21 @@ class RunStore:
             row.finished_at = None
             session.flush()
             return _run(session, row, detail=False)
+
+    def wake_waiting(self, workflow_ids: Sequence[int], now: datetime | None = None) -> int:
+        """Make the waiting runs (waiting_retry) of these workflows due at once, e.g. when their connection
+        works again after `qbflow connect`. Returns how many were woken."""
+        now = now or utcnow()
+        if not workflow_ids:
+            return 0
+        with write_session(self.engine) as session:
+            result = session.execute(
+                update(Run)
+                .where(Run.workflow_id.in_(list(workflow_ids)), Run.status == RUN_WAITING_RETRY,
+                       Run.next_attempt_at > now)
+                .values(next_attempt_at=now)
+            )
+            return result.rowcount or 0
 
     def unfinished_runs(self) -> builtins.list[RunRecord]:
         """Runs still marked running: at start of a single engine, those a crash left behind, to resume."""
@@ -583,6 +633,15 @@ class RunStore:
         elif position is not None:
             row.position = position
         return row
+
+    # -- read-only views -----------------------------------------------------------------------------
+
+    def list_cursors(self) -> builtins.list[CursorRecord]:
+        """Every stored trigger cursor (one per workflow, trigger and company), for status displays."""
+        stmt = select(TriggerCursor).order_by(TriggerCursor.workflow_id, TriggerCursor.trigger_key,
+                                              TriggerCursor.realm_id)
+        with read_session(self.engine) as session:
+            return [_cursor(row) for row in session.scalars(stmt)]
 
 
 def _cursor_query(workflow_id: int, trigger_key: str, realm_id: str) -> Any:
