@@ -44,8 +44,9 @@ def _no_real_user_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    opened = open_store(url=f"sqlite:///{tmp_path / 'runs.sqlite3'}", box=SecretBox([SecretBox.generate_key()]))
+def store(db_url: str) -> Store:
+    """The engine's store on SQLite and on PostgreSQL (when a server is given): every test here runs on both."""
+    opened = open_store(url=db_url, box=SecretBox([SecretBox.generate_key()]))
     yield opened
     opened.close()
 

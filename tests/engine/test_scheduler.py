@@ -35,8 +35,10 @@ class Clients:
         self.sandbox, self.realm, self.token = sandbox, realm, token
         self.transport = CountingTransport(sandbox)
         self.dead = False
+        self.made = 0
 
     async def __call__(self, name: str):
+        self.made += 1
         if self.dead:
             raise NeedsReconnect(name, detail="Intuit refused the refresh token (invalid_grant)")
         return make_client(self.sandbox, self.realm, StaticTokens(self.token), transport=self.transport,
@@ -88,7 +90,9 @@ async def test_a_workflow_not_due_rides_along_and_a_cycle_with_none_due_polls_no
     engine = engine_for(runs, qbo_clients, sandbox)
     await engine.cycle()
     sandbox.clock.advance(30)
-    assert (await engine.cycle()).polls == 0  # nobody is due
+    made = qbo_clients.made
+    assert (await engine.cycle()).polls == 0  # nobody is due: not even a client is made
+    assert qbo_clients.made == made
     sandbox.clock.advance(31)
     sandbox.books.create(realm, "Invoice", {"CustomerRef": {"value": "1"}, "Line": [
         {"Amount": 10, "DetailType": "SalesItemLineDetail", "SalesItemLineDetail": {"ItemRef": {"value": "1"}}}]})

@@ -7,18 +7,15 @@ Example: QBFLOW_TEST_POSTGRES_URL=postgresql+psycopg://postgres@127.0.0.1:5432/p
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, make_url, text
 
 from qbflow.store import ConnectionStore, SecretBox, Store, TokenResult, open_store
-
-POSTGRES_ENV = "QBFLOW_TEST_POSTGRES_URL"
+from tests.conftest import POSTGRES_ENV
 
 CLIENT_SECRET = "client-secret-Zq8w1e"
 ACCESS_TOKEN = "access-token-Xy7Pq2LmN4"
@@ -32,27 +29,6 @@ def _no_real_user_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         if name.startswith("QBFLOW_") and name != POSTGRES_ENV:
             monkeypatch.delenv(name)
     monkeypatch.setenv("QBFLOW_DATA_DIR", str(tmp_path / "data"))
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A URL of a new, empty database."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'store.sqlite3'}"
-        return
-    admin_url = os.environ.get(POSTGRES_ENV)
-    if not admin_url:
-        pytest.skip(f"{POSTGRES_ENV} is not set")
-    name = f"qbflow_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
 
 
 @pytest.fixture

@@ -84,8 +84,10 @@ class Engine:
         self.paused: dict[str, str] = {}  # connection -> why (needs reconnecting)
 
     async def poll_connection(self, connection: str, records: list[WorkflowRecord], report: CycleReport, *,
-                              force: bool = False) -> None:
+                              force: bool = False, cursors: dict[tuple[int, str], list[Any]] | None = None) -> None:
         """Poll one company for every enabled workflow on `connection`, if one of them is due (or `force`)."""
+        if not force and connection not in self.paused and not self._any_due(records, cursors):
+            return  # no client, no request: nothing to do until one of them is due
         try:
             client = await self.clients(connection)
         except NeedsReconnect as error:
@@ -99,10 +101,30 @@ class Engine:
             await self._poll(connection, records, client, report, force=force)
         except NeedsReconnect as error:  # the grant died during the poll
             self._pause(connection, records, error, report)
+        except Exception as error:  # a bug or the database: report it, keep the engine (and the cursors) alive
+            log.exception("poll of %s failed unexpectedly", connection)
+            report.errors.append(f"{connection}: unexpected error while polling: {error!r}")
         finally:
             close = getattr(client, "aclose", None)
             if close is not None:
                 await close()
+
+    def _any_due(self, records: list[WorkflowRecord], cursors: dict[tuple[int, str], list[Any]] | None) -> bool:
+        """Whether one of these workflows' triggers has no cursor yet or is due (from the stored cursors)."""
+        now = self.clock()
+        if cursors is None:
+            cursors = self._cursors()
+        for record in records:
+            mine = cursors.get((record.id, record.definition["trigger"]["key"]))
+            if not mine or any(c.next_poll_at is None or c.next_poll_at <= now for c in mine):
+                return True
+        return False
+
+    def _cursors(self) -> dict[tuple[int, str], list[Any]]:
+        cursors: dict[tuple[int, str], list[Any]] = {}
+        for cursor in self.runs.list_cursors():
+            cursors.setdefault((cursor.workflow_id, cursor.trigger_key), []).append(cursor)
+        return cursors
 
     def _pause(self, connection: str, records: list[WorkflowRecord], error: NeedsReconnect,
                report: CycleReport) -> None:
@@ -175,8 +197,9 @@ class Engine:
         for record in self.runs.list_workflows(enabled=True):
             connection = Workflow.model_validate(record.definition).trigger.connection
             by_connection.setdefault(connection, []).append(record)
+        cursors = self._cursors() if by_connection else {}
         for connection, records in by_connection.items():
-            await self.poll_connection(connection, records, report, force=force)
+            await self.poll_connection(connection, records, report, force=force, cursors=cursors)
         while (run := self.runs.claim_next_run(self.clock())) is not None:
             await self.runner.run_once(run.id)
             report.runs += 1
