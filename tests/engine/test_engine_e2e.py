@@ -9,8 +9,9 @@ from pathlib import Path
 
 import httpx
 
+from tests.conftest import postgres_database
 from tests.connector.test_cli_catalog import env, sandbox_url  # noqa: F401  (module fixtures)
-from tests.qbo.test_connect_cli import stored
+from tests.qbo.test_connect_cli import qbflow_env, stored
 
 WORKFLOW = """\
 name: Invoice new customers
@@ -41,6 +42,19 @@ def qbflow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:  # n
 
 
 def test_a_new_customer_in_quickbooks_runs_the_workflow_once(tmp_path: Path, env: dict, sandbox_url: str):  # noqa: F811
+    check_welcome_invoice(tmp_path, env, sandbox_url, "Engine Test Gardens")
+
+
+def test_the_same_with_the_store_on_postgresql(tmp_path: Path, sandbox_url: str):  # noqa: F811
+    with postgres_database() as url:
+        env = {**qbflow_env(tmp_path), "QBFLOW_DATABASE_URL": url}  # noqa: F811
+        connected = qbflow({**env, "BROWSER": "false", "DISPLAY": ""}, "connect", "demo", "--sandbox", sandbox_url,
+                           "--timeout", "60")
+        assert connected.returncode == 0, connected.stdout + connected.stderr
+        check_welcome_invoice(tmp_path, env, sandbox_url, "Engine Test Gardens on PostgreSQL")
+
+
+def check_welcome_invoice(tmp_path: Path, env: dict, sandbox_url: str, name: str) -> None:  # noqa: F811
     path = tmp_path / "welcome.yaml"
     path.write_text(WORKFLOW)
     added = qbflow(env, "workflow", "add", str(path))
@@ -51,7 +65,7 @@ def test_a_new_customer_in_quickbooks_runs_the_workflow_once(tmp_path: Path, env
     connection = stored(env, "demo")
     api = f"{sandbox_url}/v3/company/{connection.realm_id}"
     headers = {"Authorization": f"Bearer {connection.access_token}", "Accept": "application/json"}
-    customer = httpx.post(f"{api}/customer", json={"DisplayName": "Engine Test Gardens"}, headers=headers)
+    customer = httpx.post(f"{api}/customer", json={"DisplayName": name}, headers=headers)
     assert customer.status_code == 200, customer.text
     customer_id = customer.json()["Customer"]["Id"]
 
@@ -66,7 +80,7 @@ def test_a_new_customer_in_quickbooks_runs_the_workflow_once(tmp_path: Path, env
     assert len(invoices["Invoice"]) == 1
     invoice = invoices["Invoice"][0]
     assert invoice["TotalAmt"] == 150.0
-    assert invoice["PrivateNote"] == "Welcome invoice for Engine Test Gardens"
+    assert invoice["PrivateNote"] == f"Welcome invoice for {name}"
 
     runs = qbflow(env, "runs", "list")
     assert "Invoice new customers" in runs.stdout and "succeeded" in runs.stdout
