@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import functools
 import json as jsonlib
 import re
 from collections.abc import Mapping
@@ -239,16 +240,27 @@ def _fail(text: str, error: Exception) -> TemplateError:
     return TemplateError(text, f"{type(error).__name__}: {error}")
 
 
+@functools.lru_cache(maxsize=2048)
+def _compiled_expression(expr: str) -> Any:
+    return _ENV.compile_expression(expr, undefined_to_none=False)
+
+
+@functools.lru_cache(maxsize=2048)
+def _compiled_template(text: str) -> Any:
+    return _ENV.from_string(text)
+
+
 def _render_text(text: str, context: Mapping[str, Any]) -> Any:
+    # Compiled once per template text (compiling costs about a millisecond; a run renders several).
     expr = _single_expression(text)
     try:
         if expr is not None:
-            value = _ENV.compile_expression(expr, undefined_to_none=False)(**context)
+            value = _compiled_expression(expr)(**context)
             if isinstance(value, Undefined):
                 value._fail_with_undefined_error()  # StrictUndefined raises UndefinedError naming the name
             # the context's records must not be changed through a rendered input
             return copy.deepcopy(value) if isinstance(value, dict | list) else value
-        return _ENV.from_string(text).render(**context)
+        return _compiled_template(text).render(**context)
     except Exception as error:  # Jinja raises many kinds; each becomes one TemplateError naming the template
         raise _fail(text, error) from None
 

@@ -78,6 +78,11 @@ def make_engine(url: str | URL, **engine_options: Any) -> Engine:
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA foreign_keys=ON")
             _use_wal(cursor)
+            # In WAL mode, NORMAL syncs at checkpoints rather than at every commit: a crash of qbflow (or of
+            # the machine's software) loses nothing and never corrupts; only a power cut can take back the
+            # last commits, and every one of them is safe to redo (cursors move with their events, and a
+            # step's QuickBooks write replays under the same request id).
+            cursor.execute("PRAGMA synchronous=NORMAL")
         finally:
             cursor.close()
 
