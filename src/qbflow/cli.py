@@ -6,7 +6,7 @@ import asyncio
 import json
 import sys
 import webbrowser
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +20,7 @@ from rich.table import Table
 if TYPE_CHECKING:
     from qbflow.connector.triggers import Trigger
     from qbflow.qbo.client import QBOClient
+    from qbflow.qbo.connect import Environment
     from qbflow.store import ConnectionRecord, Store
 
 app = typer.Typer(help="qbflow: automate QuickBooks Online.", no_args_is_help=True, add_completion=False)
@@ -186,6 +187,45 @@ def _sandbox_approves_at_once(url: str) -> bool:
     return True
 
 
+def _authorization_opener(name: str, environment: Environment, *, port: int, no_browser: bool,
+                          timeout: float) -> Callable[[str], None]:
+    """How `qbflow connect` shows Intuit's authorization URL: a browser, the printed URL, or (a local sandbox
+    started with --auto-approve) nothing at all."""
+
+    def open_url(url: str) -> None:
+        if environment.name != "local" and port == 0:
+            typer.echo("Note: Intuit redirects only to registered URIs. If it refuses this one, register "
+                       "http://127.0.0.1:PORT/callback for your app and run again with --port PORT.")
+        if no_browser:
+            typer.echo(f"Open this URL in a browser to connect {name!r}:")
+        elif environment.name == "local" and _sandbox_approves_at_once(url):
+            # `qbflow sandbox --auto-approve` answers the authorize URL with the redirect itself: nothing for
+            # a person to click, so this works on a machine without a browser too.
+            typer.echo("The local sandbox approved at once (--auto-approve).")
+            return
+        elif webbrowser.open(url):
+            typer.echo("Opened your browser to authorize qbflow. If nothing happened, open this URL:")
+        else:
+            typer.echo("Could not open a browser. Open this URL to authorize qbflow:")
+        typer.echo(url)  # plain echo: one unwrapped line, flushed, so scripts can read it
+        typer.echo(f"Waiting for the authorization (up to {timeout:g} s)...")
+
+    return open_url
+
+
+async def _authorize(name: str, *, client_id: str, client_secret: str, environment: Environment, store: Store,
+                     port: int = 0, no_browser: bool = False, timeout: float = 300.0) -> ConnectionRecord:
+    """`qbflow connect`'s flow (also `qbflow up`'s, on its own sandbox): authorize, store the connection."""
+    from qbflow.qbo.connect import connect as run_connect
+    from qbflow.store import AsyncConnectionStore
+
+    open_url = _authorization_opener(name, environment, port=port, no_browser=no_browser, timeout=timeout)
+    async with AsyncConnectionStore(store.connections) as astore:
+        return await run_connect(name, client_id=client_id, client_secret=client_secret, environment=environment,
+                                 store=astore, open_url=open_url, port=port, timeout=timeout,
+                                 report=lambda text: typer.echo(text))
+
+
 @app.command()
 def connect(
     name: Annotated[str, typer.Argument(help="A name for the connection, e.g. acme. Reconnecting a name replaces "
@@ -211,8 +251,7 @@ def connect(
 ) -> None:
     """Connect a QuickBooks Online company: authorize in the browser, store the tokens encrypted."""
     from qbflow.qbo.connect import Environment, valid_connection_name
-    from qbflow.qbo.connect import connect as run_connect
-    from qbflow.store import AsyncConnectionStore, ConnectionNotFound
+    from qbflow.store import ConnectionNotFound
 
     if not valid_connection_name(name):
         raise typer.BadParameter("use letters, digits, '_', '.' and '-' (at most 100 characters)", param_hint="NAME")
@@ -231,37 +270,15 @@ def connect(
                                      param_hint="--client-secret")
         client_secret = typer.prompt("Client secret", hide_input=True)
 
-    def open_url(url: str) -> None:
-        if environment.name != "local" and port == 0:
-            typer.echo("Note: Intuit redirects only to registered URIs. If it refuses this one, register "
-                       "http://127.0.0.1:PORT/callback for your app and run again with --port PORT.")
-        if no_browser:
-            typer.echo(f"Open this URL in a browser to connect {name!r}:")
-        elif environment.name == "local" and _sandbox_approves_at_once(url):
-            # `qbflow sandbox --auto-approve` answers the authorize URL with the redirect itself: nothing for
-            # a person to click, so this works on a machine without a browser too.
-            typer.echo("The local sandbox approved at once (--auto-approve).")
-            return
-        elif webbrowser.open(url):
-            typer.echo("Opened your browser to authorize qbflow. If nothing happened, open this URL:")
-        else:
-            typer.echo("Could not open a browser. Open this URL to authorize qbflow:")
-        typer.echo(url)  # plain echo: one unwrapped line, flushed, so scripts can read it
-        typer.echo(f"Waiting for the authorization (up to {timeout:g} s)...")
-
-    async def run(store: Store) -> ConnectionRecord:
-        async with AsyncConnectionStore(store.connections) as astore:
-            return await run_connect(name, client_id=client_id, client_secret=client_secret,
-                                     environment=environment, store=astore, open_url=open_url, port=port,
-                                     timeout=timeout, report=lambda text: typer.echo(text))
-
     with _clear_errors(), _open_store() as store:
         try:
             previous = store.connections.get(name)
         except ConnectionNotFound:
             previous = None
         try:
-            record = asyncio.run(run(store))
+            record = asyncio.run(_authorize(name, client_id=client_id, client_secret=client_secret,
+                                            environment=environment, store=store, port=port,
+                                            no_browser=no_browser, timeout=timeout))
         except KeyboardInterrupt:
             err_console.print("Cancelled; nothing was stored.")
             raise typer.Exit(130) from None
@@ -877,44 +894,57 @@ def run_engine(
     once: Annotated[bool, typer.Option("--once", help="One cycle: poll every enabled workflow now, run what "
                                                       "comes of it, then exit (for cron or tests).")] = False,
     tick: Annotated[float, typer.Option(min=0.1, help="Seconds between cycles.")] = 1.0,
+    live: Annotated[bool | None, typer.Option(
+        "--live/--plain", help="Live view (triggers, recent runs, problems) or one plain line per busy cycle. "
+                               "Default: live on a terminal, plain otherwise.", show_default=False)] = None,
 ) -> None:
     """The engine in the foreground: poll triggers when due, run the runs, until Ctrl-C."""
-    from qbflow.engine.runner import Runner, store_clients
-    from qbflow.engine.scheduler import CycleReport, Engine
-    from qbflow.store import RunStore
-
-    def show(report: CycleReport) -> None:
-        if report.polls or report.runs or report.errors:
-            console.print(f"polls {report.polls}, new events {report.events}, runs {report.runs}"
-                          + (f", problems: {'; '.join(report.errors)}" if report.errors else ""),
-                          markup=False, highlight=False)
-
-    async def main(store) -> None:
-        runs = RunStore(store.engine)
-        clients = store_clients(store)
-        runner = Runner(runs, clients)
-        resumed = await runner.resume_unfinished()
-        if resumed:
-            console.print(f"resumed {len(resumed)} run(s) left unfinished", markup=False)
-        engine = Engine(runs, clients, runner)
-        if once:
-            show(await engine.cycle(force=True))
-            return
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        try:
-            import signal
-
-            loop.add_signal_handler(signal.SIGINT, stop.set)
-            loop.add_signal_handler(signal.SIGTERM, stop.set)
-        except (NotImplementedError, RuntimeError):
-            pass
-        console.print("qbflow engine running; Ctrl-C stops it (runs in flight finish first).", markup=False)
-        await engine.run_forever(tick=tick, on_cycle=show, stop=stop)
-        console.print("stopped.", markup=False)
+    from qbflow.engine.live import run_engine as run
 
     with _clear_errors(), _open_store() as store:
-        asyncio.run(main(store))
+        asyncio.run(run(store, once=once, tick=tick, live=live, console=console))
+
+
+@app.command("up")
+def up(
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port of the built-in sandbox on 127.0.0.1 "
+                                                            "(0 = any free port).")] = 8765,
+    connection: Annotated[str | None, typer.Option(
+        "--connection", "-c", help="Run the examples on this stored connection (e.g. a real company) instead of "
+                                   "the built-in sandbox; no sandbox is started, no activity is made.")] = None,
+    no_activity: Annotated[bool, typer.Option("--no-activity", help="Make no changes in the sandbox; only what you "
+                                                                    "do there runs the examples.")] = False,
+    duration: Annotated[float | None, typer.Option(min=0.1, help="Stop by itself after this many seconds "
+                                                                 "(scripts, tests).")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask before running the examples on a production "
+                                                    "company.")] = False,
+) -> None:
+    """qbflow working at once: the built-in sandbox, four example workflows, some activity and the engine."""
+    from qbflow.engine.demo import UpOptions, run_up
+    from qbflow.qbo.connect import Environment
+
+    def confirm(question: str) -> bool:
+        if yes:
+            return True
+        if not sys.stdin.isatty():
+            err_console.print(f"{escape(question)} Pass --yes to go on without being asked.", soft_wrap=True)
+            return False
+        return typer.confirm(question, default=False)
+
+    async def main(store: Store) -> None:
+        async def authorize(name: str, url: str, client_id: str, client_secret: str) -> ConnectionRecord:
+            return await _authorize(name, client_id=client_id, client_secret=client_secret,
+                                    environment=Environment.local(url), store=store, timeout=60.0)
+
+        options = UpOptions(port=port, connection=connection, activity=not no_activity, duration=duration)
+        await run_up(store, options, authorize=authorize, console=console, confirm=confirm)
+
+    with _clear_errors(), _open_store() as store:
+        try:
+            asyncio.run(main(store))
+        except (KeyboardInterrupt, asyncio.CancelledError):  # a second Ctrl-C: stopped without waiting
+            err_console.print("Stopped without waiting for runs in flight (the next start resumes them).")
+            raise typer.Exit(130) from None
 
 
 if __name__ == "__main__":

@@ -66,6 +66,7 @@ def test_nested_structures_are_rendered_recursively(ctx: dict) -> None:
 def test_filters(ctx: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     assert render("{{ trigger.TotalAmt | money }}", ctx) == "1350.50"
     assert render("{{ 2.005 | money }}", ctx) == "2.01"
+    assert render("{{ \"Café\" | b64encode }}", ctx) == "Q2Fmw6k="
     assert render("{{ trigger.TxnDate | date('%d/%m/%Y') }}", ctx) == "14/05/2024"
     assert render("{{ '2024-05-14T10:20:30-07:00' | date }}", ctx) == "2024-05-14"
     assert render("{{ '2024-05-14T10:20:30Z' | datetime }}", ctx) == "2024-05-14T10:20:30+00:00"

@@ -16,6 +16,7 @@ rendered inputs stay plain JSON data (they are stored with the run).
 
 from __future__ import annotations
 
+import base64
 import copy
 import datetime as dt
 import functools
@@ -137,6 +138,12 @@ def _filter_json(value: Any, indent: int | None = None) -> str:
     return jsonlib.dumps(value, default=str, indent=indent)
 
 
+def _filter_b64encode(value: Any) -> str:
+    """Text (as UTF-8) or bytes as base64, e.g. for an attachment's content: `{{ summary | b64encode }}`."""
+    data = value if isinstance(value, bytes) else str(value).encode("utf-8")
+    return base64.b64encode(data).decode("ascii")
+
+
 def _build_environment() -> SandboxedEnvironment:
     env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
     env.filters.update({
@@ -148,6 +155,7 @@ def _build_environment() -> SandboxedEnvironment:
         "days_ago": _filter_days_ago,
         "add_days": _filter_add_days,
         "json": _filter_json,
+        "b64encode": _filter_b64encode,
     })
     env.globals["today"] = lambda: _today().isoformat()
     return env

@@ -1,0 +1,522 @@
+"""The engine in the foreground, as `qbflow run` (and `qbflow up`) run it, with what a person sees of it.
+
+    await run_engine(store)                                   # until Ctrl-C or SIGTERM
+    await run_engine(store, once=True)                        # one forced cycle, one summary line, return
+    await run_engine(store, stop=event, on_ready=ready)       # embedded: the caller decides when it stops
+
+On a terminal (or `live=True`) a rich `Live` view is redrawn after every cycle and every second: the engine's
+header (running since, database, how to stop it), one row per workflow trigger and company (last poll, next
+poll, last error), the most recent runs (status, attempt, duration, error) and what happened since start
+(polls, events, runs succeeded and failed, problems; the same problem repeated every cycle is one line with
+a count). While it is drawn, the `qbflow` loggers write through the same console so log lines never tear it.
+
+Elsewhere (logs, CI, pipes, `live=False`) a cycle that did something prints one line,
+"polls P, new events E, runs R" + ", problems: ..."; a cycle whose only news is the problems of the last line
+printed is not printed again (a note counts the repeats once something else happens).
+
+Everything shown is read from the database (`RunStore`) and from the `CycleReport`s this process received,
+so the view is right however many engines share the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.logging import RichHandler
+from rich.table import Table
+from rich.text import Text
+
+from qbflow.store.models import RUN_FAILED, RUN_RUNNING, RUN_SUCCEEDED, RUN_WAITING_RETRY
+from qbflow.store.runs import CursorRecord, RunRecord, RunStore, WorkflowRecord
+
+if TYPE_CHECKING:
+    from qbflow.engine.runner import ClientFactory
+
+__all__ = ["EngineStats", "Problem", "build_view", "run_engine", "summary_line"]
+
+log = logging.getLogger("qbflow.engine.live")
+
+RECENT_RUNS = 15
+RECENT_PROBLEMS = 5
+REFRESH_SECONDS = 1.0
+STOP_HINT = "Ctrl-C stops it (runs in flight finish first)."
+_MAX_PROBLEMS_KEPT = 200
+_STATUS_STYLE = {RUN_SUCCEEDED: "green", RUN_FAILED: "red", RUN_RUNNING: "cyan", "queued": "blue",
+                 RUN_WAITING_RETRY: "yellow", "cancelled": "dim"}
+
+
+# --- what happened since start ----------------------------------------------------------------------------
+
+@dataclass
+class Problem:
+    """One distinct problem message and how often cycles reported it."""
+
+    message: str
+    count: int
+    first_seen: datetime
+    last_seen: datetime
+
+
+@dataclass
+class EngineStats:
+    """Counters since the engine started, fed by `CycleReport`s (`add_cycle`) and finished runs (`add_run`)."""
+
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    cycles: int = 0
+    polls: int = 0
+    events: int = 0
+    runs: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    retrying: int = 0
+    requests: int | None = None  # QBO requests, when the reports count them
+    paused: list[str] = field(default_factory=list)  # connections the last report had paused
+    last_cycle_at: datetime | None = None
+    problems: dict[str, Problem] = field(default_factory=dict)
+
+    def add_cycle(self, report: Any, now: datetime | None = None) -> None:
+        """Count one cycle's report (any object with polls/events/runs/errors; missing ones count as 0)."""
+        now = now or datetime.now(UTC)
+        polls, events, runs, errors = _counts(report)
+        self.cycles += 1
+        self.polls += polls
+        self.events += events
+        self.runs += runs
+        requests = getattr(report, "requests", None)
+        if isinstance(requests, int):
+            self.requests = (self.requests or 0) + requests
+        paused = getattr(report, "paused", None)
+        self.paused = sorted({str(name) for name in paused}) if paused else []
+        self.last_cycle_at = now
+        for message in errors:
+            self.add_problem(message, now)
+
+    def add_problem(self, message: str, now: datetime | None = None) -> None:
+        now = now or datetime.now(UTC)
+        known = self.problems.pop(message, None)  # re-inserted last: the dict stays in order of last sighting
+        if known is None:
+            known = Problem(message=message, count=0, first_seen=now, last_seen=now)
+        known.count += 1
+        known.last_seen = now
+        self.problems[message] = known
+        while len(self.problems) > _MAX_PROBLEMS_KEPT:
+            self.problems.pop(next(iter(self.problems)))
+
+    def add_run(self, run: Any) -> None:
+        """Count a run's outcome (a `RunRecord` as the runner returns it)."""
+        status = getattr(run, "status", None)
+        if status == RUN_SUCCEEDED:
+            self.succeeded += 1
+        elif status == RUN_FAILED:
+            self.failed += 1
+        elif status == RUN_WAITING_RETRY:
+            self.retrying += 1
+
+    @property
+    def problem_count(self) -> int:
+        return sum(problem.count for problem in self.problems.values())
+
+    def recent_problems(self, limit: int = RECENT_PROBLEMS) -> list[Problem]:
+        """The problems seen most recently, newest first."""
+        return list(reversed(self.problems.values()))[:limit]
+
+
+def _counts(report: Any) -> tuple[int, int, int, list[str]]:
+    errors = getattr(report, "errors", None) or []
+    return (int(getattr(report, "polls", 0) or 0), int(getattr(report, "events", 0) or 0),
+            int(getattr(report, "runs", 0) or 0), [str(error) for error in errors])
+
+
+def summary_line(report: Any) -> str | None:
+    """A cycle on one line ("polls 1, new events 2, runs 2, problems: ..."), or None if nothing happened."""
+    polls, events, runs, errors = _counts(report)
+    if not (polls or runs or errors):
+        return None
+    return f"polls {polls}, new events {events}, runs {runs}" + (f", problems: {'; '.join(errors)}" if errors else "")
+
+
+# --- the view ---------------------------------------------------------------------------------------------
+
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _span(seconds: float) -> str:
+    seconds = abs(seconds)
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} d"
+
+
+def _clock(moment: datetime | None, now: datetime) -> str:
+    """"10:00:05" today, "2026-01-02 10:00" another day (UTC), "-" for none."""
+    moment = _utc(moment)
+    if moment is None:
+        return "-"
+    return f"{moment:%H:%M:%S}" if moment.date() == now.date() else f"{moment:%Y-%m-%d %H:%M}"
+
+
+def _ago(moment: datetime | None, now: datetime) -> str:
+    moment = _utc(moment)
+    if moment is None:
+        return "never"
+    return f"{_clock(moment, now)} ({_span((now - moment).total_seconds())} ago)"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def _short(text: object, width: int) -> str:
+    if text is None or text == "":
+        return ""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def _trigger_of(workflow: WorkflowRecord) -> tuple[str, str]:
+    trigger = workflow.definition.get("trigger") if isinstance(workflow.definition, dict) else None
+    if not isinstance(trigger, dict):
+        return "?", "?"
+    return str(trigger.get("key") or "?"), str(trigger.get("connection") or "?")
+
+
+def _header(stats: EngineStats, now: datetime, database: str | None, state: str) -> Text:
+    header = Text()
+    header.append("qbflow engine", style="bold")
+    if state == "stopped":
+        header.append("  stopped", style="bold")
+    elif state == "stopping":
+        header.append("  stopping: waiting for runs in flight to finish…", style="bold yellow")
+    else:
+        header.append("  running", style="bold green")
+    started = _utc(stats.started_at) or now
+    header.append(f" since {started:%Y-%m-%d %H:%M:%S} UTC ({_span((now - started).total_seconds())})")
+    if stats.last_cycle_at is not None:
+        header.append(f"; last cycle {_clock(stats.last_cycle_at, now)}")
+    if database:
+        header.append("\ndatabase ")
+        header.append(database, style="cyan")
+    if stats.paused:
+        header.append("\npaused (needs reconnecting): " + ", ".join(stats.paused), style="bold yellow")
+        header.append(" · `qbflow connect NAME` resumes it", style="yellow")
+    if state == "running":
+        header.append("\n" + STOP_HINT, style="dim")
+    return header
+
+
+def _triggers_table(workflows: list[WorkflowRecord], cursors: list[CursorRecord], now: datetime) -> Table:
+    table = Table(title="Triggers", title_justify="left", expand=True)
+    table.add_column("Workflow", overflow="fold")
+    table.add_column("Trigger")
+    table.add_column("Connection")
+    table.add_column("Last poll", no_wrap=True)
+    table.add_column("Next poll", no_wrap=True)
+    table.add_column("Last error", style="red", overflow="fold", ratio=1)
+    by_workflow: dict[int, list[CursorRecord]] = {}
+    for cursor in cursors:
+        by_workflow.setdefault(cursor.workflow_id, []).append(cursor)
+    for workflow in workflows:
+        key, connection = _trigger_of(workflow)
+        name = Text(workflow.name, style="" if workflow.enabled else "dim")
+        rows = by_workflow.get(workflow.id) or [None]
+        for cursor in rows:
+            if not workflow.enabled:
+                next_poll = Text("disabled", style="dim")
+            elif cursor is None or cursor.next_poll_at is None or _utc(cursor.next_poll_at) <= now:
+                next_poll = Text("due")
+            else:
+                moment = _utc(cursor.next_poll_at)
+                next_poll = Text(f"{_clock(moment, now)} (in {_span((moment - now).total_seconds())})")
+            table.add_row(
+                name,
+                cursor.trigger_key if cursor else key,
+                cursor.connection if cursor else connection,
+                _ago(cursor.last_poll_at if cursor else None, now),
+                next_poll,
+                Text(_short(cursor.last_error if cursor else None, 200)),
+            )
+    if not workflows:
+        table.add_row(Text("no workflows: `qbflow workflow add FILE`", style="dim"), "", "", "", "", "")
+    return table
+
+
+def _runs_table(runs: list[RunRecord], now: datetime) -> Table:
+    table = Table(title="Recent runs", title_justify="left", expand=True)
+    table.add_column("ID", justify="right", no_wrap=True)
+    table.add_column("Workflow", overflow="fold")
+    table.add_column("Status", no_wrap=True)
+    table.add_column("Attempt", justify="right")
+    table.add_column("Started", no_wrap=True)
+    table.add_column("Duration", justify="right", no_wrap=True)
+    table.add_column("Error", overflow="fold", ratio=1)
+    for run in runs:
+        started, finished = _utc(run.started_at), _utc(run.finished_at)
+        if started is None:
+            duration = "-"
+        elif finished is not None:
+            duration = _duration(max(0.0, (finished - started).total_seconds()))
+        elif run.status == RUN_RUNNING:
+            duration = _duration(max(0.0, (now - started).total_seconds())) + "…"
+        else:
+            duration = "-"
+        error = Text(_short(run.error, 120), style="red" if run.status == RUN_FAILED else "yellow")
+        if run.status == RUN_WAITING_RETRY and run.next_attempt_at is not None:
+            error = Text(f"retry at {_clock(run.next_attempt_at, now)}: ", style="yellow") + error
+        table.add_row(str(run.id), run.workflow_name, Text(run.status, style=_STATUS_STYLE.get(run.status, "")),
+                      str(run.attempt), _clock(started, now), duration, error)
+    if not runs:
+        table.add_row("", Text("no runs yet", style="dim"), "", "", "", "", "")
+    return table
+
+
+def _counters(stats: EngineStats) -> Text:
+    text = Text()
+    text.append("since start: ", style="bold")
+    text.append(f"cycles {stats.cycles} · polls {stats.polls}")
+    if stats.requests is not None:
+        text.append(f" · QBO requests {stats.requests}")
+    text.append(f" · new events {stats.events} · runs {stats.runs} (")
+    text.append(f"{stats.succeeded} succeeded", style="green" if stats.succeeded else "")
+    text.append(", ")
+    text.append(f"{stats.failed} failed", style="red" if stats.failed else "")
+    text.append(", ")
+    text.append(f"{stats.retrying} waiting to retry", style="yellow" if stats.retrying else "")
+    text.append(") · ")
+    text.append(f"problems {stats.problem_count}", style="red" if stats.problems else "")
+    return text
+
+
+def _problems_table(stats: EngineStats, now: datetime) -> Table:
+    recent = stats.recent_problems()
+    table = Table(title="Problems", title_justify="left", expand=True, show_header=True)
+    table.add_column("Times", justify="right", no_wrap=True)
+    table.add_column("Last seen", no_wrap=True)
+    table.add_column("Problem", style="red", overflow="fold", ratio=1)
+    for problem in recent:
+        table.add_row(f"×{problem.count}", _ago(problem.last_seen, now), Text(_short(problem.message, 300)))
+    hidden = len(stats.problems) - len(recent)
+    if hidden > 0:
+        table.caption = f"and {hidden} other problem(s) seen earlier"
+    return table
+
+
+def build_view(runs: RunStore, stats: EngineStats, *, now: datetime | None = None, database: str | None = None,
+               state: str = "running", limit: int = RECENT_RUNS) -> RenderableType:
+    """The live view as a rich renderable: header, triggers, the `limit` newest runs, counters, problems.
+
+    Read from the database (`runs`) and `stats`; `state` is "running", "stopping" or "stopped".
+    """
+    now = _utc(now) or datetime.now(UTC)
+    parts: list[RenderableType] = [
+        _header(stats, now, database, state),
+        _triggers_table(runs.list_workflows(), runs.list_cursors(), now),
+        _runs_table(runs.list_runs(limit=limit), now),
+        _counters(stats),
+    ]
+    if stats.problems:
+        parts.append(_problems_table(stats, now))
+    return Group(*parts)
+
+
+# --- running ----------------------------------------------------------------------------------------------
+
+class _CountingRunner:
+    """The runner, with each run's outcome counted for the view."""
+
+    def __init__(self, runner: Any, stats: EngineStats) -> None:
+        self._runner = runner
+        self._stats = stats
+
+    async def run_once(self, run_id: int) -> Any:
+        record = await self._runner.run_once(run_id)
+        self._stats.add_run(record)
+        return record
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._runner, name)
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: asyncio.Event, enabled: bool) -> Iterator[None]:
+    """SIGINT and SIGTERM set `stop` (main thread only); the previous handlers come back afterwards."""
+    installed: list[tuple[signal.Signals, Any]] = []
+    loop = asyncio.get_running_loop()
+    if enabled and threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous = signal.getsignal(sig)
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, RuntimeError, ValueError):  # Windows, or no signals here
+                continue
+            installed.append((sig, previous))
+    try:
+        yield
+    finally:
+        for sig, previous in installed:
+            loop.remove_signal_handler(sig)
+            if previous is not None:
+                with contextlib.suppress(TypeError, ValueError, OSError):
+                    signal.signal(sig, previous)
+
+
+@contextlib.contextmanager
+def _logs_through(console: Console) -> Iterator[None]:
+    """Route the `qbflow` loggers through `console` (above the live view) instead of the root handlers."""
+    logger = logging.getLogger("qbflow")
+    handler = RichHandler(console=console, show_path=False, markup=False, rich_tracebacks=False)
+    propagate = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+def _database(store: Any) -> str | None:
+    engine = getattr(store, "engine", None)
+    url = getattr(engine, "url", None)
+    if url is None:
+        return None
+    try:
+        return url.render_as_string(hide_password=True)
+    except AttributeError:
+        return str(url)
+
+
+async def _run_live(engine: Any, runs: RunStore, stats: EngineStats, console: Console, *, tick: float,
+                    stop: asyncio.Event, on_ready: Callable[[], None] | None, database: str | None) -> None:
+    failed_draw: list[str] = []
+
+    def render(state: str | None = None) -> RenderableType:
+        return build_view(runs, stats, database=database,
+                          state=state or ("stopping" if stop.is_set() else "running"))
+
+    with _logs_through(console), Live(render(), console=console, auto_refresh=False, transient=False,
+                                      redirect_stdout=True, redirect_stderr=True) as view:
+
+        def refresh(state: str | None = None) -> None:
+            try:
+                view.update(render(state), refresh=True)
+            except Exception as error:  # the view must never stop the engine; say so once per new reason
+                if str(error) not in failed_draw:
+                    failed_draw.append(str(error))
+                    log.warning("could not redraw the view: %s", error)
+
+        def on_cycle(report: Any) -> None:
+            stats.add_cycle(report)
+            refresh()
+
+        async def keep_fresh() -> None:  # clocks move and runs finish even while a long cycle runs
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=REFRESH_SECONDS)
+                refresh()
+
+        refresher = asyncio.create_task(keep_fresh())
+        try:
+            if on_ready is not None:
+                on_ready()
+            await engine.run_forever(tick=tick, on_cycle=on_cycle, stop=stop)
+        finally:
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
+        refresh("stopped")
+
+
+async def _run_plain(engine: Any, stats: EngineStats, console: Console, *, tick: float, stop: asyncio.Event,
+                     on_ready: Callable[[], None] | None) -> None:
+    last_problems: list[str] = []
+    repeats = 0
+
+    def on_cycle(report: Any) -> None:
+        nonlocal last_problems, repeats
+        stats.add_cycle(report)
+        line = summary_line(report)
+        if line is None:
+            return
+        polls, _events, runs, errors = _counts(report)
+        if not polls and not runs and errors == last_problems:
+            repeats += 1
+            return
+        if repeats:
+            console.print(f"(the problems above came back {repeats} more time(s))", markup=False, highlight=False)
+            repeats = 0
+        last_problems = errors
+        console.print(line, markup=False, highlight=False)
+
+    console.print("qbflow engine running; " + STOP_HINT, markup=False, highlight=False)
+    if on_ready is not None:
+        on_ready()
+    await engine.run_forever(tick=tick, on_cycle=on_cycle, stop=stop)
+    if repeats:
+        console.print(f"(the problems above came back {repeats} more time(s))", markup=False, highlight=False)
+
+
+async def run_engine(store: Any, *, once: bool = False, tick: float = 1.0, live: bool | None = None,
+                     console: Console | None = None, stop: asyncio.Event | None = None,
+                     on_ready: Callable[[], None] | None = None, clients: ClientFactory | None = None) -> None:
+    """Run the engine on `store` (a `qbflow.store.Store`): resume what a crash left running, then cycle.
+
+    `once`: one forced cycle (every enabled trigger polled now), its summary line, return. Otherwise cycle
+    every `tick` seconds until `stop` is set; without a `stop` of the caller's, SIGINT and SIGTERM set one
+    (main thread only). `on_ready` is called once the engine is about to cycle. Runs in flight finish, then
+    "stopped." is printed. `live=None` draws the live view when `console` is a terminal, plain lines
+    otherwise. `clients` (connection name -> QBOClient) defaults to the store's connections.
+    """
+    from qbflow.engine.runner import Runner, store_clients
+    from qbflow.engine.scheduler import Engine
+
+    console = console or Console()
+    runs = RunStore(store.engine)
+    clients = clients or store_clients(store)
+    stats = EngineStats()
+    runner = Runner(runs, clients)
+    resumed = await runner.resume_unfinished()
+    if resumed:
+        for record in resumed:
+            stats.add_run(record)
+        stats.runs += len(resumed)
+        console.print(f"resumed {len(resumed)} run(s) left unfinished", markup=False)
+    engine = Engine(runs, clients, _CountingRunner(runner, stats))
+    if once:
+        line = summary_line(await engine.cycle(force=True))
+        if line is not None:
+            console.print(line, markup=False, highlight=False)
+        return
+    own_stop = stop is None
+    stop = stop if stop is not None else asyncio.Event()
+    if live is None:
+        live = console.is_terminal
+    with _stop_on_signals(stop, enabled=own_stop):
+        if live:
+            await _run_live(engine, runs, stats, console, tick=tick, stop=stop, on_ready=on_ready,
+                            database=_database(store))
+        else:
+            await _run_plain(engine, stats, console, tick=tick, stop=stop, on_ready=on_ready)
+    console.print("stopped.", markup=False)
