@@ -3,6 +3,7 @@ that needs reconnecting pausing its workflows and resuming them, missing nothing
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ import yaml
 
 from qbflow.connector.triggers import TRIGGERS
 from qbflow.engine.runner import Runner
-from qbflow.engine.scheduler import Engine
+from qbflow.engine.scheduler import CycleReport, Engine
 from qbflow.engine.workflow import load_workflow_text
 from qbflow.qbo import StaticTokens
 from qbflow.qbo.errors import NeedsReconnect
@@ -189,3 +190,27 @@ async def test_runs_waiting_for_a_reconnect_are_woken_when_the_connection_works_
 def test_the_workflows_used_here_pass_validation():
     for key in NEW_AND_UPDATED:
         assert load_workflow_text(yaml.safe_dump(logging_workflow("x", key))).trigger.key == key
+
+
+async def test_a_requested_poll_happens_at_once_however_long_the_tick(runs: RunStore, qbo_clients: Clients,  # noqa: F811
+                                                                      sandbox: Sandbox, realm: str):
+    add(runs, logging_workflow("welcome", "new_customer", poll_interval="1h"))
+    engine = engine_for(runs, qbo_clients, sandbox)
+    await engine.cycle()  # activation; the next poll is due in an hour
+    sandbox.clock.advance(2)
+    customer = sandbox.books.create(realm, "Customer", {"DisplayName": "Webhook Hint Ltd"})
+    stop = asyncio.Event()
+    cycles: list[CycleReport] = []
+    engine_task = asyncio.create_task(engine.run_forever(tick=3600, on_cycle=cycles.append, stop=stop))
+    try:
+        await asyncio.sleep(0)  # let it start its first cycle (nothing is due) and wait for the tick
+        engine.request_poll("acme")
+        deadline = asyncio.get_running_loop().time() + 20
+        while not any(r.status == RUN_SUCCEEDED for r in runs.list_runs()):
+            assert asyncio.get_running_loop().time() < deadline, cycles
+            await asyncio.sleep(0.02)
+    finally:
+        stop.set()
+        await asyncio.wait_for(engine_task, 20)
+    [run] = [runs.get_run(r.id) for r in runs.list_runs()]
+    assert run.event.record_id == customer["Id"]

@@ -82,6 +82,9 @@ class Engine:
         self.clock = clock
         self.max_records = max_records
         self.paused: dict[str, str] = {}  # connection -> why (needs reconnecting)
+        self._hints: set[str] = set()  # connections to poll at once (request_poll)
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()  # run_forever's stop, seen between runs
 
     async def poll_connection(self, connection: str, records: list[WorkflowRecord], report: CycleReport, *,
                               force: bool = False, cursors: dict[tuple[int, str], list[Any]] | None = None) -> None:
@@ -190,30 +193,52 @@ class Engine:
         log.info("polled %s (%d workflow(s), %d request(s), %s): %d new event(s)%s", connection, len(watches),
                  shared.requests, shared.mode, new, "" if shared.complete else ", backfill continues")
 
+    def request_poll(self, connection: str) -> None:
+        """Poll `connection`'s company at once, due or not (a webhook said something changed there). Several
+        requests before the next cycle make one poll; events it finds are de-duplicated with every other poll."""
+        self._hints.add(connection)
+        self._wake.set()
+
     async def cycle(self, *, force: bool = False) -> CycleReport:
-        """One pass: poll every company with a workflow due (once each), then run every run that can be claimed."""
+        """One pass: poll every company with a workflow due (once each) or asked for (`request_poll`), then run
+        the runs that can be claimed (until none is left, a poll is asked for, or the engine is stopping)."""
         report = CycleReport()
+        hinted, self._hints = self._hints, set()
+        self._wake.clear()
         by_connection: dict[str, list[WorkflowRecord]] = {}
         for record in self.runs.list_workflows(enabled=True):
             connection = Workflow.model_validate(record.definition).trigger.connection
             by_connection.setdefault(connection, []).append(record)
         cursors = self._cursors() if by_connection else {}
         for connection, records in by_connection.items():
-            await self.poll_connection(connection, records, report, force=force, cursors=cursors)
-        while (run := self.runs.claim_next_run(self.clock())) is not None:
+            await self.poll_connection(connection, records, report, force=force or connection in hinted,
+                                       cursors=cursors)
+        while not self._stop.is_set() and not self._hints:
+            run = self.runs.claim_next_run(self.clock())
+            if run is None:
+                break
             await self.runner.run_once(run.id)
             report.runs += 1
         return report
 
     async def run_forever(self, *, tick: float = 1.0, on_cycle: Callable[[CycleReport], None] | None = None,
                           stop: asyncio.Event | None = None) -> None:
-        """Cycle until `stop` is set (Ctrl-C in the CLI); runs in flight finish before it returns."""
-        stop = stop or asyncio.Event()
-        while not stop.is_set():
-            report = await self.cycle()
-            if on_cycle is not None:
-                on_cycle(report)
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=tick)
-            except TimeoutError:
-                pass
+        """Cycle until `stop` is set (Ctrl-C in the CLI); the run in flight finishes before it returns. Between
+        cycles it waits `tick` seconds, or less when a poll is asked for."""
+        self._stop = stop = stop or asyncio.Event()
+        try:
+            while not stop.is_set():
+                report = await self.cycle()
+                if on_cycle is not None:
+                    on_cycle(report)
+                if self._hints:
+                    continue
+                stopping = asyncio.ensure_future(stop.wait())
+                woken = asyncio.ensure_future(self._wake.wait())
+                try:
+                    await asyncio.wait({stopping, woken}, timeout=tick, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    stopping.cancel()
+                    woken.cancel()
+        finally:
+            self._stop = asyncio.Event()
