@@ -51,6 +51,22 @@ class Settings(BaseSettings):
         description="File holding the key when QBFLOW_SECRET_KEY is unset; created with mode 0600 on first use.",
     )
 
+    api_token: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Token for qbflow's HTTP API and dashboard login. Default: one generated on the server's first start, "
+            "printed once, and kept only as a hash in data_dir."
+        ),
+    )
+    webhook_verifier: SecretStr | None = Field(
+        default=None,
+        description="Intuit's webhook verifier token (signs POST /webhooks/intuit); webhooks are refused without it.",
+    )
+    public_url: str = Field(
+        default="",
+        description="The server's address as a browser reaches it (OAuth redirect URI); default http://HOST:PORT.",
+    )
+
     @model_validator(mode="after")
     def _defaults_inside_data_dir(self) -> Settings:
         self.data_dir = self.data_dir.expanduser()

@@ -15,6 +15,8 @@ No message, repr or log line made here contains a key or a plaintext.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import stat
 import time
@@ -59,6 +61,7 @@ class SecretBox:
                     "print(Fernet.generate_key().decode())'"
                 ) from None
         self._fernet = MultiFernet(fernets)
+        self._derivation_key = hashlib.sha256(b"qbflow derived keys\0" + _key_bytes(keys[0])).digest()
         self._key_count = len(fernets)
         self._source = source
 
@@ -75,6 +78,11 @@ class SecretBox:
             return cls(keys, source=ENV_VAR)
         key_file = settings.key_file or settings.data_dir / KEY_FILE_NAME
         return cls(load_or_create_key_file(key_file), source=f"the key file {key_file}")
+
+    def derive(self, purpose: str) -> bytes:
+        """A 32-byte key for `purpose` (e.g. signing session cookies), derived from the first key: stable
+        while the key is, different per purpose, and telling nothing about the key itself."""
+        return hmac.new(self._derivation_key, purpose.encode("utf-8"), hashlib.sha256).digest()
 
     @property
     def source(self) -> str:
@@ -112,6 +120,10 @@ class SecretBox:
 
     def __repr__(self) -> str:
         return f"SecretBox(keys={self._key_count}, source={self._source!r})"
+
+
+def _key_bytes(key: str | bytes) -> bytes:
+    return key if isinstance(key, bytes) else key.encode("ascii")
 
 
 def _split_keys(text: str) -> list[str]:

@@ -1,0 +1,7 @@
+"""The dashboard: server-rendered pages for connections, workflows and runs, behind a login."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(include_in_schema=False)
