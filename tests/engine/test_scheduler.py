@@ -14,7 +14,7 @@ from qbflow.engine.runner import Runner
 from qbflow.engine.scheduler import CycleReport, Engine
 from qbflow.engine.workflow import load_workflow_text
 from qbflow.qbo import StaticTokens
-from qbflow.qbo.errors import NeedsReconnect
+from qbflow.qbo.errors import NeedsReconnect, Transient
 from qbflow.sandbox.app import Sandbox
 from qbflow.store import RunStore
 from qbflow.store.models import RUN_SUCCEEDED, RUN_WAITING_RETRY
@@ -37,13 +37,22 @@ class Clients:
         self.transport = CountingTransport(sandbox)
         self.dead = False
         self.made = 0
+        self.cdc_failures = 0  # how many CDC requests to refuse (as a 503 would)
 
     async def __call__(self, name: str):
         self.made += 1
         if self.dead:
             raise NeedsReconnect(name, detail="Intuit refused the refresh token (invalid_grant)")
-        return make_client(self.sandbox, self.realm, StaticTokens(self.token), transport=self.transport,
-                           retry=NO_CLIENT_RETRY, pacer=False)
+        client = make_client(self.sandbox, self.realm, StaticTokens(self.token), transport=self.transport,
+                             retry=NO_CLIENT_RETRY, pacer=False)
+        if self.cdc_failures:
+            self.cdc_failures -= 1
+
+            async def unavailable(*args, **kwargs):
+                raise Transient("QBO is unavailable (503)")
+
+            client.cdc = unavailable
+        return client
 
 
 @pytest.fixture
@@ -212,5 +221,21 @@ async def test_a_requested_poll_happens_at_once_however_long_the_tick(runs: RunS
     finally:
         stop.set()
         await asyncio.wait_for(engine_task, 20)
+    [run] = [runs.get_run(r.id) for r in runs.list_runs()]
+    assert run.event.record_id == customer["Id"]
+
+
+async def test_a_first_poll_that_fails_keeps_the_start_and_misses_nothing(runs: RunStore, qbo_clients: Clients,  # noqa: F811
+                                                                          sandbox: Sandbox, realm: str):
+    add(runs, logging_workflow("welcome", "new_customer", poll_interval="1m"))
+    engine = engine_for(runs, qbo_clients, sandbox)
+    qbo_clients.cdc_failures = 1
+    report = await engine.cycle()
+    assert report.polls == 0 and "unavailable" in report.errors[0]  # the very first poll failed
+    sandbox.clock.advance(2)
+    customer = sandbox.books.create(realm, "Customer", {"DisplayName": "Made Between Polls"})
+    sandbox.clock.advance(61)
+    report = await engine.cycle()
+    assert report.events == 1
     [run] = [runs.get_run(r.id) for r in runs.list_runs()]
     assert run.event.record_id == customer["Id"]

@@ -68,6 +68,7 @@ class _Watch:
     trigger: Any
     cursor: PollCursor
     due: bool
+    new: bool = False  # no cursor stored yet
 
 
 class Engine:
@@ -159,9 +160,14 @@ class Engine:
             due = stored is None or force or stored.next_poll_at is None or stored.next_poll_at <= now
             cursor = (PollCursor.from_json(stored.cursor) if stored
                       else PollCursor.start(now, since=workflow.trigger.since))
-            watches.append(_Watch(record, workflow, trig, cursor, due))
+            watches.append(_Watch(record, workflow, trig, cursor, due, new=stored is None))
         if not any(w.due for w in watches):
             return
+        fresh = [PollOutcome(w.record.id, w.trigger.key, [], w.cursor.to_json(), now) for w in watches if w.new]
+        if fresh:
+            # A new trigger's start ("from now", or `since:`) is stored before its first poll, so a poll that
+            # fails (or a crash) does not move the start to a later "now" and miss what changed meanwhile.
+            self.runs.record_polls(connection, realm, fresh, now=now)
         try:
             shared = await poll_shared(client, {w.record.id: ([w.trigger], w.cursor) for w in watches}, now,
                                        max_records=self.max_records)

@@ -1,0 +1,67 @@
+"""Processes for the engine's end-to-end tests: a connected data directory, and `qbflow run` started, killed
+with SIGKILL and started again, its output kept in a log file per start."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.qbo.test_connect_cli import qbflow_env
+
+
+def connected_env(base: str, data: Path, name: str = "demo") -> dict[str, str]:
+    """qbflow's settings for a data directory holding the connection `name` to the sandbox at `base`,
+    made the way a user makes it (`qbflow connect NAME --sandbox URL`; the sandbox must --auto-approve)."""
+    env = qbflow_env(data)
+    Path(env["QBFLOW_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
+    result = qbflow(env, "connect", name, "--sandbox", base, "--timeout", "60")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return env
+
+
+def qbflow(env: dict[str, str], *args: str, timeout: float = 90) -> subprocess.CompletedProcess:
+    """A qbflow command as a separate process, run to its end."""
+    return subprocess.run([sys.executable, "-m", "qbflow.cli", *args], env=_environ(env), capture_output=True,
+                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def _environ(env: dict[str, str]) -> dict[str, str]:
+    return {**os.environ, **env, "BROWSER": "false", "DISPLAY": "", "COLUMNS": "200"}
+
+
+class EngineProcess:
+    """`qbflow run` in the background; `kill()` is SIGKILL (no cleanup of any kind), `stop()` is Ctrl-C."""
+
+    def __init__(self, env: dict[str, str], log: Path, *args: str) -> None:
+        self.log = log
+        with log.open("w") as out:
+            self.process = subprocess.Popen([sys.executable, "-m", "qbflow.cli", "run", *args], env=_environ(env),
+                                            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self) -> None:
+        if self.alive():
+            os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self, timeout: float = 30) -> int:
+        """Ctrl-C (the runs in flight finish first); SIGKILL if it does not end within `timeout`."""
+        if self.alive():
+            os.kill(self.process.pid, signal.SIGINT)
+            try:
+                return self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.process.wait(timeout=30)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
