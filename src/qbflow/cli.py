@@ -17,6 +17,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from qbflow.redaction import redacted
+
 if TYPE_CHECKING:
     from qbflow.connector.triggers import Trigger
     from qbflow.qbo.client import QBOClient
@@ -590,8 +592,6 @@ def workflow_validate(
 runs_app = typer.Typer(help="Runs: what happened to each trigger event, step by step.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 
-_RETRYABLE = ("failed", "waiting_retry", "cancelled")
-_SECRET_WORDS = ("authorization", "token", "secret", "password", "api_key", "apikey", "cookie")
 _STATUS_STYLE = {"succeeded": "green", "failed": "red", "running": "cyan", "queued": "blue",
                  "waiting_retry": "yellow", "cancelled": "dim", "sent": "cyan", "skipped": "dim",
                  "pending": "blue"}
@@ -620,15 +620,7 @@ def _summary(error: object, width: int = 80) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _redacted(value: object) -> object:
-    """JSON data with the values of secret-looking keys (Authorization, *token*, password...) masked."""
-    if isinstance(value, dict):
-        return {key: "***" if isinstance(key, str) and any(word in key.lower().replace("-", "_")
-                                                            for word in _SECRET_WORDS) and item
-                else _redacted(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_redacted(item) for item in value]
-    return value
+_redacted = redacted  # the name the dashboard imports; `qbflow.redaction.redacted` is the one to use
 
 
 def _nearest(word: str, choices: list[str]) -> str:
@@ -661,8 +653,9 @@ def workflow_add(
                                                               "`qbflow workflow enable NAME`).")] = False,
 ) -> None:
     """Validate workflow files and store them (a file with a stored workflow's name updates it)."""
+    from qbflow.engine.stored import store_workflow
     from qbflow.engine.workflow import WorkflowInvalid, load_workflow, validate_workflow
-    from qbflow.store import RunStore, WorkflowNotFound
+    from qbflow.store import RunStore
 
     paths = _workflow_files(files)
     failed = False
@@ -688,16 +681,7 @@ def workflow_add(
                 err_console.print(f"{path}: name: {workflow.name!r} is already the name of {added[workflow.name]}; "
                                   f"workflow names must be unique (not stored)", markup=False, highlight=False)
                 continue
-            try:
-                runs.get_workflow(workflow.name)
-                verb = "updated"
-            except WorkflowNotFound:
-                verb = "added"
-            definition = workflow.model_dump(mode="json")
-            # JSON writes a timedelta as "PT5M", which parse_interval does not read back: store seconds, so
-            # Workflow.model_validate(record.definition) gives the same workflow again.
-            definition["trigger"]["poll_interval"] = workflow.trigger.poll_interval.total_seconds()
-            record = runs.upsert_workflow(workflow.name, str(path.resolve()), definition, enabled=not disabled)
+            record, verb = store_workflow(runs, workflow, str(path.resolve()), enabled=not disabled)
             added[workflow.name] = path
             console.print(f"{path}: ok: {workflow.name!r}, trigger {workflow.trigger.key}, "
                           f"{len(workflow.steps)} step(s): {verb} ({'enabled' if record.enabled else 'disabled'})",
@@ -797,7 +781,7 @@ def runs_list(
 
 
 def _json_text(value: object) -> str:
-    return json.dumps(_redacted(value), indent=2, ensure_ascii=False, default=str)
+    return json.dumps(redacted(value), indent=2, ensure_ascii=False, default=str)
 
 
 @runs_app.command("show")
@@ -853,18 +837,14 @@ def runs_show(run_id: Annotated[int, typer.Argument(metavar="ID", help="The run'
 def runs_retry(run_id: Annotated[int, typer.Argument(metavar="ID", help="The run's id (`qbflow runs list`).")]) -> None:
     """Queue a failed, waiting or cancelled run again; the engine picks it up (finished steps are not redone
     twice in QuickBooks: each write keeps its request id)."""
+    from qbflow.engine.stored import retry_run
     from qbflow.store import RunStore
 
     with _clear_errors(), _open_store() as store:
-        runs = RunStore(store.engine)
-        run = runs.get_run(run_id)
+        run = retry_run(RunStore(store.engine), run_id)  # RetryRefused (a QBFlowError) says why it cannot be
         if run.status == "queued":
             console.print(f"Run {run.id} ({escape(run.workflow_name)}) is already queued.")
             return
-        if run.status not in _RETRYABLE:
-            why = "it succeeded" if run.status == "succeeded" else f"it is {run.status}"
-            _fail(f"run {run.id} cannot be retried: {why} (only failed, waiting_retry or cancelled runs can be)")
-        runs.retry(run.id)
     console.print(f"Run {run.id} ({escape(run.workflow_name)}) was {run.status}; it is queued again.")
 
 
@@ -909,6 +889,9 @@ def run_engine(
 def up(
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port of the built-in sandbox on 127.0.0.1 "
                                                             "(0 = any free port).")] = 8765,
+    server_port: Annotated[int, typer.Option(min=0, max=65535, help="Port of qbflow's server (API, webhooks, "
+                                                                    "dashboard) on 127.0.0.1 (0 = any free "
+                                                                    "port).")] = 8000,
     connection: Annotated[str | None, typer.Option(
         "--connection", "-c", help="Run the examples on this stored connection (e.g. a real company) instead of "
                                    "the built-in sandbox; no sandbox is started, no activity is made.")] = None,
@@ -919,7 +902,8 @@ def up(
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask before running the examples on a production "
                                                     "company.")] = False,
 ) -> None:
-    """qbflow working at once: the built-in sandbox, four example workflows, some activity and the engine."""
+    """qbflow working at once: the built-in sandbox, four example workflows, some activity, the engine and the
+    server (dashboard and API)."""
     from qbflow.engine.demo import UpOptions, run_up
     from qbflow.qbo.connect import Environment
 
@@ -936,7 +920,8 @@ def up(
             return await _authorize(name, client_id=client_id, client_secret=client_secret,
                                     environment=Environment.local(url), store=store, timeout=60.0)
 
-        options = UpOptions(port=port, connection=connection, activity=not no_activity, duration=duration)
+        options = UpOptions(port=port, server_port=server_port, connection=connection, activity=not no_activity,
+                            duration=duration)
         await run_up(store, options, authorize=authorize, console=console, confirm=confirm)
 
     with _clear_errors(), _open_store() as store:
@@ -944,6 +929,35 @@ def up(
             asyncio.run(main(store))
         except (KeyboardInterrupt, asyncio.CancelledError):  # a second Ctrl-C: stopped without waiting
             err_console.print("Stopped without waiting for runs in flight (the next start resumes them).")
+            raise typer.Exit(130) from None
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on. Anything but 127.0.0.1/localhost is reachable "
+                                           "from other machines: put it behind HTTPS.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0 = any free port).")] = 8000,
+    public_url: Annotated[str | None, typer.Option(
+        help="The server's address as browsers reach it, e.g. https://qbflow.example.com behind a proxy (OAuth "
+             "redirects; https makes the session cookie secure).", envvar="QBFLOW_PUBLIC_URL",
+        show_default=False)] = None,
+    no_engine: Annotated[bool, typer.Option("--no-engine", help="Serve only: no polling or runs in this process "
+                                                                "(another `qbflow run` does them).")] = False,
+    tick: Annotated[float, typer.Option(min=0.1, help="Seconds between engine cycles.")] = 1.0,
+) -> None:
+    """The HTTP server: JSON API (/api, documented at /docs), Intuit webhooks and the dashboard, with the engine,
+    until Ctrl-C."""
+    from qbflow.server.serving import ServeOptions, run_server
+
+    if public_url is not None and not public_url.startswith(("http://", "https://")):
+        raise typer.BadParameter(f"expected a URL starting with http:// or https://, not {public_url!r}",
+                                 param_hint="--public-url")
+    options = ServeOptions(host=host, port=port, public_url=public_url, engine=not no_engine, tick=tick)
+    with _clear_errors(), _open_store() as store:
+        try:
+            asyncio.run(run_server(store, options, console=console))
+        except (KeyboardInterrupt, asyncio.CancelledError):  # a second Ctrl-C: stopped without waiting
+            err_console.print("Stopped without waiting for the run in flight (the next start resumes it).")
             raise typer.Exit(130) from None
 
 

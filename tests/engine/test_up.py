@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from qbflow.store import RunStore, open_store
@@ -48,6 +49,12 @@ def sandbox_url_in(output: str) -> str:
     return match.group(1)
 
 
+def server_url_in(output: str) -> str:
+    match = re.search(r"^Server +(http://127\.0\.0\.1:\d+) ", output, re.MULTILINE)
+    assert match, output
+    return match.group(1)
+
+
 def runs_by_workflow(env: dict[str, str]) -> dict[str, list[str]]:
     with environment(env):
         store = open_store()
@@ -63,7 +70,8 @@ def runs_by_workflow(env: dict[str, str]) -> dict[str, list[str]]:
 def test_up_runs_every_example_within_a_minute_and_stops_by_itself(tmp_path: Path) -> None:
     env = fresh_env(tmp_path)
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "qbflow.cli", "up", "--port", "0", "--duration", str(UP_SECONDS)],
+    result = subprocess.run([sys.executable, "-m", "qbflow.cli", "up", "--port", "0", "--server-port", "0",
+                             "--duration", str(UP_SECONDS)],
                             env={**quiet_environ(), **env}, capture_output=True, text=True, timeout=UP_SECONDS + 40,
                             stdin=subprocess.DEVNULL)
     elapsed = time.monotonic() - started
@@ -79,6 +87,8 @@ def test_up_runs_every_example_within_a_minute_and_stops_by_itself(tmp_path: Pat
     assert out.count("[demo] created ") == 3 and "[demo] edited expense " in out
     assert out.rstrip().endswith("stopped.")
     assert not serves(url)  # the sandbox stopped with it
+    assert not serves(server_url_in(out))  # and so did qbflow's server
+    assert re.search(r"^API token +\S{40,}  \(shown only this once", out, re.MULTILINE), out
     assert (Path(env["QBFLOW_DATA_DIR"]) / "sandbox.sqlite3").exists()
 
     listed = subprocess.run([sys.executable, "-m", "qbflow.cli", "runs", "list"], env={**quiet_environ(), **env},
@@ -95,7 +105,8 @@ def test_up_runs_every_example_within_a_minute_and_stops_by_itself(tmp_path: Pat
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_up_stops_cleanly_on_a_signal(tmp_path: Path, sig: signal.Signals) -> None:
     env = fresh_env(tmp_path)
-    process = subprocess.Popen([sys.executable, "-m", "qbflow.cli", "up", "--port", "0", "--no-activity"],
+    process = subprocess.Popen([sys.executable, "-m", "qbflow.cli", "up", "--port", "0", "--server-port", "0",
+                                "--no-activity"],
                                env={**quiet_environ(), **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, stdin=subprocess.DEVNULL)
     lines: list[str] = []
@@ -111,6 +122,12 @@ def test_up_stops_cleanly_on_a_signal(tmp_path: Path, sig: signal.Signals) -> No
         assert lines and lines[-1].startswith("qbflow engine running"), "".join(lines) + process.stderr.read()
         url = sandbox_url_in(lines[0])
         assert serves(url)
+        server = server_url_in("".join(lines))
+        health = httpx.get(f"{server}/healthz", timeout=10)  # qbflow's server answers while `up` runs
+        assert health.status_code == 200 and health.json() == {"ok": True, "engine": True}
+        token = re.search(r"^API token +(\S+)  \(shown only this once", "".join(lines), re.MULTILINE).group(1)
+        assert httpx.get(f"{server}/api/workflows", headers={"Authorization": f"Bearer {token}"},
+                         timeout=10).json()[0]["enabled"] is True
         process.send_signal(sig)
         out, err = process.communicate(timeout=30)
     finally:
@@ -122,6 +139,7 @@ def test_up_stops_cleanly_on_a_signal(tmp_path: Path, sig: signal.Signals) -> No
     assert out.rstrip().endswith("stopped.")
     assert "[demo]" not in "".join(lines) + out  # --no-activity
     assert not serves(url)
+    assert not serves(server)
 
 
 def test_up_on_an_existing_connection_starts_no_sandbox(tmp_path: Path) -> None:
@@ -134,7 +152,8 @@ def test_up_on_an_existing_connection_starts_no_sandbox(tmp_path: Path) -> None:
             env={**os.environ, **env, "BROWSER": "false", "DISPLAY": ""}, capture_output=True, text=True,
             timeout=90, stdin=subprocess.DEVNULL)
         assert connected.returncode == 0, connected.stdout + connected.stderr
-        result = subprocess.run([sys.executable, "-m", "qbflow.cli", "up", "--connection", "books", "--duration", "3"],
+        result = subprocess.run([sys.executable, "-m", "qbflow.cli", "up", "--connection", "books", "--duration", "3",
+                                 "--server-port", "0"],
                                 env={**os.environ, **env, "COLUMNS": "200"}, capture_output=True, text=True,
                                 timeout=60, stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stdout + result.stderr

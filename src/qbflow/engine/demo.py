@@ -14,8 +14,10 @@ What it does, in order:
 4. unless `activity=False`, and only on the built-in sandbox: a new customer, a new invoice, an edited
    expense and a new bill, made through the sandbox's API with the connection's token, a few seconds apart,
    once the engine has activated the triggers (a trigger fires only for changes made after that);
-5. runs the engine (`qbflow.engine.live.run_engine`) until SIGINT, SIGTERM or `duration` seconds; runs in
-   flight finish, then the sandbox server stops.
+5. serves qbflow's server (JSON API, webhooks, dashboard; `qbflow.server`) on 127.0.0.1:`server_port`, with
+   the API token shown once when it is new;
+6. runs the engine (`qbflow.engine.live.run_engine`) until SIGINT, SIGTERM or `duration` seconds; runs in
+   flight finish, then the servers stop.
 """
 
 from __future__ import annotations
@@ -23,10 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-import signal
-import socket
-import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -36,19 +35,20 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
+from qbflow.engine.stored import stored_definition
 from qbflow.engine.workflow import Workflow, load_workflow
 from qbflow.errors import QBFlowError
 
 if TYPE_CHECKING:
-    import uvicorn
-
     from qbflow.qbo.client import QBOClient
     from qbflow.sandbox.app import Sandbox
+    from qbflow.server.serving import ServedApp
     from qbflow.store import ConnectionRecord, Store
     from qbflow.store.runs import RunStore, WorkflowRecord
 
 __all__ = [
     "DEFAULT_PORT",
+    "DEFAULT_SERVER_PORT",
     "SANDBOX_CONNECTION",
     "SANDBOX_DATA_FILE",
     "LocalSandbox",
@@ -63,6 +63,7 @@ __all__ = [
 ]
 
 DEFAULT_PORT = 8765
+DEFAULT_SERVER_PORT = 8000
 SANDBOX_CONNECTION = "sandbox"  # the connection the examples name, and the one `up` makes to its sandbox
 SANDBOX_DATA_FILE = "sandbox.sqlite3"  # in the data dir, next to qbflow's own database
 ACTIVATION_TIMEOUT = 60.0  # seconds to wait for the engine's first poll before giving up on the activity
@@ -83,6 +84,7 @@ class UpOptions:
     """What `qbflow up` was asked for."""
 
     port: int = DEFAULT_PORT  # of the built-in sandbox; 0 = a free one
+    server_port: int = DEFAULT_SERVER_PORT  # of qbflow's server (API, webhooks, dashboard); 0 = a free one
     connection: str | None = None  # an existing connection instead of the built-in sandbox
     activity: bool = True  # the scripted changes in the built-in sandbox
     duration: float | None = None  # stop by itself after this many seconds
@@ -117,14 +119,6 @@ def load_examples(connection: str = SANDBOX_CONNECTION) -> list[Workflow]:
     return workflows
 
 
-def stored_definition(workflow: Workflow) -> dict[str, Any]:
-    """A workflow as the store keeps it (what `qbflow workflow add` stores)."""
-    definition = workflow.model_dump(mode="json")
-    # JSON would write the interval as "PT30S", which the workflow format does not read back: seconds do.
-    definition["trigger"]["poll_interval"] = workflow.trigger.poll_interval.total_seconds()
-    return definition
-
-
 def install_examples(runs: RunStore, connection: str = SANDBOX_CONNECTION) -> list[WorkflowRecord]:
     """Store the example workflows on `connection`, enabled (a stored workflow of the same name is replaced)."""
     return [runs.upsert_workflow(workflow.name, workflow.source, stored_definition(workflow), enabled=True)
@@ -132,19 +126,6 @@ def install_examples(runs: RunStore, connection: str = SANDBOX_CONNECTION) -> li
 
 
 # --- the built-in sandbox, served in this process ---------------------------------------------------------
-
-def _server_class() -> type[uvicorn.Server]:
-    import uvicorn
-
-    class EmbeddedServer(uvicorn.Server):
-        """uvicorn without its own signal handling: `up` catches SIGINT/SIGTERM and stops it in order."""
-
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:
-            yield
-
-    return EmbeddedServer
-
 
 class LocalSandbox:
     """The built-in sandbox served by uvicorn on 127.0.0.1 in the running event loop."""
@@ -157,8 +138,7 @@ class LocalSandbox:
         self.sandbox: Sandbox = Sandbox(data=str(data_file), auto_approve=True)
         self.built_at = datetime.now(UTC)  # a new company's seed records were created by now
         self.port: int | None = None
-        self._server: uvicorn.Server | None = None
-        self._task: asyncio.Task | None = None
+        self._served: ServedApp | None = None
 
     @property
     def url(self) -> str:
@@ -173,31 +153,19 @@ class LocalSandbox:
 
     async def start(self, timeout: float = 30.0) -> str:
         """Listen and serve; returns the base URL once the server answers."""
-        import uvicorn
+        from qbflow.server.serving import ServedApp, ServeError, bind
 
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind(("127.0.0.1", self.requested_port))
-        except OSError as exc:
-            sock.close()
-            raise UpError(f"cannot serve the sandbox on 127.0.0.1:{self.requested_port} ({exc.strerror}); "
-                          "pass --port with another port, or --port 0 for any free one") from None
+            sock = bind("127.0.0.1", self.requested_port)
+        except ServeError as exc:
+            raise UpError(f"the sandbox: {exc}; pass --port with another port, or --port 0 for any free one") \
+                from None
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self.sandbox, log_config=None, log_level="warning", access_log=False,
-                                lifespan="on", timeout_graceful_shutdown=5)
-        self._server = _server_class()(config)
-        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not self._server.started:
-            if self._task.done():
-                error = None if self._task.cancelled() else self._task.exception()
-                raise UpError(f"the sandbox server did not start: {error or 'it stopped'}")
-            if loop.time() > deadline:
-                await self.stop()
-                raise UpError(f"the sandbox server did not start within {timeout:g} s")
-            await asyncio.sleep(0.05)
+        self._served = ServedApp(self.sandbox, sock, name="sandbox server")
+        try:
+            await self._served.start(timeout)
+        except ServeError as exc:
+            raise UpError(str(exc)) from None
         return self.url
 
     async def seed_settled(self) -> None:
@@ -210,15 +178,9 @@ class LocalSandbox:
 
     async def stop(self) -> None:
         """Stop serving (open requests get a few seconds) and close the books' file."""
-        if self._server is not None and self._task is not None:
-            self._server.should_exit = True
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(self._task), 10)
-            if not self._task.done():
-                self._task.cancel()
-                with contextlib.suppress(BaseException):
-                    await self._task
-        self._server = self._task = None
+        if self._served is not None:
+            await self._served.stop()
+        self._served = None
         close = getattr(self.sandbox.storage, "close", None)
         if close is not None:
             with contextlib.suppress(Exception):
@@ -382,32 +344,6 @@ async def scripted_activity(store: Store, runs: RunStore, workflows: list[Workfl
 
 # --- up ---------------------------------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def _signals_set(stop: asyncio.Event, task: asyncio.Task | None) -> Iterator[None]:
-    """SIGINT and SIGTERM set `stop`; a second one cancels `task` (runs in flight are then abandoned, and
-    resumed by the next engine start)."""
-    loop = asyncio.get_running_loop()
-    installed = []
-
-    def handle() -> None:
-        if stop.is_set() and task is not None:
-            task.cancel()
-        stop.set()
-
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.add_signal_handler(sig, handle)
-            except (NotImplementedError, RuntimeError, ValueError):
-                continue
-            installed.append(sig)
-    try:
-        yield
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
-
-
 def _header(rows: list[tuple[str, str]]) -> Table:
     table = Table(title="qbflow up", title_justify="left", show_header=False, box=None, padding=(0, 2, 0, 0))
     table.add_column(style="bold", no_wrap=True)
@@ -427,11 +363,50 @@ def _data_rows() -> list[tuple[str, str]]:
     return [("Data", f"{settings.data_dir}  (database {database})")]
 
 
+async def _start_server(store: Store, engine: Any, port: int) -> tuple[ServedApp, list[tuple[str, str]]]:
+    """qbflow's server (API, webhooks, dashboard) on 127.0.0.1:`port`, handing webhooks to `engine` (which `up`
+    runs itself); with the header rows saying where it is and which API token it takes."""
+    from qbflow.server.app import ServerConfig, create_app
+    from qbflow.server.auth import load_or_create_api_token
+    from qbflow.server.serving import ServedApp, ServeError, bind
+    from qbflow.settings import get_settings
+
+    settings = get_settings()
+    try:
+        sock = bind("127.0.0.1", port)
+    except ServeError as exc:
+        raise UpError(f"qbflow's server: {exc}; pass --server-port with another port, or --server-port 0 for any "
+                      f"free one") from None
+    try:
+        token, shown = load_or_create_api_token(settings)
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        config = ServerConfig(store=store, settings=settings, api_token=token, engine=engine, run_engine=False,
+                              public_url=settings.public_url.rstrip("/") or url)
+        served = ServedApp(create_app(config), sock, name="qbflow server")
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        await served.start()
+    except ServeError as exc:
+        raise UpError(str(exc)) from None
+    if shown is not None:
+        about_token = (f"{shown}  (shown only this once: keep it; only its hash is stored, in {token.source}. Or set "
+                       f"QBFLOW_API_TOKEN to a token of your own)")
+    elif token.source == "QBFLOW_API_TOKEN":
+        about_token = "the one in QBFLOW_API_TOKEN"
+    else:
+        about_token = f"the one shown when it was made (its hash is in {token.source}; or set QBFLOW_API_TOKEN)"
+    return served, [("Server", f"{url}  (dashboard {url}/, JSON API {url}/api, documented at {url}/docs)"),
+                    ("API token", about_token)]
+
+
 async def run_up(store: Store, options: UpOptions, *, authorize: Authorize, console: Console,
                  confirm: Callable[[str], bool] = lambda _question: False) -> None:
     """`qbflow up` (see the module doc). Returns when stopped; raises `QBFlowError` subclasses when it cannot
     start. `confirm(question)` is asked before the examples run on a production company."""
-    from qbflow.engine.live import run_engine
+    from qbflow.engine.live import EngineParts, build_engine, run_engine
+    from qbflow.server.serving import stop_on_signals
     from qbflow.settings import get_settings
     from qbflow.store.runs import RunStore
 
@@ -439,12 +414,14 @@ async def run_up(store: Store, options: UpOptions, *, authorize: Authorize, cons
     loop = asyncio.get_running_loop()
     runs = RunStore(store.engine)
     local: LocalSandbox | None = None
+    served: ServedApp | None = None
     activity: asyncio.Task | None = None
+    parts: EngineParts | None = None
 
     def say(text: str) -> None:
         console.print(f"[demo] {text}", markup=False, highlight=False)
 
-    with _signals_set(stop, asyncio.current_task()):
+    with stop_on_signals(stop, asyncio.current_task()):
         try:
             if options.connection is None:
                 data_dir = get_settings().data_dir
@@ -475,7 +452,11 @@ async def run_up(store: Store, options: UpOptions, *, authorize: Authorize, cons
                                          "next ~20 s; their runs follow within a minute"))
             elif local is None:
                 rows.append(("Activity", "none on a real company: change something in QuickBooks to see a run"))
-            rows.append(("Runs", "qbflow runs list   ·   qbflow runs show ID   (in another terminal)"))
+            parts = await build_engine(store)
+            served, server_rows = await _start_server(store, parts.engine, options.server_port)
+            rows += server_rows
+            rows.append(("Runs", "qbflow runs list   ·   qbflow runs show ID   (in another terminal), or the "
+                                 "dashboard"))
             rows += _data_rows()
             rows.append(("Stop", "Ctrl-C" + (f" (or it stops by itself after {options.duration:g} s)"
                                              if options.duration else "")))
@@ -489,12 +470,17 @@ async def run_up(store: Store, options: UpOptions, *, authorize: Authorize, cons
             if local is not None and options.activity:
                 activity = asyncio.create_task(
                     scripted_activity(store, runs, workflows, local.company[0], stop, say))
-            await run_engine(store, once=False, tick=options.tick, live=options.live, console=console, stop=stop)
+            await run_engine(store, once=False, tick=options.tick, live=options.live, console=console, stop=stop,
+                             parts=parts)
         finally:
             stop.set()
             if activity is not None:
                 activity.cancel()
                 with contextlib.suppress(BaseException):
                     await activity
+            if served is not None:
+                await served.stop()
+            if parts is not None:
+                await parts.aclose()
             if local is not None:
                 await local.stop()

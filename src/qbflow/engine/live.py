@@ -36,13 +36,16 @@ from rich.logging import RichHandler
 from rich.table import Table
 from rich.text import Text
 
+from qbflow.engine.clients import ClientPool
 from qbflow.store.models import RUN_FAILED, RUN_RUNNING, RUN_SUCCEEDED, RUN_WAITING_RETRY
 from qbflow.store.runs import CursorRecord, RunRecord, RunStore, WorkflowRecord
 
 if TYPE_CHECKING:
-    from qbflow.engine.runner import ClientFactory
+    from qbflow.engine.runner import ClientFactory, Runner
+    from qbflow.engine.scheduler import Engine
 
-__all__ = ["EngineStats", "Problem", "build_view", "run_engine", "summary_line"]
+__all__ = ["CycleLines", "EngineParts", "EngineStats", "Problem", "build_engine", "build_view", "run_engine",
+           "summary_line"]
 
 log = logging.getLogger("qbflow.engine.live")
 
@@ -350,8 +353,8 @@ class _CountingRunner:
         self._runner = runner
         self._stats = stats
 
-    async def run_once(self, run_id: int) -> Any:
-        record = await self._runner.run_once(run_id)
+    async def run_once(self, run_id: int, claimed: Any = None) -> Any:
+        record = await self._runner.run_once(run_id, claimed)
         self._stats.add_run(record)
         return record
 
@@ -449,61 +452,112 @@ async def _run_live(engine: Any, runs: RunStore, stats: EngineStats, console: Co
         refresh("stopped")
 
 
-async def _run_plain(engine: Any, stats: EngineStats, console: Console, *, tick: float, stop: asyncio.Event,
-                     on_ready: Callable[[], None] | None) -> None:
-    last_problems: list[str] = []
-    repeats = 0
+class CycleLines:
+    """An engine's `on_cycle` that prints one line per busy cycle (`summary_line`) and counts `stats`; a cycle
+    whose only news is the last printed line's problems is not printed again (a note counts the repeats
+    once something else happens, or at `finish`)."""
 
-    def on_cycle(report: Any) -> None:
-        nonlocal last_problems, repeats
-        stats.add_cycle(report)
+    def __init__(self, console: Console, stats: EngineStats | None = None) -> None:
+        self.console = console
+        self.stats = stats
+        self._last_problems: list[str] = []
+        self._repeats = 0
+
+    def __call__(self, report: Any) -> None:
+        if self.stats is not None:
+            self.stats.add_cycle(report)
         line = summary_line(report)
         if line is None:
             return
         polls, _events, runs, errors = _counts(report)
-        if not polls and not runs and errors == last_problems:
-            repeats += 1
+        if not polls and not runs and errors == self._last_problems:
+            self._repeats += 1
             return
-        if repeats:
-            console.print(f"(the problems above came back {repeats} more time(s))", markup=False, highlight=False)
-            repeats = 0
-        last_problems = errors
-        console.print(line, markup=False, highlight=False)
+        self.finish()
+        self._last_problems = errors
+        self.console.print(line, markup=False, highlight=False)
 
+    def finish(self) -> None:
+        """Print the pending note about repeated problems, if any."""
+        if self._repeats:
+            self.console.print(f"(the problems above came back {self._repeats} more time(s))", markup=False,
+                               highlight=False)
+            self._repeats = 0
+
+
+async def _run_plain(engine: Any, stats: EngineStats, console: Console, *, tick: float, stop: asyncio.Event,
+                     on_ready: Callable[[], None] | None) -> None:
+    lines = CycleLines(console, stats)
     console.print("qbflow engine running; " + STOP_HINT, markup=False, highlight=False)
     if on_ready is not None:
         on_ready()
-    await engine.run_forever(tick=tick, on_cycle=on_cycle, stop=stop)
-    if repeats:
-        console.print(f"(the problems above came back {repeats} more time(s))", markup=False, highlight=False)
+    await engine.run_forever(tick=tick, on_cycle=lines, stop=stop)
+    lines.finish()
+
+
+@dataclass
+class EngineParts:
+    """The engine of one process as `build_engine` makes it: the scheduler, its runner, the store they use,
+    the counters the view shows, and the runs resumed at start."""
+
+    engine: Engine
+    runner: Runner
+    runs: RunStore
+    stats: EngineStats
+    resumed: list[Any]
+    pool: ClientPool | None = None
+
+    async def aclose(self) -> None:
+        """Close the QuickBooks clients the engine kept (call once the engine has stopped)."""
+        if self.pool is not None:
+            await self.pool.aclose()
+
+
+async def build_engine(store: Any, *, clients: ClientFactory | None = None) -> EngineParts:
+    """The scheduler and runner over `store` (`qbflow run`, `serve` and `up` all use this), after resuming the
+    runs a crash left running. `clients` defaults to the store's connections."""
+    from qbflow.engine.runner import Runner, store_clients
+    from qbflow.engine.scheduler import Engine
+
+    runs = RunStore(store.engine)
+    # One client per connection for the engine's lifetime: polls and runs reuse its connections to Intuit.
+    pool = None if clients is not None else ClientPool(store_clients(store))
+    clients = clients or pool
+    stats = EngineStats()
+    runner = Runner(runs, clients)
+    resumed = list(await runner.resume_unfinished())
+    for record in resumed:
+        stats.add_run(record)
+    stats.runs += len(resumed)
+    engine = Engine(runs, clients, _CountingRunner(runner, stats))
+    return EngineParts(engine=engine, runner=runner, runs=runs, stats=stats, resumed=resumed, pool=pool)
 
 
 async def run_engine(store: Any, *, once: bool = False, tick: float = 1.0, live: bool | None = None,
                      console: Console | None = None, stop: asyncio.Event | None = None,
-                     on_ready: Callable[[], None] | None = None, clients: ClientFactory | None = None) -> None:
+                     on_ready: Callable[[], None] | None = None, clients: ClientFactory | None = None,
+                     parts: EngineParts | None = None) -> None:
     """Run the engine on `store` (a `qbflow.store.Store`): resume what a crash left running, then cycle.
 
     `once`: one forced cycle (every enabled trigger polled now), its summary line, return. Otherwise cycle
     every `tick` seconds until `stop` is set; without a `stop` of the caller's, SIGINT and SIGTERM set one
     (main thread only). `on_ready` is called once the engine is about to cycle. Runs in flight finish, then
     "stopped." is printed. `live=None` draws the live view when `console` is a terminal, plain lines
-    otherwise. `clients` (connection name -> QBOClient) defaults to the store's connections.
+    otherwise. `clients` (connection name -> QBOClient) defaults to the store's connections. `parts` are the
+    engine `build_engine` made (when the caller needs the engine first, e.g. for a server); default: built here.
     """
-    from qbflow.engine.runner import Runner, store_clients
-    from qbflow.engine.scheduler import Engine
-
     console = console or Console()
-    runs = RunStore(store.engine)
-    clients = clients or store_clients(store)
-    stats = EngineStats()
-    runner = Runner(runs, clients)
-    resumed = await runner.resume_unfinished()
-    if resumed:
-        for record in resumed:
-            stats.add_run(record)
-        stats.runs += len(resumed)
-        console.print(f"resumed {len(resumed)} run(s) left unfinished", markup=False)
-    engine = Engine(runs, clients, _CountingRunner(runner, stats))
+    if parts is None:
+        parts = await build_engine(store, clients=clients)
+        try:
+            await run_engine(store, once=once, tick=tick, live=live, console=console, stop=stop, on_ready=on_ready,
+                             parts=parts)
+        finally:
+            await parts.aclose()
+        return
+    engine, runs, stats = parts.engine, parts.runs, parts.stats
+    if parts.resumed:
+        console.print(f"resumed {len(parts.resumed)} run(s) left unfinished", markup=False)
     if once:
         line = summary_line(await engine.cycle(force=True))
         if line is not None:

@@ -336,8 +336,9 @@ class _Checker:
         return workflow if not self.problems else None
 
     def _parse_yaml(self) -> dict | None:
-        loader = _Loader(self.text)
+        loader = None
         try:
+            loader = _Loader(self.text)  # refuses control characters (ReaderError) already
             root = loader.get_single_node()
             data = loader.construct_document(root) if root is not None else None
         except yaml.YAMLError as error:
@@ -345,10 +346,13 @@ class _Checker:
             problem = getattr(error, "problem", None) or str(error)
             context = getattr(error, "context", None)
             message = f"YAML syntax error: {problem}" + (f" ({context})" if context else "")
-            self.add((), message, line=mark.line + 1 if mark else None)
+            position = getattr(error, "position", None)  # a ReaderError's character offset
+            line = mark.line + 1 if mark else self.text.count("\n", 0, position) + 1 if position is not None else None
+            self.add((), message, line=line)
             return None
         finally:
-            loader.dispose()
+            if loader is not None:
+                loader.dispose()
         if root is None:
             self.add((), "the file is empty; a workflow needs name, trigger and steps", line=1)
             return None

@@ -1,9 +1,516 @@
-"""The JSON API under /api (OpenAPI at /docs): connections, workflows, runs. Every route needs the API token."""
+"""The JSON API under /api (OpenAPI at /docs): connections, workflows, runs. Every route needs the API token.
+
+    curl -H "Authorization: Bearer $QBFLOW_API_TOKEN" http://127.0.0.1:8000/api/runs?status=failed
+
+It does what the CLI does, through the same functions (`qbflow.engine.stored`, `qbflow.redaction`), and
+never answers with a token or secret: connections show their state only, and step inputs, outputs, errors,
+events and workflow definitions are masked like `qbflow runs show` masks them. Errors are
+`{"detail": "..."}` naming the field, the value and what was expected; a workflow that is not valid is 422
+with `problems`, each naming the line, the field and what is wrong.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+import asyncio
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from qbflow.engine.stored import RetryRefused, WorkflowOverview, retry_run, store_workflow, workflow_overviews
+from qbflow.engine.workflow import WorkflowInvalid, WorkflowProblem, load_workflow_text, validate_workflow_text
+from qbflow.redaction import redacted
 from qbflow.server.auth import require_api_token
+from qbflow.store.errors import ConnectionNotFound
+from qbflow.store.models import RUN_QUEUED
+from qbflow.store.runs import EventRecord, RunNotFound, RunRecord, RunStore, StepRecord, WorkflowNotFound
 
-router = APIRouter(prefix="/api", dependencies=[Depends(require_api_token)])
+router = APIRouter(prefix="/api", dependencies=[Depends(require_api_token)],
+                   responses={401: {"description": "No valid API token (`Authorization: Bearer TOKEN`)."}})
+
+MAX_ID = 2**31 - 1  # ids are 32-bit integers in the database
+MAX_WORKFLOW_BYTES = 1_000_000
+YAML_TYPES = ("text/yaml", "application/yaml", "application/x-yaml", "text/x-yaml", "text/plain")
+
+RunStatus = Literal["queued", "running", "succeeded", "failed", "waiting_retry", "cancelled"]
+
+
+# --- response models --------------------------------------------------------------------------------------
+
+class ErrorOut(BaseModel):
+    detail: str = Field(description="What is wrong: the field, the value and what was expected.")
+
+
+class ConnectionOut(BaseModel):
+    """A connection to one QuickBooks company; never its tokens or client secret."""
+
+    name: str
+    realm_id: str
+    company_name: str | None
+    environment: str = Field(description="production, sandbox (Intuit's developer sandbox) or local.")
+    status: Literal["ok", "needs_reconnect"]
+    status_detail: str | None = Field(description="Why it needs reconnecting (when it does).")
+    created_at: datetime
+    updated_at: datetime
+
+
+class ConnectionRemovedOut(BaseModel):
+    name: str
+    revoked: bool = Field(description="Whether Intuit revoked its tokens (false only with force=true).")
+    detail: str
+
+
+class TriggerOut(BaseModel):
+    key: str
+    connection: str
+    poll_interval_seconds: float | None
+    filter: str | None = None
+
+
+class LastRunOut(BaseModel):
+    id: int
+    status: RunStatus
+    at: datetime | None = Field(description="When it finished, started or was created (the latest known).")
+
+
+class WorkflowOut(BaseModel):
+    name: str
+    description: str | None
+    enabled: bool
+    trigger: TriggerOut
+    steps: int = Field(description="How many steps it has.")
+    last_run: LastRunOut | None
+    last_poll_at: datetime | None
+    next_poll_at: datetime | None = Field(description="When its trigger is polled next (null when disabled).")
+    last_poll_error: str | None
+    source_path: str | None = Field(description="The file it was added from (null when sent to the API).")
+    updated_at: datetime
+
+
+class WorkflowDetailOut(WorkflowOut):
+    definition: dict[str, Any] = Field(description="The stored workflow (secret-looking values masked).")
+
+
+class WorkflowText(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    yaml: str = Field(description="The workflow file's text (YAML).", max_length=MAX_WORKFLOW_BYTES)
+
+
+class ProblemOut(BaseModel):
+    line: int | None = Field(description="Line in the YAML text (1-based), when known.")
+    field: str = Field(description='The field, e.g. "steps[1].input.customer"; "" for the whole text.')
+    message: str
+
+
+class WorkflowInvalidOut(BaseModel):
+    detail: str
+    problems: list[ProblemOut] = Field(default_factory=list, description="Each problem of the workflow file "
+                                                                         "(none when the body was not one).")
+
+
+class ParameterProblemOut(BaseModel):
+    loc: list[str | int] = Field(description='Where: e.g. ["query", "enabled"].')
+    msg: str
+    type: str
+    input: Any = None
+
+
+class ParametersInvalidOut(BaseModel):
+    """FastAPI's answer to a parameter that is not what the operation takes."""
+
+    detail: list[ParameterProblemOut]
+
+
+class ValidationOut(BaseModel):
+    valid: bool
+    name: str | None = None
+    trigger: str | None = None
+    steps: int | None = None
+    problems: list[ProblemOut]
+
+
+class RunOut(BaseModel):
+    id: int
+    workflow: str
+    status: RunStatus
+    attempt: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    next_attempt_at: datetime | None
+    error: str | None
+
+
+class RunPageOut(BaseModel):
+    runs: list[RunOut] = Field(description="Newest first.")
+    next_before_id: int | None = Field(description="Pass as before_id for the next (older) page; null at the end.")
+
+
+class EventOut(BaseModel):
+    trigger_key: str
+    entity: str
+    record_id: str
+    sync_token: str | None
+    realm_id: str
+    changed_at: datetime | None
+    seen_at: datetime
+    record: Any = Field(description="The QuickBooks record the trigger fired for.")
+
+
+class StepOut(BaseModel):
+    step_id: str
+    position: int
+    status: Literal["pending", "sent", "succeeded", "failed", "skipped"]
+    attempts: int
+    request_id: str
+    input: Any
+    output: Any
+    error: Any
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_seconds: float | None
+
+
+class RunDetailOut(RunOut):
+    event: EventOut | None
+    steps: list[StepOut]
+
+
+class RetryOut(BaseModel):
+    run: RunOut
+    previous_status: RunStatus
+    detail: str
+
+
+# --- helpers ----------------------------------------------------------------------------------------------
+
+def _runs(request: Request) -> RunStore:
+    return RunStore(request.app.state.store.engine)
+
+
+def _not_found(message: str) -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, message)
+
+
+def _workflow_missing(name: str) -> HTTPException:
+    return _not_found(f"no workflow named {name!r}; GET /api/workflows lists them")
+
+
+def _run_missing(run_id: int) -> HTTPException:
+    return _not_found(f"no run with id {run_id}; GET /api/runs lists them")
+
+
+def _storable(name: str) -> bool:
+    # A name no database can hold (PostgreSQL refuses NUL) names nothing stored.
+    return "\x00" not in name
+
+
+def _run_out(run: RunRecord) -> RunOut:
+    return RunOut(id=run.id, workflow=run.workflow_name, status=run.status, attempt=run.attempt,  # type: ignore[arg-type]
+                  created_at=run.created_at, started_at=run.started_at, finished_at=run.finished_at,
+                  next_attempt_at=run.next_attempt_at, error=run.error)
+
+
+def _event_out(event: EventRecord) -> EventOut:
+    return EventOut(trigger_key=event.trigger_key, entity=event.entity, record_id=event.record_id,
+                    sync_token=event.sync_token, realm_id=event.realm_id, changed_at=event.changed_at,
+                    seen_at=event.seen_at, record=redacted(event.record))
+
+
+def _step_out(step: StepRecord) -> StepOut:
+    duration = None
+    if step.started_at is not None and step.finished_at is not None:
+        duration = (step.finished_at - step.started_at).total_seconds()
+    return StepOut(step_id=step.step_id, position=step.position, status=step.status,  # type: ignore[arg-type]
+                   attempts=step.attempts, request_id=step.request_id, input=redacted(step.input),
+                   output=redacted(step.output), error=redacted(step.error), started_at=step.started_at,
+                   finished_at=step.finished_at, duration_seconds=duration)
+
+
+def _workflow_fields(overview: WorkflowOverview) -> dict[str, Any]:
+    record = overview.record
+    definition = record.definition if isinstance(record.definition, dict) else {}
+    trigger = overview.trigger
+    interval = trigger.get("poll_interval")
+    last = overview.last_run
+    return {
+        "name": record.name,
+        "description": definition.get("description"),
+        "enabled": record.enabled,
+        "trigger": TriggerOut(key=str(trigger.get("key", "")), connection=str(trigger.get("connection", "")),
+                              poll_interval_seconds=float(interval) if isinstance(interval, int | float) else None,
+                              filter=trigger.get("filter")),
+        "steps": len(definition.get("steps") or []),
+        "last_run": None if last is None else LastRunOut(
+            id=last.id, status=last.status, at=last.finished_at or last.started_at or last.created_at),  # type: ignore[arg-type]
+        "last_poll_at": overview.last_poll_at,
+        "next_poll_at": overview.next_poll_at,
+        "last_poll_error": overview.last_error,
+        "source_path": record.source_path,
+        "updated_at": record.updated_at,
+    }
+
+
+def _overview(runs: RunStore, name: str) -> WorkflowOverview:
+    found = workflow_overviews(runs, names=[name]) if _storable(name) else []
+    if not found:
+        raise _workflow_missing(name)
+    return found[0]
+
+
+def _detail(overview: WorkflowOverview) -> WorkflowDetailOut:
+    definition = overview.record.definition if isinstance(overview.record.definition, dict) else {}
+    return WorkflowDetailOut(**_workflow_fields(overview), definition=redacted(definition))  # type: ignore[arg-type]
+
+
+def _problems(problems: list[WorkflowProblem] | tuple[WorkflowProblem, ...]) -> list[ProblemOut]:
+    return [ProblemOut(line=p.line, field=p.field, message=p.message) for p in problems]
+
+
+def _invalid(problems: list[WorkflowProblem] | tuple[WorkflowProblem, ...]) -> JSONResponse:
+    body = WorkflowInvalidOut(detail=f"the workflow is not valid ({len(problems)} problem(s)); nothing was stored",
+                              problems=_problems(problems))
+    return JSONResponse(body.model_dump(mode="json"), status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
+_WORKFLOW_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": 'The workflow file: JSON `{"yaml": "..."}`, or the YAML itself as text/yaml.',
+        "content": {
+            "application/json": {"schema": WorkflowText.model_json_schema()},
+            "text/yaml": {"schema": {"type": "string", "maxLength": MAX_WORKFLOW_BYTES}},
+        },
+    }
+}
+
+
+async def _workflow_text(request: Request) -> str:
+    """The YAML text of a POSTed workflow, from JSON {"yaml": ...} or a text/yaml body."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    body = await request.body()
+    if len(body) > MAX_WORKFLOW_BYTES:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
+                            f"the workflow is {len(body)} bytes; at most {MAX_WORKFLOW_BYTES} are accepted")
+    if content_type in ("application/json", ""):
+        try:
+            return WorkflowText.model_validate_json(body or b"null").yaml
+        except ValidationError as error:
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
+                                 for e in error.errors(include_url=False))
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                                f'expected a JSON object {{"yaml": "<the workflow file>"}}: {problems}') from None
+    if content_type in YAML_TYPES:
+        try:
+            return body.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                                f"the YAML text is not UTF-8 (byte {error.start})") from None
+    raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+                        f"Content-Type {content_type!r} is not accepted; send application/json "
+                        f'{{"yaml": "..."}} or text/yaml')
+
+
+def _connection_names(request: Request) -> list[str]:
+    return [record.name for record in request.app.state.store.connections.list()]
+
+
+# --- connections ------------------------------------------------------------------------------------------
+
+@router.get("/connections", response_model=list[ConnectionOut], tags=["connections"])
+def list_connections(request: Request) -> list[ConnectionOut]:
+    """Every stored connection with its state (ok, or needs_reconnect and why). Never a token or secret."""
+    return [ConnectionOut(name=r.name, realm_id=r.realm_id, company_name=r.company_name, environment=r.environment,
+                          status=r.status, status_detail=r.status_detail,  # type: ignore[arg-type]
+                          created_at=r.created_at, updated_at=r.updated_at)
+            for r in request.app.state.store.connections.list()]
+
+
+@router.delete("/connections/{name}", response_model=ConnectionRemovedOut, tags=["connections"],
+               responses={404: {"model": ErrorOut}, 502: {"model": ErrorOut}})
+async def remove_connection(
+    request: Request,
+    name: Annotated[str, Path(description="The connection's name.")],
+    force: Annotated[bool, Query(description="Remove it even if Intuit cannot revoke its tokens.")] = False,
+) -> ConnectionRemovedOut:
+    """Revoke the connection's tokens at Intuit, then delete it (like `qbflow connections remove`)."""
+    from qbflow.qbo.connections import revoke_connection
+    from qbflow.qbo.errors import QBOError
+
+    store = request.app.state.store
+    if not _storable(name):
+        raise _not_found(f"no connection named {name!r}; GET /api/connections lists them")
+    try:
+        record = await asyncio.to_thread(store.connections.get, name)
+    except ConnectionNotFound:
+        raise _not_found(f"no connection named {name!r}; GET /api/connections lists them") from None
+    revoked = True
+    try:
+        await revoke_connection(record, transport=request.app.state.transport)
+    except QBOError as error:
+        if not force:
+            raise HTTPException(status.HTTP_502_BAD_GATEWAY,
+                                f"could not revoke connection {name!r} at Intuit ({error}); it was kept. "
+                                f"Send force=true to remove it anyway (then disconnect the app in QuickBooks)"
+                                ) from None
+        revoked = False
+    try:
+        await asyncio.to_thread(store.connections.remove, name)
+    except ConnectionNotFound:  # removed meanwhile by someone else: the outcome asked for
+        pass
+    detail = (f"removed connection {name!r}; its tokens were revoked at Intuit" if revoked else
+              f"removed connection {name!r}; Intuit could not revoke its tokens: disconnect the app in QuickBooks")
+    return ConnectionRemovedOut(name=name, revoked=revoked, detail=detail)
+
+
+# --- workflows --------------------------------------------------------------------------------------------
+
+@router.get("/workflows", response_model=list[WorkflowOut], tags=["workflows"])
+def list_workflows(request: Request) -> list[WorkflowOut]:
+    """Every stored workflow by name: on/off, trigger, last run, last and next poll."""
+    return [WorkflowOut(**_workflow_fields(overview)) for overview in workflow_overviews(_runs(request))]
+
+
+@router.post("/workflows/validate", response_model=ValidationOut, tags=["workflows"], openapi_extra=_WORKFLOW_BODY,
+             responses={413: {"model": ErrorOut}, 415: {"model": ErrorOut},
+                        422: {"model": ErrorOut, "description": "The body is not a workflow file."}})
+async def validate_workflow(request: Request) -> ValidationOut:
+    """Check a workflow file like POST /api/workflows does, storing nothing: `valid`, and every problem with its
+    line, field and message."""
+    text = await _workflow_text(request)
+    connections = await asyncio.to_thread(_connection_names, request)
+    problems = await asyncio.to_thread(validate_workflow_text, text, source="<workflow>", connections=connections)
+    if problems:
+        return ValidationOut(valid=False, problems=_problems(problems))
+    workflow = load_workflow_text(text, connections=connections)
+    return ValidationOut(valid=True, name=workflow.name, trigger=workflow.trigger.key, steps=len(workflow.steps),
+                         problems=[])
+
+
+@router.post("/workflows", response_model=WorkflowDetailOut, status_code=status.HTTP_201_CREATED, tags=["workflows"],
+             openapi_extra=_WORKFLOW_BODY,
+             responses={200: {"model": WorkflowDetailOut, "description": "A workflow of that name was replaced."},
+                        413: {"model": ErrorOut}, 415: {"model": ErrorOut},
+                        422: {"model": WorkflowInvalidOut | ParametersInvalidOut,
+                              "description": "The workflow is not valid (`problems`), or a query parameter."}})
+async def add_workflow(
+    request: Request,
+    response: Response,
+    enabled: Annotated[bool, Query(description="Store it enabled (polled) or disabled.")] = True,
+) -> WorkflowDetailOut | JSONResponse:
+    """Validate a workflow file and store it, like `qbflow workflow add` (a workflow of the same name is
+    replaced: 200; a new one: 201). 422 lists every problem with its line, field and message."""
+    text = await _workflow_text(request)
+
+    def store() -> tuple[WorkflowOverview | None, str, tuple[WorkflowProblem, ...]]:
+        runs = _runs(request)
+        try:
+            workflow = load_workflow_text(text, connections=_connection_names(request))
+            record, verb = store_workflow(runs, workflow, None, enabled=enabled)
+        except WorkflowInvalid as error:
+            return None, "", error.problems
+        return _overview(runs, record.name), verb, ()
+
+    overview, verb, problems = await asyncio.to_thread(store)
+    if overview is None:
+        return _invalid(problems)
+    if verb == "updated":
+        response.status_code = status.HTTP_200_OK
+    return _detail(overview)
+
+
+@router.get("/workflows/{name}", response_model=WorkflowDetailOut, tags=["workflows"],
+            responses={404: {"model": ErrorOut}})
+def get_workflow(request: Request, name: str) -> WorkflowDetailOut:
+    """One workflow with its stored definition (secret-looking values masked)."""
+    return _detail(_overview(_runs(request), name))
+
+
+def _set_enabled(request: Request, name: str, enabled: bool) -> WorkflowOut:
+    runs = _runs(request)
+    if not _storable(name):
+        raise _workflow_missing(name)
+    try:
+        runs.set_enabled(name, enabled)
+    except WorkflowNotFound:
+        raise _workflow_missing(name) from None
+    return WorkflowOut(**_workflow_fields(_overview(runs, name)))
+
+
+@router.post("/workflows/{name}/enable", response_model=WorkflowOut, tags=["workflows"],
+             responses={404: {"model": ErrorOut}})
+def enable_workflow(request: Request, name: str) -> WorkflowOut:
+    """Turn a workflow on: the engine polls its trigger."""
+    return _set_enabled(request, name, True)
+
+
+@router.post("/workflows/{name}/disable", response_model=WorkflowOut, tags=["workflows"],
+             responses={404: {"model": ErrorOut}})
+def disable_workflow(request: Request, name: str) -> WorkflowOut:
+    """Turn a workflow off: its trigger is no longer polled."""
+    return _set_enabled(request, name, False)
+
+
+# --- runs -------------------------------------------------------------------------------------------------
+
+RunId = Annotated[int, Path(ge=1, le=MAX_ID, description="The run's id.")]
+
+
+@router.get("/runs", response_model=RunPageOut, tags=["runs"], responses={404: {"model": ErrorOut}})
+def list_runs(
+    request: Request,
+    workflow: Annotated[str | None, Query(description="Only this workflow's runs (its name).")] = None,
+    status_: Annotated[RunStatus | None, Query(alias="status", description="Only runs with this status.")] = None,
+    limit: Annotated[int, Query(ge=1, le=500, description="At most this many runs.")] = 50,
+    before_id: Annotated[int | None, Query(ge=1, le=MAX_ID, description="Only runs older than this id (the "
+                                                                        "previous page's next_before_id).")] = None,
+) -> RunPageOut:
+    """Runs, newest first, optionally of one workflow and/or one status, a page at a time."""
+    runs = _runs(request)
+    if workflow is not None:
+        if not _storable(workflow):
+            raise _workflow_missing(workflow)
+        try:
+            runs.get_workflow(workflow)
+        except WorkflowNotFound:
+            raise _workflow_missing(workflow) from None
+    page = runs.list_runs_before(workflow=workflow, status=status_, before_id=before_id, limit=limit + 1)
+    more = len(page) > limit
+    page = page[:limit]
+    return RunPageOut(runs=[_run_out(run) for run in page], next_before_id=page[-1].id if more else None)
+
+
+@router.get("/runs/{run_id}", response_model=RunDetailOut, tags=["runs"], responses={404: {"model": ErrorOut}})
+def get_run(request: Request, run_id: RunId) -> RunDetailOut:
+    """One run: its event and every step's input, output, error and timing (secret-looking values masked)."""
+    try:
+        run = _runs(request).get_run(run_id)
+    except RunNotFound:
+        raise _run_missing(run_id) from None
+    return RunDetailOut(**_run_out(run).model_dump(), event=None if run.event is None else _event_out(run.event),
+                        steps=[_step_out(step) for step in run.steps])
+
+
+@router.post("/runs/{run_id}/retry", response_model=RetryOut, tags=["runs"],
+             responses={404: {"model": ErrorOut},
+                        409: {"model": ErrorOut, "description": "It cannot be retried (it succeeded or is running)."}})
+def retry(request: Request, run_id: RunId) -> RetryOut:
+    """Queue a failed, waiting or cancelled run again, like `qbflow runs retry` (steps that reached QuickBooks are
+    not done twice). A run already queued stays queued."""
+    runs = _runs(request)
+    try:
+        before = retry_run(runs, run_id)
+    except RunNotFound:
+        raise _run_missing(run_id) from None
+    except RetryRefused as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+    after = runs.get_run(run_id)
+    detail = (f"run {run_id} is already queued" if before.status == RUN_QUEUED
+              else f"run {run_id} was {before.status}; it is queued again")
+    return RetryOut(run=_run_out(after), previous_status=before.status, detail=detail)  # type: ignore[arg-type]
+
+
+__all__ = ["router"]

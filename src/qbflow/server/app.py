@@ -5,7 +5,7 @@
 
 Routers: `api` (JSON under /api, Bearer token), `webhooks` (POST /webhooks/intuit, signed by Intuit),
 `dashboard` (pages behind a login). `app.state` holds the config's parts for the routes: `store`,
-`settings`, `engine` (None when no engine runs here), `api_token`.
+`settings`, `engine` (None when no engine runs here), `api_token`, `transport`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -46,6 +46,8 @@ class ServerConfig:
     engine_tick: float = 1.0
     secure_cookies: bool = False
     public_url: str = "http://127.0.0.1:8000"
+    on_cycle: Callable[[Any], None] | None = None  # called with each engine cycle's report (run_engine only)
+    transport: Any | None = None  # httpx transport to Intuit/QBO (tests: the in-process sandbox); None: network
 
 
 def create_app(config: ServerConfig) -> FastAPI:
@@ -54,7 +56,8 @@ def create_app(config: ServerConfig) -> FastAPI:
         stop = asyncio.Event()
         task = None
         if config.run_engine and config.engine is not None:
-            task = asyncio.create_task(config.engine.run_forever(tick=config.engine_tick, stop=stop))
+            task = asyncio.create_task(config.engine.run_forever(tick=config.engine_tick, stop=stop,
+                                                                 on_cycle=config.on_cycle))
         try:
             yield
         finally:
@@ -68,6 +71,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.state.settings = config.settings
     app.state.engine = config.engine
     app.state.api_token = config.api_token
+    app.state.transport = config.transport
     app.state.config = config
 
     app.add_middleware(SessionMiddleware, secret_key=config.store.box.derive("dashboard session").hex(),
