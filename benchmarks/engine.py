@@ -39,6 +39,7 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 
 from qbflow.connector.triggers import TRIGGERS
+from qbflow.engine.clients import ClientPool
 from qbflow.engine.runner import Runner
 from qbflow.engine.scheduler import Engine
 from qbflow.qbo.client import QBOClient
@@ -76,11 +77,12 @@ def workflow(name: str, trigger_key: str, steps: list[dict], **trigger: object) 
 LOG = {"id": "say", "action": "log", "input": {"message": "{{ trigger.Id }}"}}
 
 
-def in_process(app: TimedApp, realm: str, token: str):
+def in_process(app: TimedApp, realm: str, token: str) -> ClientPool:
+    """Clients as the engine keeps them (one per connection, reused), to the in-process sandbox."""
     async def clients(name: str) -> QBOClient:
         return QBOClient(realm, base_url=BASE, tokens=StaticTokens(token), pacer=False,
                          transport=httpx.ASGITransport(app=app))
-    return clients
+    return ClientPool(clients)
 
 
 def open_runs(folder: str) -> tuple[object, RunStore]:
@@ -117,6 +119,7 @@ async def requests_per_cycle(cycles: int) -> None:
             report = await engine.cycle(force=True)
             counts.append(sum(1 for path in app.requests if "/v3/company/" in path))
             events += report.events
+        await clients.aclose()
         store.close()
     print(f"1. requests per poll cycle, {len(keys)} triggers in {len(keys)} workflows on one company, "
           f"{cycles} cycles with changes: mean {sum(counts) / len(counts):.2f}, max {max(counts)} "
@@ -154,6 +157,7 @@ async def cpu_per_run(count: int) -> None:
             if not report.polls or (report.runs == 0 and report.events == 0):
                 break
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        await clients.aclose()
         store.close()
     engine_cpu = cpu - app.cpu
     print(f"2. engine CPU per run (New Customer -> Get Customer -> log, SQLite store, sandbox in process): "
@@ -255,9 +259,10 @@ async def _backfill(folder: str, base: str, realm: str, token: str, since: float
     runs.upsert_workflow("backfill", None, workflow("backfill", "new_customer", [LOG], since=start_at,
                                                     poll_interval="1h"))
 
-    async def clients(name: str) -> QBOClient:
+    async def connect_to(name: str) -> QBOClient:
         return QBOClient(realm, base_url=base, tokens=StaticTokens(token), pacer=False)
 
+    clients = ClientPool(connect_to)
     engine = Engine(runs, clients, Runner(runs, clients))
     baseline = rss_mb()
     samples: list[tuple[int, float]] = []
@@ -274,6 +279,7 @@ async def _backfill(folder: str, base: str, realm: str, token: str, since: float
         if report.polls == 0 and report.runs == 0:
             break
     wall = time.perf_counter() - wall
+    await clients.aclose()
     store.close()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     marks = [samples[max(0, round(len(samples) * f) - 1)] for f in (0.1, 0.25, 0.5, 0.75, 1.0)]

@@ -65,8 +65,9 @@ from qbflow.store.models import (
     STEP_SENT,
     STEP_SKIPPED,
     STEP_SUCCEEDED,
+    utcnow,
 )
-from qbflow.store.runs import RunRecord, RunStore, StepRecord
+from qbflow.store.runs import RunRecord, RunStore, StepOutcome, StepRecord, request_id_for
 
 __all__ = [
     "WRITE_OPERATIONS",
@@ -240,6 +241,17 @@ def _doc_number(model: BaseModel) -> str | None:
 class _RunState:
     clients: dict[str, QBOClient] = field(default_factory=dict)
     references: dict[str, ReferenceCache] = field(default_factory=dict)
+    # Step outcomes stored with the run's next write (a "sent" mark or the run's end): see StepOutcome.
+    pending: list[StepOutcome] = field(default_factory=list)
+
+    def done(self, step_id: str, position: int, status: str, *, started_at: dt.datetime | None = None,
+             **fields: Any) -> None:
+        self.pending.append(StepOutcome(step_id, position, status, started_at=started_at, finished_at=utcnow(),
+                                        **fields))
+
+    def take(self) -> list[StepOutcome]:
+        taken, self.pending = self.pending, []
+        return taken
 
 
 class Runner:
@@ -270,27 +282,36 @@ class Runner:
         self.http_transport = http_transport
         self.http_timeout = http_timeout
         self.workflows = workflows or self._stored_workflow
+        self._parsed: dict[int, tuple[dt.datetime, Workflow]] = {}
         self.sleep = sleep
         self.close_clients = close_clients
         self.now = now
 
     def _stored_workflow(self, run: RunRecord) -> Workflow:
-        return workflow_from_definition(self.runs.get_workflow(run.workflow_name).definition)
+        # Parsed once per stored version: the run's record says which version it is.
+        cached = self._parsed.get(run.workflow_id)
+        if cached is not None and run.workflow_updated_at is not None and cached[0] == run.workflow_updated_at:
+            return cached[1]
+        record = self.runs.get_workflow(run.workflow_name)
+        workflow = workflow_from_definition(record.definition)
+        self._parsed[record.id] = (record.updated_at, workflow)
+        return workflow
 
     # -- entry points ------------------------------------------------------------------------------
 
     async def run_next(self, now: dt.datetime | None = None) -> RunRecord | None:
         """Claim the next due run and execute it; its final record, or None when nothing is due."""
         claimed = self.runs.claim_next_run(now)
-        return None if claimed is None else await self.run_once(claimed.id)
+        return None if claimed is None else await self.run_once(claimed.id, claimed)
 
     async def resume_unfinished(self) -> list[RunRecord]:
         """Execute every run a crash left "running" (call at start, before claiming new ones)."""
         return [await self.run_once(run.id) for run in self.runs.unfinished_runs()]
 
-    async def run_once(self, run_id: int) -> RunRecord:
-        """Execute one claimed (status "running") run to its outcome; returns the run as stored after."""
-        run = self.runs.get_run(run_id)
+    async def run_once(self, run_id: int, claimed: RunRecord | None = None) -> RunRecord:
+        """Execute one claimed (status "running") run to its outcome; returns the run as stored after.
+        `claimed`: the record `claim_next_run` gave (with its event and steps), saving a read."""
+        run = claimed if claimed is not None and claimed.id == run_id else self.runs.get_run(run_id)
         if run.status != RUN_RUNNING:
             raise RunNotClaimed(f"run {run_id} is {run.status!r}, not running: claim it first")
         state = _RunState()
@@ -327,25 +348,26 @@ class Runner:
             try:
                 ran, output = await self._step(run, workflow, position, step, entry, context, state)
             except _StepFailed as failure:
-                self._fail_run(run, step, failure)
+                self._fail_run(run, step, failure, state)
                 return
             if ran:
                 outputs[step.id] = output
-        self.runs.finish_run(run.id, RUN_SUCCEEDED)
+        self.runs.finish_run(run.id, RUN_SUCCEEDED, steps=state.take())
 
-    def _fail_run(self, run: RunRecord, step: Step, failure: _StepFailed) -> None:
+    def _fail_run(self, run: RunRecord, step: Step, failure: _StepFailed, state: _RunState) -> None:
         reason = f"step {step.id!r} ({step.action}): {failure.error.get('message')}"
         now = self.now()
+        steps = state.take()
         if failure.kind == "reconnect":
             later = now + dt.timedelta(seconds=self.retry.reconnect_wait)
-            self.runs.finish_run(run.id, RUN_WAITING_RETRY, reason, later)
+            self.runs.finish_run(run.id, RUN_WAITING_RETRY, reason, later, steps=steps)
         elif failure.kind == "transient" and run.attempt < self.retry.run_attempts:
             wait = max(self.retry.run_wait(run.attempt), failure.retry_after or 0.0)
-            self.runs.finish_run(run.id, RUN_WAITING_RETRY, reason, now + dt.timedelta(seconds=wait))
+            self.runs.finish_run(run.id, RUN_WAITING_RETRY, reason, now + dt.timedelta(seconds=wait), steps=steps)
         elif failure.kind == "transient":
-            self.runs.finish_run(run.id, RUN_FAILED, f"gave up after {run.attempt} attempts: {reason}")
+            self.runs.finish_run(run.id, RUN_FAILED, f"gave up after {run.attempt} attempts: {reason}", steps=steps)
         else:
-            self.runs.finish_run(run.id, RUN_FAILED, reason)
+            self.runs.finish_run(run.id, RUN_FAILED, reason, steps=steps)
         log.info("run %s: %s", run.id, reason)
 
     # -- a step ------------------------------------------------------------------------------------
@@ -354,9 +376,10 @@ class Runner:
                     entry: StepRecord | None, context: dict, state: _RunState) -> tuple[bool, Any]:
         """(True, output) when the step ran, (False, None) when skipped; _StepFailed otherwise."""
         rendered: Any = step.input
+        began = utcnow()
         try:
             if step.when is not None and not templates.render_condition(step.when, context):
-                self.runs.finish_step(run.id, step.id, status=STEP_SKIPPED, position=position)
+                state.done(step.id, position, STEP_SKIPPED, started_at=began)
                 return False, None
             rendered = _jsonable(_render_input(step.input, context))
             if step.action in GENERIC_STEPS:
@@ -366,19 +389,20 @@ class Runner:
                 model = the_action.parse(rendered)
         except (TemplateError, ActionInputError, UnknownAction) as error:
             data = error_json(error, field=getattr(error, "field", None) if isinstance(error, TemplateError) else None)
-            self.runs.finish_step(run.id, step.id, status=STEP_FAILED, error=data, input=_jsonable(rendered),
-                                  position=position)
+            state.done(step.id, position, STEP_FAILED, error=data, input=_jsonable(rendered), started_at=began)
             raise _StepFailed("permanent", data) from None
 
         if step.action == "log":
             output = log_message(model, workflow=workflow.name, run_id=run.id, step_id=step.id)
-            self.runs.finish_step(run.id, step.id, output=output, input=rendered, position=position)
+            state.done(step.id, position, STEP_SUCCEEDED, output=output, input=rendered, started_at=began)
             return True, output
 
         # An earlier attempt may have written already: a crash after "sent", or a transient failure.
         ambiguous = entry is not None and (entry.status == STEP_SENT or (
             entry.status == STEP_FAILED and isinstance(entry.error, dict) and bool(entry.error.get("transient"))))
         started_at = _aware(entry.started_at) if entry is not None else None
+        reading = the_action is not None and the_action.operation in READ_OPERATIONS
+        request_id = request_id_for(run.uid, step.id)
         data: dict[str, Any] = {}
         retry_after: float | None = None
         for attempt in range(self.retry.step_attempts):
@@ -388,14 +412,22 @@ class Runner:
                 client = None
                 if the_action is not None:
                     client = await self._client(step, state)
-                sent = self.runs.mark_step_sent(run.id, step.id, rendered, position=position)
+                if reading:
+                    # Nothing to undo or repeat safely: no "sent" mark before a read (one write less per step).
+                    output = _jsonable(await self._call(step, the_action, model, request_id, client, state))
+                    state.done(step.id, position, STEP_SUCCEEDED, output=output, input=rendered,
+                               attempts=attempt + 1, started_at=began)
+                    return True, output
+                sent = self.runs.mark_step_sent(run.id, step.id, rendered, position=position, before=state.take())
                 started_at = started_at or _aware(sent.started_at)
                 output = None
                 if ambiguous and the_action is not None and the_action.operation == "create":
                     output = await self._find_created(client, the_action.entity, model, started_at)
                 if output is None:
                     output = _jsonable(await self._call(step, the_action, model, sent.request_id, client, state))
-                self.runs.finish_step(run.id, step.id, output=output, position=position)
+                # Recorded with the next write: a crash before that leaves it "sent", and the resumed run
+                # repeats it under the same request id (QBO answers with the first result).
+                state.done(step.id, position, STEP_SUCCEEDED, output=output)
                 return True, output
             except Exception as error:  # every failure is classified; none may escape a run
                 kind = classify(error)
@@ -403,7 +435,8 @@ class Runner:
                 if kind != "transient":
                     if not isinstance(error, QBFlowError):
                         log.exception("run %s step %s failed unexpectedly", run.id, step.id)
-                    self.runs.finish_step(run.id, step.id, status=STEP_FAILED, error=data, position=position)
+                    state.done(step.id, position, STEP_FAILED, error=data, started_at=began,
+                               **_read_fields(reading, rendered, attempt))
                     raise _StepFailed(kind, data) from None
                 ambiguous = True
                 data["transient"] = True
@@ -411,7 +444,8 @@ class Runner:
                 log.info("run %s step %s: transient failure (attempt %d): %s", run.id, step.id, attempt + 1, error)
                 if retry_after and retry_after > self.retry.step_wait_max:
                     break  # worth waiting for, but not inside the step
-        self.runs.finish_step(run.id, step.id, status=STEP_FAILED, error=data, position=position)
+        state.done(step.id, position, STEP_FAILED, error=data, started_at=began,
+                   **_read_fields(reading, rendered, attempt))
         raise _StepFailed("transient", data, retry_after)
 
     async def _client(self, step: Step, state: _RunState) -> QBOClient:
@@ -451,6 +485,11 @@ class Runner:
 # --- `qbflow workflow test` ------------------------------------------------------------------------------
 
 _PLACEHOLDER_PREFIX = "<dry run: "
+
+
+def _read_fields(reading: bool, rendered: Any, attempt: int) -> dict[str, Any]:
+    """What finish_step records for a read, which had no "sent" mark: its input and its attempts."""
+    return {"input": rendered, "attempts": attempt + 1} if reading else {}
 
 
 class _Placeholder(dict):

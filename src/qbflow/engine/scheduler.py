@@ -223,7 +223,7 @@ class Engine:
             run = self.runs.claim_next_run(self.clock())
             if run is None:
                 break
-            await self.runner.run_once(run.id)
+            await self.runner.run_once(run.id, run)
             report.runs += 1
         return report
 

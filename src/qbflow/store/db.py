@@ -24,7 +24,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
@@ -135,6 +135,14 @@ def write_session(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+@contextmanager
+def write_connection(engine: Engine) -> Iterator[Connection]:
+    """`write_session` without the ORM: a Core connection in a writing transaction (BEGIN IMMEDIATE on
+    SQLite), committed at the end, rolled back on any exception. For statements on every run's path."""
+    with engine.connect().execution_options(**{WRITE_LOCK_OPTION: True}) as connection, connection.begin():
+        yield connection
 
 
 @contextmanager

@@ -22,17 +22,19 @@ The guarantees live here:
 from __future__ import annotations
 
 import builtins
+import functools
 import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Engine, func, or_, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from qbflow.store.db import read_session, write_session
+from qbflow.store.db import read_session, write_connection, write_session
 from qbflow.store.errors import StoreError
 from qbflow.store.models import (
     RUN_CANCELLED,
@@ -61,6 +63,7 @@ __all__ = [
     "RunNotFound",
     "RunRecord",
     "RunStore",
+    "StepOutcome",
     "StepRecord",
     "WorkflowNotFound",
     "WorkflowRecord",
@@ -178,6 +181,7 @@ class RunRecord:
     next_attempt_at: datetime | None
     event: EventRecord | None = None
     steps: tuple[StepRecord, ...] = ()
+    workflow_updated_at: datetime | None = None  # which stored version of the workflow (filled with `event`)
 
     def step(self, step_id: str) -> StepRecord | None:
         """This run's ledger entry for `step_id`, if the step has started."""
@@ -192,7 +196,10 @@ def _field(event: Any, name: str, default: Any = None) -> Any:
 
 def _insert_for(session: Session) -> Any:
     """The dialect's INSERT, which knows ON CONFLICT DO NOTHING (both SQLite and PostgreSQL have it)."""
-    name = session.get_bind().dialect.name
+    return _insert_for_dialect(session.get_bind().dialect.name)
+
+
+def _insert_for_dialect(name: str) -> Any:
     if name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     elif name == "sqlite":
@@ -205,6 +212,23 @@ def _insert_for(session: Session) -> Any:
 def _chunks(rows: Sequence[dict[str, Any]]) -> Iterable[Sequence[dict[str, Any]]]:
     for start in range(0, len(rows), _CHUNK):
         yield rows[start : start + _CHUNK]
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """A step's outcome recorded later, with the next write of its run (`mark_step_sent(before=)`,
+    `finish_run(steps=)`): for steps that need no "sent" mark (reads, log, skips) and for results of writes,
+    which a crash before they are recorded only makes run again under the same request id."""
+
+    step_id: str
+    position: int | None
+    status: str
+    output: Any = None
+    error: Any = None
+    input: Any = None
+    attempts: int = 0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -223,6 +247,7 @@ class RunStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._uids: dict[int, str] = {}
 
     def __repr__(self) -> str:
         return f"RunStore({self.engine.url.render_as_string(hide_password=True)!r})"
@@ -420,28 +445,14 @@ class RunStore:
         """Take the oldest due run (queued, or waiting_retry whose `next_attempt_at` has come) and mark it
         running, attempt + 1. Concurrent claimers never get the same run. None when nothing is due."""
         now = now or utcnow()
-        due = or_(
-            Run.status == RUN_QUEUED,
-            (Run.status == RUN_WAITING_RETRY) & (Run.next_attempt_at <= now),
-        )
-        stmt = (
-            select(Run)
-            .where(due)
-            .order_by(func.coalesce(Run.next_attempt_at, Run.created_at), Run.id)
-            .limit(1)
-            .with_for_update(skip_locked=True)  # PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises
-        )
-        with write_session(self.engine) as session:
-            row = session.scalars(stmt).one_or_none()
-            if row is None:
+        with write_connection(self.engine) as connection:
+            run_id = connection.execute(_CLAIM_NEXT, {"now": now}).scalar()
+            if run_id is None:
                 return None
-            row.status = RUN_RUNNING
-            row.attempt = row.attempt + 1
-            row.started_at = now
-            row.finished_at = None
-            row.next_attempt_at = None
-            session.flush()
-            return _run(session, row, detail=True)
+            connection.execute(_MARK_RUNNING, {"run_id": run_id, "now": now})
+            run = _load_run(connection, run_id, detail=True)
+        self._remember_uid(run.id, run.uid)
+        return run
 
     def finish_run(
         self,
@@ -451,22 +462,27 @@ class RunStore:
         next_attempt_at: datetime | None = None,
         *,
         now: datetime | None = None,
+        steps: Sequence[StepOutcome] = (),
     ) -> RunRecord:
         """Record a run's outcome: succeeded, failed, cancelled; waiting_retry (needs `next_attempt_at`);
-        or queued again (`qbflow runs retry`)."""
+        or queued again (`qbflow runs retry`). `steps`: outcomes not recorded yet, stored in the same
+        transaction."""
         if status not in RUN_STATUSES or status == RUN_RUNNING:
             raise ValueError(f"a run cannot be finished as {status!r}")
         if status == RUN_WAITING_RETRY and next_attempt_at is None:
             raise ValueError("waiting_retry needs next_attempt_at")
         now = now or utcnow()
-        with write_session(self.engine) as session:
-            row = self._locked_run(session, run_id)
-            row.status = status
-            row.error = error
-            row.next_attempt_at = next_attempt_at if status == RUN_WAITING_RETRY else None
-            row.finished_at = now if status in _FINISHED_RUN else None
-            session.flush()
-            return _run(session, row, detail=False)
+        json.dumps([outcome.output for outcome in steps])
+        with write_connection(self.engine) as connection:
+            if steps:
+                self._write_outcomes(connection, self._uid(connection, run_id), run_id, steps, now)
+            changed = connection.execute(_FINISH_RUN, {
+                "run_id": run_id, "status": status, "error": error,
+                "next_attempt_at": next_attempt_at if status == RUN_WAITING_RETRY else None,
+                "finished_at": now if status in _FINISHED_RUN else None})
+            if changed.rowcount == 0:
+                raise RunNotFound(run_id)
+            return _load_run(connection, run_id, detail=False)
 
     def retry(self, run_id: int) -> RunRecord:
         """Queue a failed, waiting or cancelled run again (`qbflow runs retry`).
@@ -533,11 +549,8 @@ class RunStore:
 
     def get_run(self, run_id: int) -> RunRecord:
         """One run with its event and every step; raises `RunNotFound`."""
-        with read_session(self.engine) as session:
-            row = session.get(Run, run_id)
-            if row is None:
-                raise RunNotFound(run_id)
-            return _run(session, row, detail=True)
+        with self.engine.connect() as connection:
+            return _load_run(connection, run_id, detail=True)
 
     # -- the step ledger ---------------------------------------------------------------------------
 
@@ -550,27 +563,23 @@ class RunStore:
             return request_id_for(uid, step_id)
 
     def mark_step_sent(
-        self, run_id: int, step_id: str, input: Any, *, position: int | None = None, now: datetime | None = None
+        self, run_id: int, step_id: str, input: Any, *, position: int | None = None, now: datetime | None = None,
+        before: Sequence[StepOutcome] = (),
     ) -> StepRecord:
         """Record, BEFORE the request goes out, that the step is being sent with `input`; committed on return.
 
         Returns the ledger entry, whose `request_id` the request must carry. Calling it again for a retry
         counts another attempt. `position` defaults to the number of steps the run has recorded so far.
+        `before`: outcomes of earlier steps not recorded yet, stored in the same transaction.
         """
-        json.dumps(input)
+        json.dumps([input, [outcome.output for outcome in before]])
         now = now or utcnow()
-        with write_session(self.engine) as session:
-            run = self._locked_run(session, run_id)
-            row = self._step_row(session, run, step_id, position)
-            row.status = STEP_SENT
-            row.input = input
-            row.output = None
-            row.error = None
-            row.attempts = row.attempts + 1
-            row.started_at = row.started_at or now
-            row.finished_at = None
-            session.flush()
-            return _step(row)
+        with write_connection(self.engine) as connection:
+            uid = self._uid(connection, run_id)
+            self._write_outcomes(connection, uid, run_id, before, now)
+            return _write_step(connection, uid, run_id, step_id, position, now,
+                               status=STEP_SENT, output=None, error=None, input=input, keep_input=False,
+                               add_attempts=1, finished_at=None)
 
     def finish_step(
         self,
@@ -582,28 +591,48 @@ class RunStore:
         *,
         input: Any = None,
         position: int | None = None,
+        attempts: int = 0,
         now: datetime | None = None,
     ) -> StepRecord:
         """Record a step's outcome: succeeded (with `output`), failed (with `error`, any JSON) or skipped.
 
-        A step that was never sent (a `log` step, a skipped one) gets its entry here; `input` then fills it.
+        A step that was never sent (a `log` step, a read, a skipped one) gets its entry here; `input` then
+        fills it, and `attempts` adds the tries it took.
         """
         if status not in STEP_STATUSES:
             raise ValueError(f"unknown step status {status!r}")
         json.dumps([output, error, input])
         now = now or utcnow()
-        with write_session(self.engine) as session:
-            run = self._locked_run(session, run_id)
-            row = self._step_row(session, run, step_id, position)
-            row.status = status
-            row.output = output
-            row.error = error
-            if input is not None:
-                row.input = input
-            row.started_at = row.started_at or now
-            row.finished_at = now if status in _FINISHED_STEP else None
-            session.flush()
-            return _step(row)
+        with write_connection(self.engine) as connection:
+            return _write_step(connection, self._uid(connection, run_id), run_id, step_id, position, now,
+                               status=status, output=output, error=error, input=input, keep_input=input is None,
+                               add_attempts=attempts, finished_at=now if status in _FINISHED_STEP else None)
+
+    @staticmethod
+    def _write_outcomes(connection: Connection, uid: str, run_id: int, outcomes: Sequence[StepOutcome],
+                        now: datetime) -> None:
+        for outcome in outcomes:
+            if outcome.status not in STEP_STATUSES:
+                raise ValueError(f"unknown step status {outcome.status!r}")
+            finished = outcome.finished_at or (now if outcome.status in _FINISHED_STEP else None)
+            _write_step(connection, uid, run_id, outcome.step_id, outcome.position, outcome.started_at or now,
+                        status=outcome.status, output=outcome.output, error=outcome.error, input=outcome.input,
+                        keep_input=outcome.input is None, add_attempts=outcome.attempts, finished_at=finished)
+
+    def _uid(self, connection: Connection, run_id: int) -> str:
+        """A run's uid (fixed at creation), remembered: every step write needs it for its request id."""
+        uid = self._uids.get(run_id)
+        if uid is None:
+            uid = connection.execute(select(_RUNS.c.uid).where(_RUNS.c.id == run_id)).scalar()
+            if uid is None:
+                raise RunNotFound(run_id)
+            self._remember_uid(run_id, uid)
+        return uid
+
+    def _remember_uid(self, run_id: int, uid: str) -> None:
+        if len(self._uids) > 10_000:
+            self._uids.clear()
+        self._uids[run_id] = uid
 
     # -- helpers -----------------------------------------------------------------------------------
 
@@ -642,6 +671,115 @@ class RunStore:
                                               TriggerCursor.realm_id)
         with read_session(self.engine) as session:
             return [_cursor(row) for row in session.scalars(stmt)]
+
+    def list_runs_before(
+        self, workflow: str | None = None, status: str | None = None, *, before_id: int | None = None,
+        limit: int = 50,
+    ) -> builtins.list[RunRecord]:
+        """One page of `list_runs` (newest first): the runs older than `before_id` (all when None), for the
+        dashboard's pages. Paging by id stays right while new runs arrive."""
+        stmt = select(Run).order_by(Run.id.desc()).limit(limit)
+        if workflow is not None:
+            stmt = stmt.join(Workflow, Workflow.id == Run.workflow_id).where(Workflow.name == workflow)
+        if status is not None:
+            stmt = stmt.where(Run.status == status)
+        if before_id is not None:
+            stmt = stmt.where(Run.id < before_id)
+        with read_session(self.engine) as session:
+            return [_run(session, row, detail=False) for row in session.scalars(stmt)]
+
+
+_RUNS = Run.__table__
+_STEPS = StepResult.__table__
+_EVENTS = Event.__table__
+_WORKFLOWS = Workflow.__table__
+
+
+def _run_select(detail: bool) -> Any:
+    joined = _RUNS.outerjoin(_WORKFLOWS, _WORKFLOWS.c.id == _RUNS.c.workflow_id)
+    columns = [*_RUNS.c, _WORKFLOWS.c.name.label("workflow_name"), _WORKFLOWS.c.updated_at.label("workflow_updated_at")]
+    if detail:  # the event in the same statement
+        joined = joined.outerjoin(_EVENTS, _EVENTS.c.id == _RUNS.c.event_id)
+        columns += [column.label(f"ev_{column.name}") for column in _EVENTS.c]
+    return select(*columns).select_from(joined).where(_RUNS.c.id == bindparam("run_id"))
+
+
+# Statements on every run's path, built once (building one costs more than running it on SQLite).
+_RUN_BRIEF = _run_select(False)
+_RUN_DETAIL = _run_select(True)
+_RUN_STEPS = (select(_STEPS).where(_STEPS.c.run_id == bindparam("run_id"))
+              .order_by(_STEPS.c.position, _STEPS.c.id))
+_CLAIM_NEXT = (
+    select(_RUNS.c.id)
+    .where(or_(_RUNS.c.status == RUN_QUEUED,
+               (_RUNS.c.status == RUN_WAITING_RETRY) & (_RUNS.c.next_attempt_at <= bindparam("now"))))
+    .order_by(func.coalesce(_RUNS.c.next_attempt_at, _RUNS.c.created_at), _RUNS.c.id)
+    .limit(1)
+    .with_for_update(skip_locked=True)  # PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises
+)
+_MARK_RUNNING = update(_RUNS).where(_RUNS.c.id == bindparam("run_id")).values(
+    status=RUN_RUNNING, attempt=_RUNS.c.attempt + 1, started_at=bindparam("now"),
+    finished_at=None, next_attempt_at=None)
+_FINISH_RUN = update(_RUNS).where(_RUNS.c.id == bindparam("run_id")).values(
+    status=bindparam("status"), error=bindparam("error"), next_attempt_at=bindparam("next_attempt_at"),
+    finished_at=bindparam("finished_at"))
+
+
+def _load_run(connection: Connection, run_id: int, *, detail: bool) -> RunRecord:
+    """A run read with plain SQL statements (no ORM objects: this is on every run's path)."""
+    row = connection.execute(_RUN_DETAIL if detail else _RUN_BRIEF, {"run_id": run_id}).first()
+    if row is None:
+        raise RunNotFound(run_id)
+    event: EventRecord | None = None
+    steps: tuple[StepRecord, ...] = ()
+    if detail:
+        if row._mapping["ev_id"] is not None:
+            event = _event(SimpleNamespace(**{column.name: row._mapping[f"ev_{column.name}"] for column in _EVENTS.c}))
+        steps = tuple(_step(step) for step in connection.execute(_RUN_STEPS, {"run_id": run_id}))
+    return RunRecord(
+        id=row.id, uid=row.uid, workflow_id=row.workflow_id, workflow_name=row.workflow_name or "",
+        event_id=row.event_id, status=row.status, attempt=row.attempt, created_at=row.created_at,
+        started_at=row.started_at, finished_at=row.finished_at, error=row.error,
+        next_attempt_at=row.next_attempt_at, event=event, steps=steps, workflow_updated_at=row.workflow_updated_at,
+    )
+
+
+_STEP_VALUES = ("run_id", "step_id", "position", "status", "request_id", "input", "output", "error", "started_at",
+                "finished_at", "attempts")
+
+
+@functools.lru_cache(maxsize=16)
+def _step_upsert(dialect: str, keep_input: bool, keep_position: bool) -> Any:
+    """INSERT ... ON CONFLICT (run_id, step_id) DO UPDATE ... RETURNING *, built once per variant."""
+    stmt = _insert_for_dialect(dialect)(_STEPS).values({name: bindparam(name) for name in _STEP_VALUES})
+    new = stmt.excluded
+    return stmt.on_conflict_do_update(index_elements=["run_id", "step_id"], set_={
+        "status": new.status,
+        "output": new.output,
+        "error": new.error,
+        "input": _STEPS.c.input if keep_input else new.input,
+        "attempts": _STEPS.c.attempts + new.attempts,
+        "started_at": func.coalesce(_STEPS.c.started_at, new.started_at),
+        "finished_at": new.finished_at,
+        "position": _STEPS.c.position if keep_position else new.position,
+    }).returning(*_STEPS.c)
+
+
+def _write_step(connection: Connection, uid: str, run_id: int, step_id: str, position: int | None,
+                now: datetime, *, status: str, output: Any, error: Any, input: Any, keep_input: bool,
+                add_attempts: int, finished_at: datetime | None) -> StepRecord:
+    """Create or change one step's ledger entry in ONE statement (an upsert returning the row): this runs
+    for every step of every run."""
+    keep_position = position is None
+    if position is None:
+        position = connection.execute(
+            select(func.count()).select_from(_STEPS).where(_STEPS.c.run_id == run_id)).scalar() or 0
+    stmt = _step_upsert(connection.dialect.name, keep_input, keep_position)
+    row = connection.execute(stmt, {
+        "run_id": run_id, "step_id": step_id, "position": position, "status": status,
+        "request_id": request_id_for(uid, step_id), "input": input, "output": output, "error": error,
+        "started_at": now, "finished_at": finished_at, "attempts": add_attempts}).one()
+    return _step(row)
 
 
 def _cursor_query(workflow_id: int, trigger_key: str, realm_id: str) -> Any:
