@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -64,11 +65,13 @@ def _no_real_user_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("QBFLOW_DATA_DIR", str(tmp_path / "data"))
 
 
-def test_api_token() -> ApiToken:
-    return ApiToken(hashlib.sha256(b"api token of the webhook tests").hexdigest(), "tests")
+TEST_API_TOKEN = "api token of the webhook tests"
 
 
-test_api_token.__test__ = False  # a helper, not a test
+def api_token_for_tests() -> ApiToken:
+    return ApiToken(hashlib.sha256(TEST_API_TOKEN.encode()).hexdigest(), "tests")
+
+
 
 
 async def wait_for(condition: Callable[[], Any], what: str, timeout: float = DEADLINE) -> Any:
@@ -152,7 +155,7 @@ async def webhook_stack(tmp_path: Path, fmt: str = "legacy", *,
     # The engine's first cycle (activation) must wait for the sandbox clock's nudge below.
     engine = Engine(runs, clients, Runner(runs, clients, now=lambda: sandbox.clock.now()),
                     clock=lambda: sandbox.clock.now())
-    app = create_app(ServerConfig(store=store, settings=settings, api_token=test_api_token(), engine=engine,
+    app = create_app(ServerConfig(store=store, settings=settings, api_token=api_token_for_tests(), engine=engine,
                                   run_engine=True, engine_tick=3600.0))
     sandbox = Sandbox(rate_limit=False, webhook=WebhookConfig(url=SERVER_BASE + WEBHOOK_PATH,
                                                               verifier_token=VERIFIER, format=fmt),
@@ -256,6 +259,19 @@ async def test_a_forged_notification_is_refused_counted_and_fires_nothing(tmp_pa
         for secret in (VERIFIER, body.decode(), customer_id):  # neither the body nor any secret is logged
             assert all(secret not in r.getMessage() for r in caplog.records)
         assert stack.cursor().last_poll_at == before and stack.runs.list_runs() == []
+
+        # The refusals are there for the user to see: in the API and on the dashboard.
+        auth = {"Authorization": f"Bearer {TEST_API_TOKEN}"}
+        seen = (await stack.server.get("/api/webhooks", headers=auth)).json()
+        assert seen["configured"] is True and seen["refused"] == 3 and seen["accepted"] == 0
+        assert seen["recent_refusals"][0]["reason"] == refusals[0]["reason"]
+        assert (await stack.server.get("/api/webhooks")).status_code == 401
+        form = (await stack.server.get("/login")).text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form).group(1)
+        login = await stack.server.post("/login", data={"token": TEST_API_TOKEN, "next": "/", "csrf": csrf})
+        assert login.status_code == 303
+        page = (await stack.server.get("/")).text
+        assert "3 refused" in page and refusals[0]["reason"] in page and VERIFIER not in page
 
         # The very same notification signed with the app's verifier is Intuit's: it fires, once.
         genuine = await stack.post_notification(body, sign(body, VERIFIER))

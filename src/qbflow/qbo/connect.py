@@ -31,6 +31,7 @@ import logging
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
@@ -308,20 +309,42 @@ async def connect(
         raise ConnectError(f"Connection {name!r} was not made: the redirect named no company (realmId). "
                            "Nothing was stored.")
     report("Authorization received; exchanging the code for tokens.")
-    tokens = await oauth.exchange(outcome.code, server.redirect_uri, realm_id=outcome.realm_id)
+    return await finish_connection(oauth, endpoints, name=name, code=outcome.code, redirect_uri=server.redirect_uri,
+                                   realm_id=outcome.realm_id, environment=environment, store=store,
+                                   client_secret=client_secret, transport=transport, report=report)
+
+
+async def finish_connection(
+    oauth: IntuitOAuth,
+    endpoints: Any,
+    *,
+    name: str,
+    code: str,
+    redirect_uri: str,
+    realm_id: str,
+    environment: Environment,
+    store: AsyncConnectionStore,
+    client_secret: str,
+    transport: httpx.AsyncBaseTransport | None = None,
+    report: Callable[[str], object] = lambda _text: None,
+) -> ConnectionRecord:
+    """The flow's last steps, wherever the redirect arrived (`connect`'s local callback, the server's
+    /oauth/callback): exchange the code, read the company's name, store the connection (replacing one of
+    that name). `endpoints` are `oauth.load()`'s."""
+    tokens = await oauth.exchange(code, redirect_uri, realm_id=realm_id)
     company_name: str | None = None
     try:
-        async with QBOClient(outcome.realm_id, base_url=environment.api_base, tokens=StaticTokens(tokens.access_token),
+        async with QBOClient(realm_id, base_url=environment.api_base, tokens=StaticTokens(tokens.access_token),
                              transport=transport, retry=RetryPolicy(attempts=3, timeout=30.0)) as qbo:
             company_name = (await qbo.company_info()).get("CompanyName") or None
     except QBOError as exc:
         # The grant exists at Intuit now; keep it (a name is only a label) rather than strand it.
         report(f"Could not read the company's name ({exc}); storing the connection without it.")
     return await store.add(
-        name=name, realm_id=outcome.realm_id, company_name=company_name, environment=environment.name,
+        name=name, realm_id=realm_id, company_name=company_name, environment=environment.name,
         api_base=environment.api_base, token_endpoint=endpoints.token_endpoint,
         revocation_endpoint=endpoints.revocation_endpoint, discovery_url=environment.discovery_url,
-        client_id=client_id, client_secret=client_secret, tokens=token_result(tokens), replace=True,
+        client_id=oauth.client_id, client_secret=client_secret, tokens=token_result(tokens), replace=True,
     )
 
 

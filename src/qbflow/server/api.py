@@ -23,6 +23,7 @@ from qbflow.engine.stored import RetryRefused, WorkflowOverview, retry_run, stor
 from qbflow.engine.workflow import WorkflowInvalid, WorkflowProblem, load_workflow_text, validate_workflow_text
 from qbflow.redaction import redacted
 from qbflow.server.auth import require_api_token
+from qbflow.server.webhooks import webhook_stats
 from qbflow.store.errors import ConnectionNotFound
 from qbflow.store.models import RUN_QUEUED
 from qbflow.store.runs import EventRecord, RunNotFound, RunRecord, RunStore, StepRecord, WorkflowNotFound
@@ -177,6 +178,26 @@ class StepOut(BaseModel):
 class RunDetailOut(RunOut):
     event: EventOut | None
     steps: list[StepOut]
+
+
+class RefusalOut(BaseModel):
+    at: str
+    status: int
+    reason: str
+    client: str | None
+
+
+class WebhooksOut(BaseModel):
+    """What POST /webhooks/intuit has seen since the server started."""
+
+    configured: bool = Field(description="Whether a verifier token is set (without it every delivery is refused).")
+    accepted: int
+    events: int
+    polls_requested: int
+    refused: int
+    last_accepted_at: str | None
+    recent_refusals: list[RefusalOut]
+    unknown_realms: list[str]
 
 
 class RetryOut(BaseModel):
@@ -492,6 +513,14 @@ def get_run(request: Request, run_id: RunId) -> RunDetailOut:
         raise _run_missing(run_id) from None
     return RunDetailOut(**_run_out(run).model_dump(), event=None if run.event is None else _event_out(run.event),
                         steps=[_step_out(step) for step in run.steps])
+
+
+@router.get("/webhooks", response_model=WebhooksOut, tags=["webhooks"])
+def webhooks_seen(request: Request) -> WebhooksOut:
+    """Intuit's webhook deliveries since the server started: accepted, refused (with why), unknown companies."""
+    verifier = request.app.state.settings.webhook_verifier
+    return WebhooksOut(configured=bool(verifier and verifier.get_secret_value().strip()),
+                       **webhook_stats(request.app).to_dict())
 
 
 @router.post("/runs/{run_id}/retry", response_model=RetryOut, tags=["runs"],

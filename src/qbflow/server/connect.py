@@ -27,12 +27,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 
-from qbflow.qbo.client import QBOClient, RetryPolicy
-from qbflow.qbo.connect import ENV_LOCAL, ENV_PRODUCTION, ENV_SANDBOX, Environment, valid_connection_name
-from qbflow.qbo.connections import revoke_connection, token_result
+from qbflow.qbo.connect import (
+    ENV_LOCAL,
+    ENV_PRODUCTION,
+    ENV_SANDBOX,
+    Environment,
+    finish_connection,
+    valid_connection_name,
+)
+from qbflow.qbo.connections import revoke_connection
 from qbflow.qbo.errors import QBOError
 from qbflow.qbo.oauth import IntuitOAuth
-from qbflow.qbo.tokens import StaticTokens
 from qbflow.server import auth
 from qbflow.store import AsyncConnectionStore, ConnectionNotFound
 
@@ -201,26 +206,16 @@ async def oauth_callback(request: Request) -> Response:
 
 async def _exchange_and_store(request: Request, name: str, env: Environment, credentials: tuple[str, str],
                               code: str, realm_id: str, callback: str) -> Any:
-    """`qbflow.qbo.connect.connect`'s last steps: exchange the code, read the company's name, store."""
+    """`qbflow.qbo.connect`'s last steps: exchange the code, read the company's name, store."""
     client_id, client_secret = credentials
     transport = _transport(request)
     oauth = IntuitOAuth(client_id, client_secret, discovery_url=env.discovery_url, transport=transport)
     endpoints = await oauth.load()
-    tokens = await oauth.exchange(code, callback, realm_id=realm_id)
-    company_name: str | None = None
-    try:
-        async with QBOClient(realm_id, base_url=env.api_base, tokens=StaticTokens(tokens.access_token),
-                             transport=transport, retry=RetryPolicy(attempts=3, timeout=30.0)) as qbo:
-            company_name = (await qbo.company_info()).get("CompanyName") or None
-    except QBOError as exc:  # the grant exists now: keep it (a name is only a label)
-        log.warning("connection %r: could not read the company's name (%s)", name, exc)
     async with AsyncConnectionStore(request.app.state.store.connections) as store:
-        return await store.add(
-            name=name, realm_id=realm_id, company_name=company_name, environment=env.name, api_base=env.api_base,
-            token_endpoint=endpoints.token_endpoint, revocation_endpoint=endpoints.revocation_endpoint,
-            discovery_url=env.discovery_url, client_id=client_id, client_secret=client_secret,
-            tokens=token_result(tokens), replace=True,
-        )
+        return await finish_connection(
+            oauth, endpoints, name=name, code=code, redirect_uri=callback, realm_id=realm_id, environment=env,
+            store=store, client_secret=client_secret, transport=transport,
+            report=lambda text: log.warning("connection %r: %s", name, text))
 
 
 @router.post("/connections/disconnect", dependencies=[LoggedIn])

@@ -22,11 +22,12 @@ from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Reques
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from qbflow.engine.demo import stored_definition
+from qbflow.engine.stored import stored_definition
 from qbflow.engine.workflow import WorkflowInvalid, load_workflow_text, validate_workflow_text
 from qbflow.redaction import redacted
 from qbflow.server import auth
 from qbflow.server import connect as connect_flow
+from qbflow.server.webhooks import webhook_stats
 from qbflow.store.models import RUN_STATUSES
 from qbflow.store.runs import RunNotFound, RunStore, WorkflowNotFound
 
@@ -232,6 +233,9 @@ def overview(request: Request) -> HTMLResponse:
         "connections": _connection_rows(request), "workflows": _workflow_rows(runs),
         "recent": runs.list_runs(limit=RECENT_RUNS), "engine": request.app.state.engine is not None,
         "environments": connect_flow.ENVIRONMENT_CHOICES, "credentials": connect_flow.credentials_configured(request),
+        "webhooks": webhook_stats(request.app), "webhooks_configured": bool(
+            request.app.state.settings.webhook_verifier
+            and request.app.state.settings.webhook_verifier.get_secret_value().strip()),
     })
 
 
