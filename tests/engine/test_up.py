@@ -89,6 +89,7 @@ def test_up_runs_every_example_within_a_minute_and_stops_by_itself(tmp_path: Pat
     assert not serves(url)  # the sandbox stopped with it
     assert not serves(server_url_in(out))  # and so did qbflow's server
     assert re.search(r"^API token +\S{40,}  \(shown only this once", out, re.MULTILINE), out
+    assert f"{server_url_in(out)}/webhooks/intuit" in out  # the sandbox's webhooks go to qbflow's server
     assert (Path(env["QBFLOW_DATA_DIR"]) / "sandbox.sqlite3").exists()
 
     listed = subprocess.run([sys.executable, "-m", "qbflow.cli", "runs", "list"], env={**quiet_environ(), **env},
