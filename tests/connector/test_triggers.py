@@ -606,3 +606,22 @@ async def test_a_slice_moves_on_even_when_one_second_holds_more_than_the_budget(
             break
     assert result.complete
     assert sorted((e.record_id for e in poller.delivered), key=int) == sorted(bulk + rest, key=int)
+
+
+async def test_a_backfill_tries_cdc_once_then_reads_on_with_queries(qbo, books: Books, transport: CountingTransport):
+    poller = Poller(qbo, books, [trigger("new_customer")], since=books.now())
+    made = []
+    for _second in range(60):  # 1,020 customers in a minute: more than one CDC answer holds
+        made += [books.create("Customer")["Id"] for _ in range(17)]
+        books.tick(1)
+    transport.requests.clear()
+    slices = 0
+    while True:
+        result = await poller.poll(max_records=300)
+        slices += 1
+        if result.complete:
+            break
+    cdc = transport.api_requests("cdc")
+    assert slices > 2 and len(cdc) == 1  # only the first slice tried CDC (refused: too many); then queries
+    assert sorted((e.record_id for e in poller.delivered), key=int) == sorted(made, key=int)
+    assert not poller.cursor.backfilling

@@ -112,6 +112,7 @@ class PollCursor:
     seen: frozenset[str] = frozenset()
     activated_at: datetime | None = None
     trigger_starts: Mapping[str, datetime] = field(default_factory=dict)
+    backfilling: bool = False  # the last poll read a slice of a backfill: read on with queries, skip CDC
 
     def __post_init__(self) -> None:
         _aware(self.high_water, "high_water")
@@ -151,6 +152,7 @@ class PollCursor:
             "activated_at": self.activated_at.isoformat(),
             "trigger_starts": {k: v.isoformat() for k, v in sorted(self.trigger_starts.items())},
             "seen": sorted(self.seen),
+            **({"backfilling": True} if self.backfilling else {}),
         }, separators=(",", ":"))
 
     @classmethod
@@ -160,7 +162,8 @@ class PollCursor:
             raise ValueError(f"unsupported poll cursor version {data.get('version')!r}")
         return cls(high_water=datetime.fromisoformat(data["high_water"]), seen=frozenset(data["seen"]),
                    activated_at=datetime.fromisoformat(data["activated_at"]),
-                   trigger_starts={k: datetime.fromisoformat(v) for k, v in data["trigger_starts"].items()})
+                   trigger_starts={k: datetime.fromisoformat(v) for k, v in data["trigger_starts"].items()},
+                   backfilling=bool(data.get("backfilling", False)))
 
 
 @dataclass(frozen=True)
@@ -265,7 +268,8 @@ async def poll_shared(
     changes: dict[str, list[dict]] | None = None
     until: datetime | None = None  # where a truncated read stops; None: complete up to `now`
     mode: Literal["cdc", "query"] = "cdc"
-    if start >= now - CDC_MAX_AGE + CDC_SAFETY:
+    backfilling = any(cursors[key].backfilling for key in watches if wanted[key])
+    if start >= now - CDC_MAX_AGE + CDC_SAFETY and not backfilling:  # a backfill's next slice: queries at once
         changes, why = await _cdc(client, entities, start, count)
         if changes is None:
             warnings.append(f"CDC could not serve this window ({why}); read it with queries instead")
@@ -295,7 +299,7 @@ async def poll_shared(
             # Part of this window was not read: keep the keys already seen, so what lies past the slice
             # fires once when it is read (only for the length of a backfill; a complete poll resets them).
             seen |= cursor.seen
-        next_cursor = replace(cursor, high_water=new_high_water, seen=frozenset(seen))
+        next_cursor = replace(cursor, high_water=new_high_water, seen=frozenset(seen), backfilling=until is not None)
         results[key] = PollResult(events, next_cursor, count.requests, mode, list(warnings), complete=until is None)
     return SharedPoll(results, count.requests, mode, until is None, warnings)
 
