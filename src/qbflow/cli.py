@@ -932,6 +932,91 @@ def up(
             raise typer.Exit(130) from None
 
 
+workers_app = typer.Typer(help="Workers sharing one PostgreSQL database (`qbflow worker`).", no_args_is_help=True)
+app.add_typer(workers_app, name="workers")
+
+
+def _worker_database() -> str:
+    """The database URL, refused (naming the setting) unless the workers can share it."""
+    from qbflow.engine.workers import require_postgres
+    from qbflow.settings import get_settings
+
+    url = get_settings().database_url
+    with _clear_errors():
+        require_postgres(url)
+    return url
+
+
+@app.command("worker")
+def worker(
+    concurrency: Annotated[int, typer.Option(min=1, max=256, help="Jobs (polls and runs) this worker does at "
+                                                                   "once.")] = 4,
+    queues: Annotated[str | None, typer.Option(help="Comma-separated queues to take jobs from: schedule, polls, "
+                                                    "runs (default: all).", show_default=False)] = None,
+    tick: Annotated[int, typer.Option(min=1, max=59, help="Seconds between schedules (which companies are due); "
+                                                          "the same on every worker.")] = 5,
+    stalled_after: Annotated[float, typer.Option(min=1.0, help="Seconds without a heartbeat after which a worker "
+                                                               "counts as dead and its jobs are done again.")] = 30.0,
+) -> None:
+    """A worker on the PostgreSQL database of QBFLOW_DATABASE_URL: any number of them, on any number of machines,
+    share the polls and runs. SIGTERM or Ctrl-C stops it once its jobs in flight have finished."""
+    import logging
+    import os
+
+    from qbflow.engine.workers import QUEUES, WorkerOptions, run_worker
+
+    _worker_database()
+    chosen = [name.strip() for name in queues.split(",") if name.strip()] if queues else None
+    unknown = [name for name in chosen or [] if name not in QUEUES]
+    if chosen is not None and (unknown or not chosen):
+        raise typer.BadParameter(f"unknown queue(s) {', '.join(unknown) or '(none given)'}; the queues are "
+                                 f"{', '.join(QUEUES)}", param_hint="--queues")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for chatty in ("procrastinate", "httpx"):  # a line per job, a line per request otherwise
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+
+    def ready() -> None:
+        console.print(f"qbflow worker running (pid {os.getpid()}, concurrency {concurrency}, queues "
+                      f"{', '.join(chosen or QUEUES)}); SIGTERM or Ctrl-C stops it after the jobs in flight.",
+                      markup=False, highlight=False)
+
+    with _clear_errors(), _open_store() as store:
+        asyncio.run(run_worker(store, concurrency=concurrency, queues=chosen,
+                               options=WorkerOptions(tick=tick, stalled_after=stalled_after), on_ready=ready))
+    console.print("stopped.", markup=False)
+
+
+@workers_app.command("list")
+def workers_list(
+    stalled_after: Annotated[float, typer.Option(min=1.0, help="Seconds without a heartbeat after which a worker "
+                                                               "counts as dead.")] = 30.0,
+) -> None:
+    """The workers registered in the database: alive or not, last heartbeat, the jobs each is doing; and the
+    jobs waiting per queue."""
+    from qbflow.engine.workers import list_workers
+
+    _worker_database()
+    with _clear_errors(), _open_store() as store:
+        listed = list_workers(store.engine)
+    if listed is None:
+        console.print("No worker has run on this database yet: start one with `qbflow worker`.")
+        return
+    rows, waiting = listed
+    table = Table(title="Workers")
+    for column in ("ID", "Alive", "Last heartbeat", "Jobs running"):
+        table.add_column(column)
+    for row in rows:
+        alive = "[green]yes[/green]" if row.silent_for < stalled_after else "[red]no[/red] (stalled)"
+        table.add_row(str(row.id), alive, f"{row.last_heartbeat.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC "
+                                          f"({row.silent_for:.0f} s ago)",
+                      escape(f"{len(row.jobs)}: " + ", ".join(row.jobs)) if row.jobs else "0")
+    if not rows:
+        table.add_row("-", "no worker running", "", "")
+    console.print(table)
+    console.print("Jobs waiting: " + (", ".join(f"{queue} {count}" for queue, count in sorted(waiting.items()))
+                                      or "none"), markup=False, highlight=False)
+
+
 @app.command("serve")
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on. Anything but 127.0.0.1/localhost is reachable "

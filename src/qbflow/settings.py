@@ -66,6 +66,13 @@ class Settings(BaseSettings):
         default="",
         description="The server's address as a browser reaches it (OAuth redirect URI); default http://HOST:PORT.",
     )
+    shared_limits: bool = Field(
+        default=True,
+        description=(
+            "On PostgreSQL, pace each company's requests across every process and machine through the database "
+            "(Intuit's limits are per company, not per worker). Ignored on SQLite, where one process paces alone."
+        ),
+    )
 
     @model_validator(mode="after")
     def _defaults_inside_data_dir(self) -> Settings:

@@ -1,7 +1,10 @@
 """The embedded engine's loop: poll what is due, record events and cursors together, run what was claimed.
 
 "What is due, claim it, run it, record it" goes through `RunStore` (the database is the truth), so a
-second implementation on a task queue can replace `Engine.cycle` without touching polling or running.
+second implementation on a task queue can replace `Engine.cycle` without touching polling or running: the
+workers on Procrastinate (`qbflow.engine.workers`) decide what is due with `enabled_by_connection`,
+`cursors_by_trigger` and `connection_due`, poll with `Engine.poll_connection`, and enqueue each new run's job
+in the poll's transaction through `Engine(on_runs=...)`.
 
 One poll per company per cycle: the enabled workflows whose triggers use the same connection are polled
 together, with one read of QuickBooks (`poll_shared`: one CDC request for all their entities), whenever
@@ -34,7 +37,7 @@ from qbflow.engine.templates import make_context, render_condition
 from qbflow.engine.workflow import Workflow
 from qbflow.errors import QBFlowError
 from qbflow.qbo.errors import NeedsReconnect
-from qbflow.store.runs import PollOutcome, RunStore, WorkflowRecord
+from qbflow.store.runs import PollOutcome, RunsHook, RunStore, WorkflowRecord
 
 log = logging.getLogger("qbflow.engine")
 
@@ -71,13 +74,40 @@ class _Watch:
     new: bool = False  # no cursor stored yet
 
 
+def enabled_by_connection(runs: RunStore) -> dict[str, list[WorkflowRecord]]:
+    """The enabled workflows grouped by the connection their trigger polls: one poll per company covers a group."""
+    by_connection: dict[str, list[WorkflowRecord]] = {}
+    for record in runs.list_workflows(enabled=True):
+        connection = Workflow.model_validate(record.definition).trigger.connection
+        by_connection.setdefault(connection, []).append(record)
+    return by_connection
+
+
+def cursors_by_trigger(runs: RunStore) -> dict[tuple[int, str], list[Any]]:
+    """Every stored cursor by (workflow id, trigger key): one per company the trigger has polled."""
+    cursors: dict[tuple[int, str], list[Any]] = {}
+    for cursor in runs.list_cursors():
+        cursors.setdefault((cursor.workflow_id, cursor.trigger_key), []).append(cursor)
+    return cursors
+
+
+def connection_due(records: list[WorkflowRecord], cursors: dict[tuple[int, str], list[Any]], now: datetime) -> bool:
+    """Whether one of these workflows' triggers has no cursor yet or is due at `now` (from the stored cursors)."""
+    for record in records:
+        mine = cursors.get((record.id, record.definition["trigger"]["key"]))
+        if not mine or any(c.next_poll_at is None or c.next_poll_at <= now for c in mine):
+            return True
+    return False
+
+
 class Engine:
     """Polls the enabled workflows' triggers when they are due and runs the runs they create."""
 
     def __init__(self, runs: RunStore, clients: ClientFactory, runner: RunExecutor, *,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 max_records: int | None = BACKFILL_SLICE) -> None:
+                 max_records: int | None = BACKFILL_SLICE, on_runs: RunsHook | None = None) -> None:
         self.runs = runs
+        self.on_runs = on_runs  # called in the transaction that records a poll's new runs (a task queue's enqueue)
         self.clients = clients
         self.runner = runner
         self.clock = clock
@@ -114,21 +144,8 @@ class Engine:
                 await close()
 
     def _any_due(self, records: list[WorkflowRecord], cursors: dict[tuple[int, str], list[Any]] | None) -> bool:
-        """Whether one of these workflows' triggers has no cursor yet or is due (from the stored cursors)."""
-        now = self.clock()
-        if cursors is None:
-            cursors = self._cursors()
-        for record in records:
-            mine = cursors.get((record.id, record.definition["trigger"]["key"]))
-            if not mine or any(c.next_poll_at is None or c.next_poll_at <= now for c in mine):
-                return True
-        return False
-
-    def _cursors(self) -> dict[tuple[int, str], list[Any]]:
-        cursors: dict[tuple[int, str], list[Any]] = {}
-        for cursor in self.runs.list_cursors():
-            cursors.setdefault((cursor.workflow_id, cursor.trigger_key), []).append(cursor)
-        return cursors
+        return connection_due(records, cursors if cursors is not None else cursors_by_trigger(self.runs),
+                              self.clock())
 
     def _pause(self, connection: str, records: list[WorkflowRecord], error: NeedsReconnect,
                report: CycleReport) -> None:
@@ -189,7 +206,7 @@ class Engine:
                       or render_condition(spec.filter, make_context(trigger=e.record))]
             next_poll = now if not result.complete else now + spec.poll_interval
             outcomes.append(PollOutcome(w.record.id, w.trigger.key, events, result.cursor.to_json(), next_poll))
-        created = self.runs.record_polls(connection, realm, outcomes, now=now)
+        created = self.runs.record_polls(connection, realm, outcomes, now=now, on_runs=self.on_runs)
         new = sum(len(ids) for ids in created.values())
         report.polls += 1
         report.requests += shared.requests
@@ -211,11 +228,8 @@ class Engine:
         report = CycleReport()
         hinted, self._hints = self._hints, set()
         self._wake.clear()
-        by_connection: dict[str, list[WorkflowRecord]] = {}
-        for record in self.runs.list_workflows(enabled=True):
-            connection = Workflow.model_validate(record.definition).trigger.connection
-            by_connection.setdefault(connection, []).append(record)
-        cursors = self._cursors() if by_connection else {}
+        by_connection = enabled_by_connection(self.runs)
+        cursors = cursors_by_trigger(self.runs) if by_connection else {}
         for connection, records in by_connection.items():
             await self.poll_connection(connection, records, report, force=force or connection in hinted,
                                        cursors=cursors)

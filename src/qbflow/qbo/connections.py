@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -148,14 +149,17 @@ async def client_for(
     store: AnyStore,
     *,
     transport: httpx.AsyncBaseTransport | None = None,
+    pacer_for: Callable[[str], Any] | None = None,
     **options: Any,
 ) -> ConnectionClient:
     """A client for the stored connection `name`, refreshing its tokens through the store.
 
     `store` is an `AsyncConnectionStore` (shared by the callers of one event loop), or a `Store` /
     `ConnectionStore`, which the client wraps and releases when closed. `transport` is used for the API
-    and the token endpoint alike; `options` go to `QBOClient` (retry, pacer, timeout, minor_version).
-    Raises `ConnectionNotFound`, or `NeedsReconnect` when the connection is known to need reconnecting.
+    and the token endpoint alike; `pacer_for(realm_id)` gives the pacer when the limits are shared beyond
+    this process (workers: `qbflow.qbo.shared_pacing.pacer_for_database`); `options` go to `QBOClient`
+    (retry, pacer, timeout, minor_version). Raises `ConnectionNotFound`, or `NeedsReconnect` when the
+    connection is known to need reconnecting.
     """
     owned: AsyncConnectionStore | None = None
     if isinstance(store, AsyncConnectionStore):
@@ -167,6 +171,8 @@ async def client_for(
         if record.needs_reconnect:
             raise NeedsReconnect(name, detail=record.status_detail)
         tokens = ConnectionTokens(record, astore, transport=transport)
+        if pacer_for is not None and "pacer" not in options:
+            options["pacer"] = pacer_for(record.realm_id)
         return ConnectionClient(record.realm_id, connection=name, owned_store=owned, base_url=record.api_base,
                                 tokens=tokens, transport=transport, **options)
     except BaseException:

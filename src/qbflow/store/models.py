@@ -12,9 +12,11 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -241,3 +243,39 @@ class StepResult(Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# Ids of the pacer's request log outgrow 32 bits (500 a minute per company, for years).
+_BigId = BigInteger().with_variant(Integer, "sqlite")
+
+
+class PacerRealm(Base):
+    """One company's shared pacing state (`qbflow.qbo.shared_pacing`): the row whose lock serialises admissions.
+
+    Times are seconds since the epoch on the database's clock, the one clock every worker shares.
+    """
+
+    __tablename__ = "pacer_realms"
+
+    realm_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    paused_until: Mapped[float] = mapped_column(Double, default=0.0)
+    throttles: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class PacerRequest(Base):
+    """One request to a company, admitted by the shared pacer: a lease while in flight, then an entry of the log.
+
+    In flight while `ended_at` is NULL and `expires_at` (renewed while the request lasts) is ahead; a lease that
+    expired without an end (its worker died) counts as having ended at `expires_at`.
+    """
+
+    __tablename__ = "pacer_requests"
+    __table_args__ = (Index("ix_pacer_requests_realm_id_ended_at", "realm_id", "ended_at"),)
+
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True, autoincrement=True)
+    realm_id: Mapped[str] = mapped_column(String(64))
+    batch: Mapped[bool] = mapped_column(Boolean, default=False)
+    holder: Mapped[str] = mapped_column(String(200))
+    admitted_at: Mapped[float] = mapped_column(Double)
+    expires_at: Mapped[float] = mapped_column(Double)
+    ended_at: Mapped[float | None] = mapped_column(Double)

@@ -14,7 +14,8 @@ The guarantees live here:
   transaction; an event already stored (same workflow, company and dedup key) is ignored, so overlapping
   polls and a crash between poll and commit neither lose nor double anything.
 * `claim_next_run` hands a due run to exactly one claimer (PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite:
-  `BEGIN IMMEDIATE`). It is the seam a Procrastinate-backed engine replaces (issue 8).
+  `BEGIN IMMEDIATE`). The workers on Procrastinate (`qbflow.engine.workers`) claim the run their job names
+  instead (`claim_run`), and enqueue each poll's run jobs inside `record_polls`' transaction (`on_runs`).
 * Step request ids derive from the run's random `uid` and the step id: the same for every retry and
   resume of that step, different for every other step and for every other database's runs.
 """
@@ -25,7 +26,7 @@ import builtins
 import functools
 import json
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import SimpleNamespace
@@ -63,6 +64,7 @@ __all__ = [
     "RunNotFound",
     "RunRecord",
     "RunStore",
+    "RunsHook",
     "StepOutcome",
     "StepRecord",
     "WorkflowNotFound",
@@ -242,6 +244,10 @@ class PollOutcome:
     next_poll_at: datetime | None = None
 
 
+# Called inside `record_polls`' transaction with its connection and the new runs' ids.
+RunsHook = Callable[[Connection, Sequence[int]], None]
+
+
 class RunStore:
     """The only code that reads or writes workflows, trigger cursors, events, runs and step results."""
 
@@ -332,17 +338,24 @@ class RunStore:
         return self.record_polls(connection, realm_id, [outcome], now=now)[workflow_id]
 
     def record_polls(
-        self, connection: str, realm_id: str, outcomes: Sequence[PollOutcome], *, now: datetime | None = None
+        self, connection: str, realm_id: str, outcomes: Sequence[PollOutcome], *, now: datetime | None = None,
+        on_runs: RunsHook | None = None,
     ) -> dict[int, builtins.list[int]]:
         """Store one shared poll of a company for several workflows in ONE transaction (see `record_poll`):
         every workflow's new events and runs and its moved cursor, or nothing at all. Returns each workflow's
-        new run ids."""
+        new run ids.
+
+        `on_runs(db, run_ids)`, when given and the poll made new runs, is called inside that transaction with
+        its SQLAlchemy connection (a task queue enqueues the runs' jobs there); if it raises, nothing is kept."""
         now = now or utcnow()
         prepared = [(outcome, self._event_rows(outcome, realm_id, now)) for outcome in outcomes]
         result: dict[int, builtins.list[int]] = {}
         with write_session(self.engine) as session:
             for outcome, rows in prepared:
                 result[outcome.workflow_id] = self._record_one(session, outcome, rows, connection, realm_id, now)
+            new_runs = [run_id for run_ids in result.values() for run_id in run_ids]
+            if on_runs is not None and new_runs:
+                on_runs(session.connection(), new_runs)
         return result
 
     @staticmethod
@@ -450,6 +463,19 @@ class RunStore:
             if run_id is None:
                 return None
             connection.execute(_MARK_RUNNING, {"run_id": run_id, "now": now})
+            run = _load_run(connection, run_id, detail=True)
+        self._remember_uid(run.id, run.uid)
+        return run
+
+    def claim_run(self, run_id: int, now: datetime | None = None) -> RunRecord | None:
+        """`claim_next_run` for one given run (a task queue delivered its id): mark it running, attempt + 1, if it
+        is queued, or waiting_retry with `next_attempt_at` come. None if it is not claimable (already claimed,
+        finished, or not due yet); one UPDATE decides, so concurrent claimers never both get it."""
+        now = now or utcnow()
+        with write_connection(self.engine) as connection:
+            claimed = connection.execute(_CLAIM_ONE, {"run_id": run_id, "now": now}).scalar()
+            if claimed is None:
+                return None
             run = _load_run(connection, run_id, detail=True)
         self._remember_uid(run.id, run.uid)
         return run
@@ -720,6 +746,15 @@ _CLAIM_NEXT = (
 _MARK_RUNNING = update(_RUNS).where(_RUNS.c.id == bindparam("run_id")).values(
     status=RUN_RUNNING, attempt=_RUNS.c.attempt + 1, started_at=bindparam("now"),
     finished_at=None, next_attempt_at=None)
+_CLAIM_ONE = (
+    update(_RUNS)
+    .where(_RUNS.c.id == bindparam("run_id"),
+           or_(_RUNS.c.status == RUN_QUEUED,
+               (_RUNS.c.status == RUN_WAITING_RETRY) & (_RUNS.c.next_attempt_at <= bindparam("now"))))
+    .values(status=RUN_RUNNING, attempt=_RUNS.c.attempt + 1, started_at=bindparam("now"), finished_at=None,
+            next_attempt_at=None)
+    .returning(_RUNS.c.id)
+)
 _FINISH_RUN = update(_RUNS).where(_RUNS.c.id == bindparam("run_id")).values(
     status=bindparam("status"), error=bindparam("error"), next_attempt_at=bindparam("next_attempt_at"),
     finished_at=bindparam("finished_at"))
