@@ -65,3 +65,40 @@ class EngineProcess:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+
+class WorkerProcess:
+    """`qbflow worker` in the background, its output in a log file; `kill()` is SIGKILL, `stop()` SIGTERM."""
+
+    def __init__(self, env: dict[str, str], log: Path, *, concurrency: int = 3, tick: int = 1,
+                 stalled_after: str = "4") -> None:
+        self.log = log
+        with log.open("w") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "qbflow.cli", "worker", "--concurrency", str(concurrency), "--tick", str(tick),
+                 "--stalled-after", stalled_after], env=_environ(env), stdout=out, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self) -> None:
+        os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self) -> int:
+        """SIGTERM: the jobs in flight finish, then it exits."""
+        if self.alive():
+            os.kill(self.process.pid, signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")

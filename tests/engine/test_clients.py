@@ -68,3 +68,18 @@ async def test_a_refused_connection_is_not_kept():
     assert (await pool("acme")).n == 1
     await pool.aclose()
     assert all(client.closed for client in factory.made)
+
+
+async def test_replaced_clients_are_closed_once_no_run_can_hold_them_not_kept_for_the_pools_life():
+    factory, now = Factory(), [0.0]
+    pool = ClientPool(factory, max_age=60, clock=lambda: now[0])
+    assert pool.retire_after == 600
+    for minute in range(1, 30):  # a worker running for half an hour: a new client each minute
+        now[0] = minute * 61
+        await pool("acme")
+    assert len(factory.made) == 29
+    open_ones = [client for client in factory.made if not client.closed]
+    # Retired within the last 600 s (a run may still use them), and the current one: no more.
+    assert 1 < len(open_ones) <= 11 and factory.made[-1] in open_ones and factory.made[0].closed
+    await pool.aclose()
+    assert all(client.closed for client in factory.made)

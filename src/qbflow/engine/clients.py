@@ -50,7 +50,10 @@ class ClientPool:
         self.max_age = max_age
         self.clock = clock
         self._clients: dict[str, tuple[float, Any]] = {}
-        self._retired: list[Any] = []
+        # Replaced clients, with when: closed once `retire_after` has passed (no run holds one that long), not
+        # kept until the pool closes (a worker replaces every company's client each `max_age`: they piled up).
+        self._retired: list[tuple[float, Any]] = []
+        self.retire_after = max(10 * max_age, 600.0)
         self._lock = asyncio.Lock()
 
     async def __call__(self, name: str) -> Any:
@@ -63,9 +66,10 @@ class ClientPool:
             if held is not None and now - held[0] < self.max_age:
                 return _Lease(held[1])
             if held is not None:
-                # A run may still be using it: close it at the end, not now.
-                self._retired.append(held[1])
+                # A run may still be using it: close it later, not now.
+                self._retired.append((now, held[1]))
                 del self._clients[name]
+            await self._close_retired(now)
             client = await self.factory(name)  # errors (NeedsReconnect, unknown connection) reach the caller
             self._clients[name] = (now, client)
             return _Lease(client)
@@ -74,14 +78,25 @@ class ClientPool:
         """Make the next call for `name` build a new client (after the connection changed)."""
         held = self._clients.pop(name, None)
         if held is not None:
-            self._retired.append(held[1])
+            self._retired.append((self.clock(), held[1]))
 
     async def aclose(self) -> None:
         """Close every client the pool made."""
-        clients = [client for _made, client in self._clients.values()] + self._retired
+        clients = [client for _made, client in self._clients.values()] + [client for _at, client in self._retired]
         self._clients.clear()
         self._retired.clear()
         for client in clients:
-            close = getattr(client, "aclose", None)
-            if close is not None:
-                await close()
+            await _close(client)
+
+    async def _close_retired(self, now: float) -> None:
+        old = [client for at, client in self._retired if now - at >= self.retire_after]
+        if old:
+            self._retired = [(at, client) for at, client in self._retired if now - at < self.retire_after]
+            for client in old:
+                await _close(client)
+
+
+async def _close(client: Any) -> None:
+    close = getattr(client, "aclose", None)
+    if close is not None:
+        await close()
