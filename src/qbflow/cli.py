@@ -21,6 +21,7 @@ from qbflow.redaction import redacted
 
 if TYPE_CHECKING:
     from qbflow.connector.triggers import Trigger
+    from qbflow.engine.status import SystemStatus
     from qbflow.qbo.client import QBOClient
     from qbflow.qbo.connect import Environment
     from qbflow.store import ConnectionRecord, Store
@@ -1017,6 +1018,91 @@ def workers_list(
                                       or "none"), markup=False, highlight=False)
 
 
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def print_status(current: SystemStatus, out: Console) -> None:
+    """`qbflow status` on a terminal: rich tables, one screen."""
+    mode = ("workers (`qbflow worker`s share the database; Procrastinate's tables are here)"
+            if current.mode == "workers" else "embedded (one process: `qbflow run`, `qbflow up` or `qbflow serve`)")
+    out.print(f"Database: {escape(current.database)}\nMode: {escape(mode)}", highlight=False)
+    if current.workers is not None:
+        table = Table(title="Workers", title_justify="left")
+        for column in ("ID", "Alive", "Last heartbeat", "Jobs running"):
+            table.add_column(column)
+        for worker in current.workers:
+            table.add_row(str(worker.id), "[green]yes[/green]" if worker.alive else "[red]no[/red] (stalled)",
+                          f"{worker.last_heartbeat.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC "
+                          f"({_age(worker.seconds_since_heartbeat)} ago)", str(worker.jobs_running))
+        if not current.workers:
+            table.add_row("-", "[red]no worker registered[/red]", "", "")
+        out.print(table)
+    if current.queues is not None:
+        table = Table(title="Queues", title_justify="left")
+        for column in ("Queue", "Waiting", "Scheduled later", "Being done", "Oldest waiting"):
+            table.add_column(column, justify="left" if column == "Queue" else "right")
+        for queue in current.queues:
+            table.add_row(queue.queue, str(queue.todo), str(queue.scheduled), str(queue.doing),
+                          _age(queue.oldest_waiting_seconds))
+        out.print(table)
+    runs = current.runs
+    table = Table(title="Runs", title_justify="left")
+    for column in ("Queued", "Running", "Waiting to retry", "Failed (last 24 h)"):
+        table.add_column(column, justify="right")
+    table.add_row(str(runs.queued), str(runs.running), str(runs.waiting_retry),
+                  f"[red]{runs.failed_last_24h}[/red]" if runs.failed_last_24h else "0")
+    out.print(table)
+    if not current.rates_measured:
+        out.print(f"Requests per company: {escape(current.rates_note)}.", highlight=False)
+    else:
+        table = Table(title="Requests per company (all processes)", title_justify="left")
+        for column in ("Company (realm)", "Connections", "Last minute", "In flight", "429s", "Paused"):
+            table.add_column(column, justify="left" if column in ("Company (realm)", "Connections") else "right")
+        for realm in current.realms:
+            table.add_row(escape(realm.realm_id), escape(", ".join(realm.connections) or "-"),
+                          f"{realm.requests_last_minute} / {current.limit_per_minute}",
+                          f"{realm.in_flight} / {current.limit_in_flight}", str(realm.throttles),
+                          _age(realm.paused_for_seconds) if realm.paused_for_seconds > 0 else "-")
+        if not current.realms:
+            table.add_row("-", "no company asked yet", "", "", "", "")
+        out.print(table)
+    if current.reconnect:
+        table = Table(title="Connections needing reconnect (`qbflow connect NAME`)", title_justify="left")
+        for column in ("Name", "Company (realm)", "Why"):
+            table.add_column(column)
+        for need in current.reconnect:
+            table.add_row(escape(need.name), escape(need.realm_id), escape(need.detail or ""))
+        out.print(table)
+    else:
+        out.print("Connections needing reconnect: none.")
+
+
+@app.command("status")
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print it as JSON (the same fields as GET /api/status).")]
+    = False,
+    stalled_after: Annotated[float, typer.Option(min=1.0, help="Seconds without a heartbeat after which a worker "
+                                                               "counts as dead.")] = 30.0,
+) -> None:
+    """One screen: the database and mode, the workers and their queues, runs by status, each company's requests
+    (last minute, in flight) beside Intuit's limits, and the connections needing reconnect."""
+    from qbflow.engine.status import system_status
+
+    with _clear_errors(), _open_store() as store:
+        current = system_status(store.engine, stalled_after=stalled_after)
+    if as_json:
+        typer.echo(json.dumps(current.to_dict(), indent=2))
+        return
+    print_status(current, console)
+
+
 @app.command("serve")
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on. Anything but 127.0.0.1/localhost is reachable "
@@ -1029,6 +1115,10 @@ def serve(
     no_engine: Annotated[bool, typer.Option("--no-engine", help="Serve only: no polling or runs in this process "
                                                                 "(another `qbflow run` does them).")] = False,
     tick: Annotated[float, typer.Option(min=0.1, help="Seconds between engine cycles.")] = 1.0,
+    workers: Annotated[bool, typer.Option("--workers", help="Serve for `qbflow worker`s sharing this PostgreSQL "
+                                                            "database: no engine here (implies --no-engine); a "
+                                                            "webhook defers the company's poll to the workers at "
+                                                            "once.")] = False,
 ) -> None:
     """The HTTP server: JSON API (/api, documented at /docs), Intuit webhooks and the dashboard, with the engine,
     until Ctrl-C."""
@@ -1037,7 +1127,8 @@ def serve(
     if public_url is not None and not public_url.startswith(("http://", "https://")):
         raise typer.BadParameter(f"expected a URL starting with http:// or https://, not {public_url!r}",
                                  param_hint="--public-url")
-    options = ServeOptions(host=host, port=port, public_url=public_url, engine=not no_engine, tick=tick)
+    options = ServeOptions(host=host, port=port, public_url=public_url, engine=not (no_engine or workers), tick=tick,
+                           workers=workers)
     with _clear_errors(), _open_store() as store:
         try:
             asyncio.run(run_server(store, options, console=console))

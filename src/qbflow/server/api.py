@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Res
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from qbflow.engine.status import system_status
 from qbflow.engine.stored import RetryRefused, WorkflowOverview, retry_run, store_workflow, workflow_overviews
 from qbflow.engine.workflow import WorkflowInvalid, WorkflowProblem, load_workflow_text, validate_workflow_text
 from qbflow.redaction import redacted
@@ -198,6 +199,64 @@ class WebhooksOut(BaseModel):
     last_accepted_at: str | None
     recent_refusals: list[RefusalOut]
     unknown_realms: list[str]
+
+
+class WorkerStateOut(BaseModel):
+    id: int
+    alive: bool = Field(description="Whether its last heartbeat is recent (within 30 s).")
+    last_heartbeat: datetime
+    seconds_since_heartbeat: float
+    jobs_running: int
+    jobs: list[str] = Field(description="The jobs it is doing: task(arguments).")
+
+
+class QueueDepthOut(BaseModel):
+    queue: str
+    todo: int = Field(description="Jobs ready, waiting for a worker.")
+    scheduled: int = Field(description="Jobs waiting for their time (a run's next attempt).")
+    doing: int = Field(description="Jobs being done.")
+    oldest_waiting_seconds: float | None = Field(description="How long the oldest ready job has waited.")
+
+
+class RunCountsOut(BaseModel):
+    queued: int
+    running: int
+    waiting_retry: int
+    failed_last_24h: int
+
+
+class RealmRateOut(BaseModel):
+    realm_id: str
+    connections: list[str] = Field(description="The connections to this company.")
+    requests_last_minute: int = Field(description="Requests that ended in the last 60 s, all processes together.")
+    in_flight: int
+    throttles: int = Field(description="429 answers since the pacer first saw this company.")
+    paused_for_seconds: float = Field(description="Above 0: every process waits this long after a 429.")
+
+
+class ConnectionNeedOut(BaseModel):
+    name: str
+    realm_id: str
+    detail: str | None
+
+
+class StatusOut(BaseModel):
+    """The deployment at a glance, as `qbflow status --json` prints it."""
+
+    checked_at: datetime
+    database: str = Field(description="The database URL, password hidden.")
+    backend: str = Field(description="sqlite or postgresql.")
+    mode: Literal["embedded", "workers"] = Field(description="workers once a `qbflow worker` has run on this "
+                                                             "database (Procrastinate's tables exist).")
+    workers: list[WorkerStateOut] | None = Field(description="Null in embedded mode.")
+    queues: list[QueueDepthOut] | None = Field(description="Null in embedded mode.")
+    runs: RunCountsOut
+    rates_measured: bool = Field(description="Whether request rates are known (the shared pacer on PostgreSQL).")
+    rates_note: str
+    realms: list[RealmRateOut] = Field(description="Per company (empty when not measured).")
+    limit_per_minute: int = Field(description="Intuit's requests a minute per company.")
+    limit_in_flight: int = Field(description="Intuit's requests in flight per company.")
+    reconnect: list[ConnectionNeedOut] = Field(description="Connections needing `qbflow connect NAME`.")
 
 
 class RetryOut(BaseModel):
@@ -521,6 +580,14 @@ def webhooks_seen(request: Request) -> WebhooksOut:
     verifier = request.app.state.settings.webhook_verifier
     return WebhooksOut(configured=bool(verifier and verifier.get_secret_value().strip()),
                        **webhook_stats(request.app).to_dict())
+
+
+@router.get("/status", response_model=StatusOut, tags=["status"])
+def system_status_out(request: Request) -> StatusOut:
+    """The database and mode, workers and queue depth (workers mode), runs by status, each company's requests in the
+    last minute and in flight beside Intuit's limits, and the connections needing reconnect."""
+    current = system_status(request.app.state.store.engine, shared_limits=request.app.state.settings.shared_limits)
+    return StatusOut.model_validate(current, from_attributes=True)
 
 
 @router.post("/runs/{run_id}/retry", response_model=RetryOut, tags=["runs"],

@@ -92,7 +92,12 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> JSONResponse:
-        return JSONResponse({"ok": True, "engine": config.engine is not None})
+        # "engine": an engine runs in this process (webhooks start polls here); "workers": they go to the workers.
+        engine = config.engine is not None and hasattr(config.engine, "cycle")
+        body: dict[str, Any] = {"ok": True, "engine": engine}
+        if config.engine is not None and not engine:
+            body["workers"] = True
+        return JSONResponse(body)
 
     app.include_router(api.router)
     app.include_router(webhooks.router)

@@ -2,7 +2,8 @@
 
 Pages (Jinja2 templates in `templates/`, one stylesheet in `static/`, no JavaScript, nothing loaded from
 elsewhere): `/login`, `/` (overview), `/workflows` (switches and upload), `/runs` (filterable, paged),
-`/runs/{id}` (one run, secrets masked) and the browser connect flow (`qbflow.server.connect`, included here).
+`/runs/{id}` (one run, secrets masked), `/system` (`qbflow status`: workers, queues, request rates) and the
+browser connect flow (`qbflow.server.connect`, included here).
 
 Every form POST carries the session's CSRF token (`auth.check_csrf`); a form without it gets a 403 page.
 Messages for the next page ("flashes") live in the signed session cookie, which is readable by the browser:
@@ -22,6 +23,7 @@ from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Reques
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from qbflow.engine.status import system_status
 from qbflow.engine.stored import stored_definition
 from qbflow.engine.workflow import WorkflowInvalid, load_workflow_text, validate_workflow_text
 from qbflow.redaction import redacted
@@ -239,7 +241,33 @@ def overview(request: Request) -> HTMLResponse:
     })
 
 
-# --- workflows -----------------------------------------------------------------------------------------------
+# --- system ---------------------------------------------------------------------------------------------------
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+templates.env.filters["age"] = _age
+
+
+@router.get("/system", dependencies=[LoggedIn])
+def system_page(request: Request) -> HTMLResponse:
+    """What `qbflow status` shows: database and mode, workers, queues, runs, request rates, reconnects."""
+    from qbflow.engine.poll_requests import WorkerPollRequests
+
+    engine = request.app.state.engine
+    handoff = isinstance(engine, WorkerPollRequests)  # `serve --workers`: webhooks defer polls to the workers
+    current = system_status(_store(request).engine, shared_limits=request.app.state.settings.shared_limits)
+    return render(request, "system.html", {"status": current, "engine": engine is not None and not handoff,
+                                           "handoff": handoff})
+
+
 
 @router.get("/workflows", dependencies=[LoggedIn])
 def workflows_page(request: Request) -> HTMLResponse:

@@ -201,6 +201,18 @@ class ServeOptions:
     public_url: str | None = None  # as browsers reach it (https behind a proxy); default: settings, then host:port
     engine: bool = True  # run the engine in this process
     tick: float = 1.0  # seconds between engine cycles
+    workers: bool = False  # no engine: `qbflow worker`s poll and run; webhooks defer their polls (PostgreSQL)
+
+
+def _worker_poll_requests(store: Store) -> Any:
+    """`--workers`: what webhooks hand their polls to (the database must be PostgreSQL; Procrastinate's tables are
+    created if no worker has started yet, so the server may start first)."""
+    from qbflow.engine.poll_requests import WorkerPollRequests
+    from qbflow.engine.workers import ensure_schema, require_postgres
+
+    require_postgres(store.engine.url)
+    ensure_schema(store.engine)
+    return WorkerPollRequests(store.engine.url)
 
 
 async def run_server(store: Store, options: ServeOptions, *, console: Console, settings: Settings | None = None,
@@ -234,11 +246,21 @@ async def run_server(store: Store, options: ServeOptions, *, console: Console, s
             say(f"Warning: listening on {options.host}, reachable from other machines. Put it behind HTTPS (a "
                 f"reverse proxy) and pass --public-url https://...; the API token and session cookie must never "
                 f"travel over plain HTTP.", style="yellow")
-        parts = await build_engine(store) if options.engine else None
+        handoff = _worker_poll_requests(store) if options.workers else None
+        parts = await build_engine(store) if options.engine and handoff is None else None
         if parts is not None and parts.resumed:
             say(f"resumed {len(parts.resumed)} run(s) left unfinished")
+        if handoff is None:
+            from qbflow.engine.status import procrastinate_tables_exist
+
+            if procrastinate_tables_exist(store.engine):
+                say("Warning: `qbflow worker`s use this database: " + (
+                    "the engine here claims runs without their jobs; serve with --workers instead." if parts else
+                    "webhooks are not handed to them (only their next scheduled poll sees a change); serve with "
+                    "--workers to poll the company at once."), style="yellow")
+        engine = parts.engine if parts else handoff
         config = ServerConfig(store=store, settings=settings, api_token=token,
-                              engine=parts.engine if parts else None, run_engine=parts is not None,
+                              engine=engine, run_engine=engine is not None,
                               engine_tick=options.tick, secure_cookies=public_url.startswith("https://"),
                               public_url=public_url, transport=transport,
                               on_cycle=CycleLines(console, parts.stats) if parts else None)
@@ -250,7 +272,8 @@ async def run_server(store: Store, options: ServeOptions, *, console: Console, s
     stop = stop if stop is not None else asyncio.Event()
     with stop_on_signals(stop, asyncio.current_task()) if own_stop else contextlib.nullcontext():
         await served.start()
-        say(("engine running; " if parts else "no engine here (--no-engine); ") + STOP_HINT)
+        say(("engine running; " if parts else "no engine here; webhooks defer polls to the workers (--workers); "
+             if handoff else "no engine here (--no-engine); ") + STOP_HINT)
         if on_ready is not None:
             on_ready(url)
         stopping = asyncio.ensure_future(stop.wait())
