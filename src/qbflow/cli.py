@@ -1062,7 +1062,8 @@ def print_status(current: SystemStatus, out: Console) -> None:
     if not current.rates_measured:
         out.print(f"Requests per company: {escape(current.rates_note)}.", highlight=False)
     else:
-        table = Table(title="Requests per company (all processes)", title_justify="left")
+        table = Table(title="Requests per company (all processes)", title_justify="left",
+                      caption=escape(current.rates_note), caption_justify="left")
         for column in ("Company (realm)", "Connections", "Last minute", "In flight", "429s", "Paused"):
             table.add_column(column, justify="left" if column in ("Company (realm)", "Connections") else "right")
         for realm in current.realms:

@@ -73,6 +73,13 @@ class Settings(BaseSettings):
             "(Intuit's limits are per company, not per worker). Ignored on SQLite, where one process paces alone."
         ),
     )
+    redis_url: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Redis URL (`redis://[:password@]host:port/db`): keep each company's shared limits in Redis instead of "
+            "PostgreSQL (needs `qbflow[workers]`). Kept secret: it may carry a password."
+        ),
+    )
 
     @model_validator(mode="after")
     def _defaults_inside_data_dir(self) -> Settings:

@@ -11,9 +11,10 @@ It reads only the database, so it answers the same from any machine:
   being done, with the age of the oldest waiting one: only in `workers` mode;
 * the runs by status: queued, running, waiting_retry, and failed in the last 24 hours;
 * per company, the requests of the last minute and those in flight now, beside Intuit's limits (500 a minute,
-  10 in flight), from the shared pacer's request log (`pacer_requests`). That log exists only when the pacer
-  is shared (PostgreSQL and `QBFLOW_SHARED_LIMITS` on); otherwise each process paces in memory and the rates
-  are "not measured";
+  10 in flight), from the shared pacer's request log: in Redis when `QBFLOW_REDIS_URL` is set, else in
+  PostgreSQL (`pacer_requests`). That log exists only when the pacer is shared (Redis or PostgreSQL, and
+  `QBFLOW_SHARED_LIMITS` on); otherwise each process paces in memory and the rates are "not measured". The
+  note (`rates_note`) says which backend holds the limits;
 * the connections that need reconnecting.
 """
 
@@ -169,23 +170,43 @@ SELECT r.realm_id,
  ORDER BY r.realm_id""")
 
 
-def _pacer_shared(engine: Engine, shared_limits: bool | None) -> tuple[bool, str]:
-    if engine.dialect.name != "postgresql":
-        return False, (f"not measured: on {engine.dialect.name} each process paces its requests in memory "
-                       "(the shared request log needs PostgreSQL)")
-    if shared_limits is None:
+def _pacer_shared(engine: Engine, shared_limits: bool | None, redis_url: str | None) -> tuple[bool, str, Any]:
+    """Whether rates are measured, the note saying where the limits are held, and the rows read from Redis (None:
+    read them from PostgreSQL)."""
+    if shared_limits is None or redis_url is None:
         from qbflow.settings import get_settings
 
-        shared_limits = get_settings().shared_limits
+        settings = get_settings()
+        if shared_limits is None:
+            shared_limits = settings.shared_limits
+        if redis_url is None:
+            redis_url = settings.redis_url.get_secret_value() if settings.redis_url is not None else ""
     if not shared_limits:
-        return False, "not measured: QBFLOW_SHARED_LIMITS is off, so each process paces its requests in memory"
-    return True, f"from the shared pacer's request log (pacer_requests), the last {RATE_WINDOW:.0f} s"
+        return False, "not measured: QBFLOW_SHARED_LIMITS is off, so each process paces its requests in memory", None
+    if redis_url:
+        try:
+            from qbflow.qbo.redis_pacing import redact_url, redis_rates
+        except ImportError:
+            return False, "not measured (Redis): the limits are held in Redis, but redis-py is not installed", None
+        where = redact_url(redis_url)
+        try:
+            rows = redis_rates(redis_url, RATE_WINDOW)
+        except Exception as error:  # noqa: BLE001 - status must answer even when Redis does not
+            return False, (f"not measured (Redis): the limits are held in Redis at {where}, which did not answer "
+                           f"({type(error).__name__})"), None
+        return True, f"limits held in Redis at {where}: from its request log, the last {RATE_WINDOW:.0f} s", rows
+    if engine.dialect.name != "postgresql":
+        return False, (f"not measured: on {engine.dialect.name} each process paces its requests in memory "
+                       "(the shared request log needs PostgreSQL or Redis)"), None
+    return True, (f"limits held in PostgreSQL: from the shared pacer's request log (pacer_requests), "
+                  f"the last {RATE_WINDOW:.0f} s"), None
 
 
 def system_status(engine: Engine, *, stalled_after: float = DEFAULT_STALLED_AFTER, shared_limits: bool | None = None,
-                  now: datetime | None = None) -> SystemStatus:
+                  now: datetime | None = None, redis_url: str | None = None) -> SystemStatus:
     """Everything `qbflow status` shows, read from `engine`'s database. `shared_limits`: whether processes pace
-    through the database (default: the settings' `QBFLOW_SHARED_LIMITS`)."""
+    together (default: the settings' `QBFLOW_SHARED_LIMITS`); `redis_url`: the Redis holding the limits ("" for
+    none; default: the settings' `QBFLOW_REDIS_URL`), else the database holds them."""
     from qbflow.engine.workers import list_workers
 
     now = now or datetime.now(UTC)
@@ -211,7 +232,7 @@ def system_status(engine: Engine, *, stalled_after: float = DEFAULT_STALLED_AFTE
         order = {name: index for index, name in enumerate(QUEUES)}
         queues.sort(key=lambda queue: (order.get(queue.queue, len(order)), queue.queue))
 
-    measured, note = _pacer_shared(engine, shared_limits)
+    measured, note, redis_rows = _pacer_shared(engine, shared_limits, redis_url)
     with engine.connect() as db:
         counts = dict(db.execute(select(Run.status, func.count()).where(
             Run.status.in_((RUN_QUEUED, RUN_RUNNING, RUN_WAITING_RETRY))).group_by(Run.status)).all())
@@ -219,7 +240,8 @@ def system_status(engine: Engine, *, stalled_after: float = DEFAULT_STALLED_AFTE
             Run.status == RUN_FAILED, Run.finished_at >= now - FAILED_WINDOW)).scalar_one()
         connections = db.execute(select(Connection.name, Connection.realm_id, Connection.status,
                                         Connection.status_detail).order_by(Connection.name)).all()
-        rates = list(db.execute(_RATES, {"window": RATE_WINDOW})) if measured else []
+        rates = redis_rows if redis_rows is not None else (
+            list(db.execute(_RATES, {"window": RATE_WINDOW})) if measured else [])
     by_realm: dict[str, list[str]] = {}
     for row in connections:
         by_realm.setdefault(row.realm_id, []).append(row.name)

@@ -63,9 +63,9 @@ waiters are admitted in order. Database calls run on a small thread pool of this
 is synchronous; see `qbflow.store.aio`). Admissions from different processes are not queued in order: when
 the budget is short, a process that happens to look first gets the place.
 
-Use `pacer_for_database(realm_id, database)` to get the right pacer for a deployment: this shared one on
-PostgreSQL (unless `QBFLOW_SHARED_LIMITS=0`), else the process-wide `RealmPacer`. PostgreSQL only; a
-Redis backend (`QBFLOW_REDIS_URL`) is not written yet.
+Use `pacer_for_database(realm_id, database)` to get the right pacer for a deployment: the Redis one
+(redis_pacing.py, same guarantees) when `QBFLOW_REDIS_URL` is set, else this shared one on PostgreSQL (either
+unless `QBFLOW_SHARED_LIMITS=0`), else the process-wide `RealmPacer`.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Connection, Engine, make_url, text
 from sqlalchemy.engine import URL
@@ -90,6 +90,9 @@ from qbflow.qbo._aio import PerLoop
 from qbflow.qbo.pacing import DEFAULT_LIMITS, Limits, RealmPacer, pacer_for
 from qbflow.settings import Settings, get_settings
 from qbflow.store.db import make_engine
+
+if TYPE_CHECKING:
+    from qbflow.qbo.redis_pacing import RedisRealmPacer
 
 __all__ = [
     "DEFAULT_LEASE_TTL",
@@ -512,14 +515,20 @@ def shared_pacer_for(realm_id: str, database: str | URL | Engine, limits: Limits
 
 
 def pacer_for_database(realm_id: str, database: str | URL | Engine | None = None, limits: Limits | None = None,
-                       *, settings: Settings | None = None) -> RealmPacer | SharedRealmPacer:
+                       *, settings: Settings | None = None) -> RealmPacer | SharedRealmPacer | RedisRealmPacer:
     """The pacer a client of `realm_id` should use in a deployment on `database` (default: the settings').
 
-    PostgreSQL with `QBFLOW_SHARED_LIMITS` on (the default): the `SharedRealmPacer`, so every worker on
-    every machine stays under the company's limits together. Anything else (SQLite, or the setting off):
-    the process-wide `RealmPacer` of `pacing.pacer_for`, as before. Pass it as `QBOClient(pacer=...)`.
+    With `QBFLOW_SHARED_LIMITS` on (the default), every worker on every machine stays under the company's limits
+    together: through Redis when `QBFLOW_REDIS_URL` is set (a `redis_pacing.RedisRealmPacer`, whatever the
+    database), else through PostgreSQL (the `SharedRealmPacer`). Anything else (SQLite without Redis, or the
+    setting off): the process-wide `RealmPacer` of `pacing.pacer_for`, as before. Pass it as
+    `QBOClient(pacer=...)`.
     """
     settings = settings or get_settings()
+    if settings.shared_limits and settings.redis_url is not None:
+        from qbflow.qbo.redis_pacing import redis_pacer_for  # redis-py: only when Redis is asked for
+
+        return redis_pacer_for(realm_id, settings.redis_url.get_secret_value(), limits)
     if database is None:
         database = settings.database_url
     backend = database.dialect.name if isinstance(database, Engine) else make_url(database).get_backend_name()
