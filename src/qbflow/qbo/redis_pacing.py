@@ -73,11 +73,8 @@ The URL may carry a password: it is never logged nor shown (`redact_url`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
-import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -87,6 +84,7 @@ import redis.asyncio
 from redis.exceptions import RedisError
 
 from qbflow.qbo._aio import PerLoop
+from qbflow.qbo.leased_pacing import DEFAULT_LEASE_TTL, DEFAULT_RECHECK, LeasedPacer, Pause
 from qbflow.qbo.pacing import DEFAULT_LIMITS, Limits
 
 __all__ = ["DEFAULT_PREFIX", "RedisRealmPacer", "RedisRealmRate", "redact_url", "redis_pacer_for", "redis_rates",
@@ -94,8 +92,6 @@ __all__ = ["DEFAULT_PREFIX", "RedisRealmPacer", "RedisRealmRate", "redact_url", 
 
 log = logging.getLogger("qbflow.qbo")
 
-DEFAULT_LEASE_TTL = 30.0  # a dead worker's slots come back after this long
-DEFAULT_RECHECK = 0.05  # longest wait before looking again when waiting for another process's request to end
 DEFAULT_PREFIX = "qbflow:pacer"
 
 # Shared by the scripts: the server's clock, and scores written with microseconds (Lua's own number-to-string
@@ -250,14 +246,6 @@ class RedisLease:
 
 
 @dataclass(frozen=True)
-class RedisPause:
-    """A realm-wide pause as written: from `start` to `until` (Redis clock, seconds since the epoch)."""
-
-    start: float
-    until: float
-
-
-@dataclass(frozen=True)
 class _Census:
     now: float
     alive: int
@@ -291,9 +279,13 @@ def _keys(prefix: str, realm_id: str) -> dict[str, str]:
     return {name: f"{base}:{name}" for name in ("live", "live_b", "ended", "ended_b", "realm", "seq")}
 
 
-class RedisRealmPacer:
+class RedisRealmPacer(LeasedPacer):
     """Admits requests to one realm at a pace its throttles allow, counted across every process that shares
-    the Redis server. Share one per realm per process (`redis_pacer_for`)."""
+    the Redis server. Share one per realm per process (`redis_pacer_for`). What happens in this process is
+    `LeasedPacer`'s; here: admission, lease writes and the census, each one script."""
+
+    _store_errors = (RedisError,)
+    _store_name = "Redis"
 
     def __init__(
         self,
@@ -305,12 +297,7 @@ class RedisRealmPacer:
         recheck: float = DEFAULT_RECHECK,
         prefix: str = DEFAULT_PREFIX,
     ) -> None:
-        if lease_ttl <= 0 or recheck <= 0:
-            raise ValueError("lease_ttl and recheck must be positive")
-        self.realm_id = realm_id
-        self.limits = limits
-        self.lease_ttl = lease_ttl
-        self.recheck = recheck
+        super().__init__(realm_id, limits, lease_ttl=lease_ttl, recheck=recheck)
         self.prefix = prefix
         self._url = url  # may carry a password: never logged
         self._keys = _keys(prefix, realm_id)
@@ -318,14 +305,6 @@ class RedisRealmPacer:
         self._sync_lock = threading.Lock()
         self._scripts = PerLoop(lambda: _Scripts(redis.asyncio.Redis.from_url(url)))
         self._registered = False
-        self._local_paused_until = 0.0  # monotonic: this process pauses at once on a 429, before Redis says so
-        self._in_flight = PerLoop(lambda: asyncio.Semaphore(self.limits.concurrent))
-        self._admission = PerLoop(asyncio.Lock)
-        self._ended = PerLoop(asyncio.Event)  # set when a request of this process ends
-        self._background: set[asyncio.Task[Any]] = set()
-        self.admitted = 0
-        self.throttles = 0
-        self.lost_leases = 0
 
     def __repr__(self) -> str:
         return f"RedisRealmPacer(realm_id={self.realm_id!r}, limits={self.limits!r}, prefix={self.prefix!r})"
@@ -335,65 +314,10 @@ class RedisRealmPacer:
         """The Redis server, password hidden."""
         return redact_url(self._url)
 
-    # --- the interface of RealmPacer -------------------------------------------------------------------
-    @contextlib.asynccontextmanager
-    async def slot(self, *, batch: bool = False) -> AsyncIterator[RedisLease]:
-        """Hold a place for one request (a batch request when `batch`) while the block runs."""
-        async with self._in_flight.get():
-            lease = await self._admit(batch)
-            renewal = asyncio.create_task(self._keep_renewed(lease))
-            try:
-                yield lease
-            finally:
-                renewal.cancel()
-                await self._finish(lease)
-
-    def throttled(self, retry_after: float | None = None) -> float:
-        """Record a 429: pause the whole realm, in this process at once and for every process through Redis
-        (in the background when called from a coroutine). Returns how long the pause lasts."""
-        pause = self.limits.throttle_pause if retry_after is None else retry_after
-        self._local_paused_until = max(self._local_paused_until, time.monotonic() + pause)
-        self.throttles += 1
-        log.warning("QBO throttled realm %s (429); pausing its requests in every worker for %.1f s",
-                    self.realm_id or "?", pause)
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self._sync_scripts().pause(keys=[self._keys["realm"]], args=[pause])
-            return pause
-        task = loop.create_task(self._pause_everyone(pause))
-        self._background.add(task)
-        task.add_done_callback(self._background_done)
-        return pause
-
-    def stats(self) -> dict[str, float | int]:
-        """Counts in the current window, across all processes (one short script; for logs, benchmarks, tests)."""
-        census = _census(self._sync_scripts().census(keys=self._census_keys(),
-                                                     args=[self.limits.effective_window]))
-        return self._stats(census)
-
-    def set_limits(self, limits: Limits) -> None:
-        """Pace to new limits from now on (requests already in flight keep their places)."""
-        self.limits = limits
-        self._in_flight = PerLoop(lambda: asyncio.Semaphore(limits.concurrent))
-
-    # --- more ----------------------------------------------------------------------------------------
-    async def pause(self, retry_after: float | None = None) -> RedisPause:
-        """`throttled`, awaited: returns the pause as Redis recorded it."""
-        pause = self.limits.throttle_pause if retry_after is None else retry_after
-        self._local_paused_until = max(self._local_paused_until, time.monotonic() + pause)
-        self.throttles += 1
-        return await self._pause_everyone(pause)
-
     async def astats(self) -> dict[str, float | int]:
         """`stats` without blocking the event loop."""
         reply = await self._scripts.get().census(keys=self._census_keys(), args=[self.limits.effective_window])
         return self._stats(_census(reply))
-
-    async def drain(self) -> None:
-        """Wait for background writes (a pause being recorded, an unused lease given back) to finish."""
-        while self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
 
     async def aclose(self) -> None:
         """Close this event loop's client (the pacer stays usable: a later call opens another)."""
@@ -406,13 +330,8 @@ class RedisRealmPacer:
     def _census_keys(self) -> list[str]:
         return [self._keys[name] for name in ("live", "live_b", "ended", "ended_b", "realm")]
 
-    def _stats(self, census: _Census) -> dict[str, float | int]:
-        return {"requests_in_window": census.alive + census.ended,
-                "batches_in_window": census.alive_batches + census.ended_batches,
-                "in_flight": census.alive, "admitted": self.admitted, "throttles": self.throttles,
-                "realm_throttles": census.throttles, "lost_leases": self.lost_leases,
-                "paused_for": max(0.0, census.paused_until - census.now,
-                                  self._local_paused_until - time.monotonic())}
+    def _census_now(self) -> _Census:
+        return _census(self._sync_scripts().census(keys=self._census_keys(), args=[self.limits.effective_window]))
 
     def _sync_scripts(self) -> _Scripts:
         with self._sync_lock:
@@ -429,9 +348,13 @@ class RedisRealmPacer:
     def _life(self) -> int:
         return int(self._keep + self.lease_ttl) + 1
 
-    async def _pause_everyone(self, pause: float) -> RedisPause:
+    def _pause_everyone_now(self, pause: float) -> Pause:
+        reply = self._sync_scripts().pause(keys=[self._keys["realm"]], args=[pause])
+        return Pause(float(reply[0]), float(reply[1]))
+
+    async def _pause_everyone_async(self, pause: float) -> Pause:
         reply = await self._scripts.get().pause(keys=[self._keys["realm"]], args=[pause])
-        return RedisPause(float(reply[0]), float(reply[1]))
+        return Pause(float(reply[0]), float(reply[1]))
 
     async def _admit(self, batch: bool) -> RedisLease:
         async with self._admission.get():
@@ -445,9 +368,7 @@ class RedisRealmPacer:
             args = [1 if batch else 0, limits.effective_window, limits.concurrent, limits.per_window,
                     limits.batch_per_window, self.lease_ttl, self.recheck, self._keep]
             while True:
-                local_pause = self._local_paused_until - time.monotonic()
-                if local_pause > 0:
-                    await asyncio.sleep(local_pause)
+                if await self._wait_local_pause():
                     continue
                 ended.clear()  # an end during the script below wakes the wait after it
                 call = asyncio.ensure_future(scripts.admit(keys=keys, args=args))
@@ -461,58 +382,26 @@ class RedisRealmPacer:
                     return RedisLease(reply[1].decode() if isinstance(reply[1], bytes) else str(reply[1]),
                                       float(reply[2]), batch)
                 # A tiny positive wait can round to "not yet" forever on a coarse clock; never wait less than 1 ms.
-                wait = max(float(reply[1]), 0.001)
-                if int(reply[2]) == 1:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(ended.wait(), wait)
-                else:
-                    await asyncio.sleep(wait)
+                await self._wait(max(float(reply[1]), 0.001), int(reply[2]) == 1, ended)
 
     def _forget_unused(self, call: asyncio.Future[Any], batch: bool) -> None:
         # The caller was cancelled while being admitted: nothing was sent, so the lease goes without a trace.
         if call.cancelled() or call.exception() is not None or int(call.result()[0]) != 1:
             return
         lease_id = call.result()[1]
-        task = call.get_loop().create_task(self._scripts.get().forget(
-            keys=[self._keys["live"], self._keys["live_b"]], args=[lease_id]))
-        self._background.add(task)
-        task.add_done_callback(self._background_done)
+        self._in_background(call.get_loop().create_task(self._scripts.get().forget(
+            keys=[self._keys["live"], self._keys["live_b"]], args=[lease_id])))
 
-    async def _keep_renewed(self, lease: RedisLease) -> None:
-        period = self.lease_ttl / 3
-        scripts = self._scripts.get()
-        while True:
-            await asyncio.sleep(period)
-            try:
-                renewed = await scripts.renew(keys=[self._keys["live"], self._keys["live_b"]],
-                                              args=[lease.id, self.lease_ttl, 1 if lease.batch else 0, self._life])
-            except RedisError as error:
-                log.warning("pacing realm %s: could not renew a lease (%s)", self.realm_id, type(error).__name__)
-                continue
-            if int(renewed) != 1:
-                self.lost_leases += 1
-                log.warning("pacing realm %s: a lease expired while its request lasted (a stall over %.0f s); "
-                            "other workers may have reused its place", self.realm_id, self.lease_ttl)
-                return
+    async def _renew_lease(self, lease: RedisLease) -> bool:
+        renewed = await self._scripts.get().renew(keys=[self._keys["live"], self._keys["live_b"]],
+                                                  args=[lease.id, self.lease_ttl, 1 if lease.batch else 0, self._life])
+        return int(renewed) == 1
 
-    async def _finish(self, lease: RedisLease) -> None:
+    async def _end_lease(self, lease: RedisLease) -> None:
         call = asyncio.ensure_future(self._scripts.get().end(
             keys=[self._keys[name] for name in ("live", "live_b", "ended", "ended_b")],
             args=[lease.id, 1 if lease.batch else 0, self._life]))
-        try:
-            await asyncio.shield(call)  # a cancelled caller does not cancel the record of the end
-        except RedisError as error:
-            # The lease then expires by itself, and counts as ended at its expiry: later than now, so safe.
-            log.warning("pacing realm %s: could not record a request's end (%s)", self.realm_id,
-                        type(error).__name__)
-        finally:
-            self._ended.get().set()
-
-    def _background_done(self, task: asyncio.Task[Any]) -> None:
-        self._background.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("pacing realm %s: a background write to Redis failed: %s", self.realm_id,
-                        type(task.exception()).__name__)
+        await asyncio.shield(call)  # a cancelled caller does not cancel the record of the end
 
 
 # --- one pacer per realm per process ---------------------------------------------------------------------

@@ -71,13 +71,12 @@ unless `QBFLOW_SHARED_LIMITS=0`), else the process-wide `RealmPacer`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -86,7 +85,7 @@ from sqlalchemy import Connection, Engine, make_url, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
-from qbflow.qbo._aio import PerLoop
+from qbflow.qbo.leased_pacing import DEFAULT_LEASE_TTL, DEFAULT_RECHECK, LeasedPacer, Pause
 from qbflow.qbo.pacing import DEFAULT_LIMITS, Limits, RealmPacer, pacer_for
 from qbflow.settings import Settings, get_settings
 from qbflow.store.db import make_engine
@@ -108,8 +107,6 @@ log = logging.getLogger("qbflow.qbo")
 
 T = TypeVar("T")
 
-DEFAULT_LEASE_TTL = 30.0  # a dead worker's slots come back after this long
-DEFAULT_RECHECK = 0.05  # longest wait before looking again when waiting for another process's request to end
 _GC_EVERY = 5.0  # seconds between deletions of old rows, per process and company
 _LOCK_NOT_AVAILABLE = "55P03"
 
@@ -168,14 +165,6 @@ class Lease:
 
 
 @dataclass(frozen=True)
-class Pause:
-    """A realm-wide pause as written: from `start` to `until` (database clock, seconds since the epoch)."""
-
-    start: float
-    until: float
-
-
-@dataclass(frozen=True)
 class _Decision:
     lease: Lease | None
     wait: float  # seconds before looking again (when no lease)
@@ -198,9 +187,13 @@ def _holder() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"[:200]
 
 
-class SharedRealmPacer:
+class SharedRealmPacer(LeasedPacer):
     """Admits requests to one realm at a pace its throttles allow, counted across every process that shares
-    the database. Share one per realm per process (`shared_pacer_for`)."""
+    the database. Share one per realm per process (`shared_pacer_for`). What happens in this process is
+    `LeasedPacer`'s; here: admission, lease writes and the census, each one short transaction."""
+
+    _store_errors = (DBAPIError,)
+    _store_name = "the database"
 
     def __init__(
         self,
@@ -215,91 +208,19 @@ class SharedRealmPacer:
     ) -> None:
         if engine.dialect.name != "postgresql":
             raise ValueError(f"shared pacing needs PostgreSQL, not {engine.dialect.name}")
-        if lease_ttl <= 0 or recheck <= 0:
-            raise ValueError("lease_ttl and recheck must be positive")
-        self.realm_id = realm_id
-        self.limits = limits
-        self.lease_ttl = lease_ttl
-        self.recheck = recheck
+        super().__init__(realm_id, limits, lease_ttl=lease_ttl, recheck=recheck)
         self.holder = holder or _holder()
         self._engine = engine
         self._executor = executor or _default_executor()
         self._realm_ready = False
         self._last_gc = float("-inf")
-        self._local_paused_until = 0.0  # monotonic: this process pauses at once on a 429, before the database says so
-        self._in_flight = PerLoop(lambda: asyncio.Semaphore(self.limits.concurrent))
-        self._admission = PerLoop(asyncio.Lock)
-        self._ended = PerLoop(asyncio.Event)  # set when a request of this process ends
-        self._background: set[asyncio.Task[Any]] = set()
-        self.admitted = 0
-        self.throttles = 0
-        self.lost_leases = 0
 
     def __repr__(self) -> str:
         return f"SharedRealmPacer(realm_id={self.realm_id!r}, limits={self.limits!r}, holder={self.holder!r})"
 
-    # --- the interface of RealmPacer -------------------------------------------------------------------
-    @contextlib.asynccontextmanager
-    async def slot(self, *, batch: bool = False) -> AsyncIterator[Lease]:
-        """Hold a place for one request (a batch request when `batch`) while the block runs."""
-        async with self._in_flight.get():
-            lease = await self._admit(batch)
-            renewal = asyncio.create_task(self._keep_renewed(lease))
-            try:
-                yield lease
-            finally:
-                renewal.cancel()
-                await self._finish(lease)
-
-    def throttled(self, retry_after: float | None = None) -> float:
-        """Record a 429: pause the whole realm, in this process at once and for every process through the
-        database (in the background when called from a coroutine). Returns how long the pause lasts."""
-        pause = self.limits.throttle_pause if retry_after is None else retry_after
-        self._local_paused_until = max(self._local_paused_until, time.monotonic() + pause)
-        self.throttles += 1
-        log.warning("QBO throttled realm %s (429); pausing its requests in every worker for %.1f s",
-                    self.realm_id or "?", pause)
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self._pause_everyone(pause)
-            return pause
-        task = loop.create_task(self._call(self._pause_everyone, pause))
-        self._background.add(task)
-        task.add_done_callback(self._background_done)
-        return pause
-
-    def stats(self) -> dict[str, float | int]:
-        """Counts in the current window, across all processes (a short query; for logs, benchmarks, tests)."""
-        census = self._census_now()
-        return {"requests_in_window": census.alive + census.ended,
-                "batches_in_window": census.alive_batches + census.ended_batches,
-                "in_flight": census.alive, "admitted": self.admitted, "throttles": self.throttles,
-                "realm_throttles": census.throttles, "lost_leases": self.lost_leases,
-                "paused_for": max(0.0, census.paused_until - census.now,
-                                  self._local_paused_until - time.monotonic())}
-
-    def set_limits(self, limits: Limits) -> None:
-        """Pace to new limits from now on (requests already in flight keep their places)."""
-        self.limits = limits
-        self._in_flight = PerLoop(lambda: asyncio.Semaphore(limits.concurrent))
-
-    # --- more ----------------------------------------------------------------------------------------
-    async def pause(self, retry_after: float | None = None) -> Pause:
-        """`throttled`, awaited: returns the pause as the database recorded it."""
-        pause = self.limits.throttle_pause if retry_after is None else retry_after
-        self._local_paused_until = max(self._local_paused_until, time.monotonic() + pause)
-        self.throttles += 1
-        return await self._call(self._pause_everyone, pause)
-
     async def astats(self) -> dict[str, float | int]:
         """`stats` off the event loop."""
         return await self._call(self.stats)
-
-    async def drain(self) -> None:
-        """Wait for background writes (a pause being recorded) to finish."""
-        while self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
 
     # --- in the event loop ---------------------------------------------------------------------------
     async def _call(self, function: Callable[..., T], *args: Any) -> T:
@@ -312,9 +233,7 @@ class SharedRealmPacer:
             ended = self._ended.get()
             failures = 0
             while True:
-                local_pause = self._local_paused_until - time.monotonic()
-                if local_pause > 0:
-                    await asyncio.sleep(local_pause)
+                if await self._wait_local_pause():
                     continue
                 ended.clear()  # an end during the census below wakes the wait after it
                 call = self._executor.submit(self._decide, batch)
@@ -334,11 +253,7 @@ class SharedRealmPacer:
                 if decision.lease is not None:
                     self.admitted += 1
                     return decision.lease
-                if decision.until_end:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(ended.wait(), decision.wait)
-                else:
-                    await asyncio.sleep(decision.wait)
+                await self._wait(decision.wait, decision.until_end, ended)
 
     def _forget_unused(self, call: Future[_Decision]) -> None:
         # The caller was cancelled while being admitted: nothing was sent, so the lease goes without a trace.
@@ -351,36 +266,14 @@ class SharedRealmPacer:
             except RuntimeError:  # the executor is shutting down: do it here, in the thread that ran the call
                 self._forget(lease)
 
-    async def _keep_renewed(self, lease: Lease) -> None:
-        period = self.lease_ttl / 3
-        while True:
-            await asyncio.sleep(period)
-            try:
-                renewed = await self._call(self._renew, lease)
-            except DBAPIError as error:
-                log.warning("pacing realm %s: could not renew a lease (%s)", self.realm_id, type(error).__name__)
-                continue
-            if not renewed:
-                self.lost_leases += 1
-                log.warning("pacing realm %s: a lease expired while its request lasted (a stall over %.0f s); "
-                            "other workers may have reused its place", self.realm_id, self.lease_ttl)
-                return
+    async def _renew_lease(self, lease: Lease) -> bool:
+        return await self._call(self._renew, lease)
 
-    async def _finish(self, lease: Lease) -> None:
-        try:
-            await self._call(self._end, lease)
-        except DBAPIError as error:
-            # The lease then expires by itself, and counts as ended at its expiry: later than now, so safe.
-            log.warning("pacing realm %s: could not record a request's end (%s)", self.realm_id,
-                        type(error).__name__)
-        finally:
-            self._ended.get().set()
+    async def _end_lease(self, lease: Lease) -> None:
+        await self._call(self._end, lease)
 
-    def _background_done(self, task: asyncio.Task[Any]) -> None:
-        self._background.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("pacing realm %s: could not record a pause for other workers: %s", self.realm_id,
-                        task.exception())
+    async def _pause_everyone_async(self, pause: float) -> Pause:
+        return await self._call(self._pause_everyone_now, pause)
 
     # --- in the pacer's threads: one short transaction each -----------------------------------------
     def _ensure_realm(self, connection: Connection) -> None:
@@ -470,7 +363,7 @@ class SharedRealmPacer:
             log.warning("pacing realm %s: could not give back an unused lease (%s); it expires in %.0f s",
                         self.realm_id, type(error).__name__, self.lease_ttl)
 
-    def _pause_everyone(self, pause: float) -> Pause:
+    def _pause_everyone_now(self, pause: float) -> Pause:
         with self._engine.begin() as connection:
             self._lock_realm(connection)  # first the lock, then the clock: later than every earlier admission
             row = connection.execute(_PAUSE, {"realm": self.realm_id, "pause": pause}).one()
