@@ -6,14 +6,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from qbflow.cli import app
 from qbflow.engine.workflow import Workflow, load_workflow
-from qbflow.store import RunStore, SecretBox, TokenResult, open_store
+from qbflow.store import RunStore, SecretBox, open_store
 from tests.engine.test_workflow_files import INVOICE_FOLLOW_UP, WELCOME_ESTIMATE
-
-SECRETS = ("client-secret-value-0123456789", "access-token-value-0123456789", "refresh-token-value-0123456789")
+from tests.test_cli_connections import SECRETS, add_connection, invoke
 
 
 @pytest.fixture
@@ -27,23 +24,6 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     for name, value in values.items():
         monkeypatch.setenv(name, value)
     return values
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(app, list(args))
-
-
-def add_connection(name: str = "acme") -> None:
-    client_secret, access, refresh = SECRETS
-    now = datetime.now(UTC)
-    with open_store() as store:
-        store.connections.add(
-            name=name, realm_id="9130000000000001", company_name="Acme Ltd", client_id="ABclient",
-            client_secret=client_secret, api_base="http://127.0.0.1:9",
-            token_endpoint="http://127.0.0.1:9/oauth2/v1/tokens/bearer", environment="local",
-            tokens=TokenResult(access_token=access, access_expires_at=now + timedelta(hours=1),
-                               refresh_token=refresh, refresh_expires_at=now + timedelta(days=100)),
-        )
 
 
 def write(folder: Path, name: str, text: str) -> Path:
