@@ -538,7 +538,7 @@ class RunStore:
             row.next_attempt_at = None
             row.finished_at = None
             session.flush()
-            return _run(session, row, detail=False)
+            return _load_run(session.connection(), row.id, detail=False)
 
     def wake_waiting(self, workflow_ids: Sequence[int], now: datetime | None = None) -> int:
         """Make the waiting runs (waiting_retry) of these workflows due at once, e.g. when their connection
@@ -557,21 +557,16 @@ class RunStore:
 
     def unfinished_runs(self) -> builtins.list[RunRecord]:
         """Runs still marked running: at start of a single engine, those a crash left behind, to resume."""
-        with read_session(self.engine) as session:
-            rows = session.scalars(select(Run).where(Run.status == RUN_RUNNING).order_by(Run.id))
-            return [_run(session, row, detail=True) for row in rows]
+        with self.engine.connect() as connection:
+            rows = connection.execute(_run_select(True, one=False).where(_RUNS.c.status == RUN_RUNNING)
+                                      .order_by(_RUNS.c.id))
+            return [_run_record(connection, row, detail=True) for row in rows.all()]
 
     def list_runs(
         self, workflow: str | None = None, status: str | None = None, limit: int = 50
     ) -> builtins.list[RunRecord]:
         """The newest runs first, optionally of one workflow (by name) and/or one status."""
-        stmt = select(Run).order_by(Run.id.desc()).limit(limit)
-        if workflow is not None:
-            stmt = stmt.join(Workflow, Workflow.id == Run.workflow_id).where(Workflow.name == workflow)
-        if status is not None:
-            stmt = stmt.where(Run.status == status)
-        with read_session(self.engine) as session:
-            return [_run(session, row, detail=False) for row in session.scalars(stmt)]
+        return self.list_runs_before(workflow, status, limit=limit)
 
     def get_run(self, run_id: int) -> RunRecord:
         """One run with its event and every step; raises `RunNotFound`."""
@@ -669,26 +664,6 @@ class RunStore:
             raise RunNotFound(run_id)
         return row
 
-    @staticmethod
-    def _step_row(session: Session, run: Run, step_id: str, position: int | None) -> StepResult:
-        row = session.scalars(
-            select(StepResult).where(StepResult.run_id == run.id, StepResult.step_id == step_id)
-        ).one_or_none()
-        if row is None:
-            if position is None:
-                position = session.scalar(select(func.count()).where(StepResult.run_id == run.id)) or 0
-            row = StepResult(
-                run_id=run.id,
-                step_id=step_id,
-                position=position,
-                request_id=request_id_for(run.uid, step_id),
-                attempts=0,
-            )
-            session.add(row)
-        elif position is not None:
-            row.position = position
-        return row
-
     # -- read-only views -----------------------------------------------------------------------------
 
     def list_cursors(self) -> builtins.list[CursorRecord]:
@@ -704,15 +679,15 @@ class RunStore:
     ) -> builtins.list[RunRecord]:
         """One page of `list_runs` (newest first): the runs older than `before_id` (all when None), for the
         dashboard's pages. Paging by id stays right while new runs arrive."""
-        stmt = select(Run).order_by(Run.id.desc()).limit(limit)
+        stmt = _run_select(False, one=False).order_by(_RUNS.c.id.desc()).limit(limit)
         if workflow is not None:
-            stmt = stmt.join(Workflow, Workflow.id == Run.workflow_id).where(Workflow.name == workflow)
+            stmt = stmt.where(_WORKFLOWS.c.name == workflow)
         if status is not None:
-            stmt = stmt.where(Run.status == status)
+            stmt = stmt.where(_RUNS.c.status == status)
         if before_id is not None:
-            stmt = stmt.where(Run.id < before_id)
-        with read_session(self.engine) as session:
-            return [_run(session, row, detail=False) for row in session.scalars(stmt)]
+            stmt = stmt.where(_RUNS.c.id < before_id)
+        with self.engine.connect() as connection:
+            return [_run_record(connection, row, detail=False) for row in connection.execute(stmt)]
 
 
 _RUNS = Run.__table__
@@ -721,13 +696,15 @@ _EVENTS = Event.__table__
 _WORKFLOWS = Workflow.__table__
 
 
-def _run_select(detail: bool) -> Any:
+def _run_select(detail: bool, *, one: bool = True) -> Any:
+    """Runs with their workflow's name (and with `detail` their event) in one statement; `one`: by id."""
     joined = _RUNS.outerjoin(_WORKFLOWS, _WORKFLOWS.c.id == _RUNS.c.workflow_id)
     columns = [*_RUNS.c, _WORKFLOWS.c.name.label("workflow_name"), _WORKFLOWS.c.updated_at.label("workflow_updated_at")]
     if detail:  # the event in the same statement
         joined = joined.outerjoin(_EVENTS, _EVENTS.c.id == _RUNS.c.event_id)
         columns += [column.label(f"ev_{column.name}") for column in _EVENTS.c]
-    return select(*columns).select_from(joined).where(_RUNS.c.id == bindparam("run_id"))
+    stmt = select(*columns).select_from(joined)
+    return stmt.where(_RUNS.c.id == bindparam("run_id")) if one else stmt
 
 
 # Statements on every run's path, built once (building one costs more than running it on SQLite).
@@ -765,12 +742,17 @@ def _load_run(connection: Connection, run_id: int, *, detail: bool) -> RunRecord
     row = connection.execute(_RUN_DETAIL if detail else _RUN_BRIEF, {"run_id": run_id}).first()
     if row is None:
         raise RunNotFound(run_id)
+    return _run_record(connection, row, detail=detail)
+
+
+def _run_record(connection: Connection, row: Any, *, detail: bool) -> RunRecord:
+    """A row of `_run_select` as a RunRecord; with `detail`, its event and (one more statement) its steps."""
     event: EventRecord | None = None
     steps: tuple[StepRecord, ...] = ()
     if detail:
         if row._mapping["ev_id"] is not None:
             event = _event(SimpleNamespace(**{column.name: row._mapping[f"ev_{column.name}"] for column in _EVENTS.c}))
-        steps = tuple(_step(step) for step in connection.execute(_RUN_STEPS, {"run_id": run_id}))
+        steps = tuple(_step(step) for step in connection.execute(_RUN_STEPS, {"run_id": row.id}))
     return RunRecord(
         id=row.id, uid=row.uid, workflow_id=row.workflow_id, workflow_name=row.workflow_name or "",
         event_id=row.event_id, status=row.status, attempt=row.attempt, created_at=row.created_at,
@@ -879,36 +861,4 @@ def _step(row: StepResult) -> StepRecord:
         started_at=row.started_at,
         finished_at=row.finished_at,
         attempts=row.attempts,
-    )
-
-
-def _run(session: Session, row: Run, *, detail: bool) -> RunRecord:
-    event: EventRecord | None = None
-    steps: tuple[StepRecord, ...] = ()
-    if detail:
-        if row.event_id is not None:
-            event_row = session.get(Event, row.event_id)
-            event = None if event_row is None else _event(event_row)
-        steps = tuple(
-            _step(step)
-            for step in session.scalars(
-                select(StepResult).where(StepResult.run_id == row.id).order_by(StepResult.position, StepResult.id)
-            )
-        )
-    workflow_name = session.scalar(select(Workflow.name).where(Workflow.id == row.workflow_id)) or ""
-    return RunRecord(
-        id=row.id,
-        uid=row.uid,
-        workflow_id=row.workflow_id,
-        workflow_name=workflow_name,
-        event_id=row.event_id,
-        status=row.status,
-        attempt=row.attempt,
-        created_at=row.created_at,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        error=row.error,
-        next_attempt_at=row.next_attempt_at,
-        event=event,
-        steps=steps,
     )
