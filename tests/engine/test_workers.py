@@ -9,7 +9,9 @@ holds no duplicate and answered no 429; then the same with one worker killed by 
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -196,6 +198,34 @@ def wait_for(condition: Callable[[], bool], seconds: float, what: str, procs: li
         time.sleep(0.1)
 
 
+def freeze_while_busy(victim: WorkerProcess, db: Engine, procs: list[WorkerProcess]) -> int:
+    """SIGSTOP `victim` at a moment it has jobs in flight, so the SIGKILL that follows lands mid-job (between a
+    check that every worker is busy and the kill, a worker can finish its jobs). Returns its worker id, found as
+    the one worker whose heartbeat stops while the others' go on."""
+    def heartbeats() -> dict[int, Any]:
+        with db.connect() as connection:
+            return dict(connection.execute(text("SELECT id, last_heartbeat FROM procrastinate_workers")).all())
+
+    def doing(worker_id: int) -> int:
+        with db.connect() as connection:
+            return connection.scalar(text("SELECT count(*) FROM procrastinate_jobs "
+                                          "WHERE status = 'doing' AND worker_id = :w"), {"w": worker_id})
+
+    for _attempt in range(10):
+        os.kill(victim.pid, signal.SIGSTOP)
+        before = heartbeats()
+        wait_for(lambda before=before: sum(heartbeats().get(w) != at for w, at in before.items()) == len(before) - 1,
+                 30,
+                 "the other workers' next heartbeats", procs)
+        after = heartbeats()
+        [frozen] = [w for w, at in before.items() if after.get(w) == at]
+        if doing(frozen):
+            return frozen
+        os.kill(victim.pid, signal.SIGCONT)  # caught between jobs: let it take some and try again
+        wait_for(lambda frozen=frozen: doing(frozen) > 0, 30, "the worker to take jobs again", procs)
+    raise AssertionError("never caught the worker with jobs in flight")
+
+
 def connect_company(base: str, env: dict[str, str], name: str, realm: str) -> None:
     """`qbflow connect NAME --sandbox URL`, choosing `realm` on the sandbox's consent page."""
     run = ConnectRun(name, base, env)
@@ -257,6 +287,7 @@ def scenario(tmp_path: Path, *, kill: bool) -> None:
                         return connection.scalar(text("SELECT count(DISTINCT worker_id) FROM procrastinate_jobs "
                                                       "WHERE status = 'doing'")) == WORKERS
                 wait_for(all_busy, 90, "every worker busy", procs)
+                freeze_while_busy(procs[0], db, procs)
                 procs[0].kill()
                 with db.connect() as connection:
                     in_flight = connection.execute(text(
