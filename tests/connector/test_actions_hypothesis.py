@@ -233,3 +233,13 @@ def test_a_path_under_an_unknown_home_directory_is_an_input_error(world: World) 
     with pytest.raises(ActionInputError) as caught:
         world.run("upload_attachment", {"path": "~no-such-user-qbflow/receipt.pdf"})
     assert caught.value.fields == ["path"]
+
+
+# Found by the random inputs above: a NaN among the raw `extra` properties reached the HTTP client, which cannot
+# write it as JSON (ValueError), instead of being refused as input naming the field.
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_number_json_cannot_carry_in_extra_is_an_input_error(world: World, value: float) -> None:
+    with pytest.raises(ActionInputError) as caught:
+        world.run("create_vendor", {"display_name": "Foxglove Bakery", "extra": {"CompanyName": value}})
+    assert caught.value.fields == ["extra"]
+    assert "finite numbers" in str(caught.value)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import difflib
+import json
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -520,6 +521,11 @@ def _extra_validator(entity: str):
         owned = sorted(set(value) & IGNORED)
         if owned:
             raise ValueError(f"{', '.join(owned)} cannot be set here (the action and QuickBooks manage them)")
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"the properties must be JSON (text, finite numbers, true/false, null, lists, "
+                             f"objects): {exc}") from None
         return value
 
     return field_validator("extra")(check)
