@@ -878,12 +878,20 @@ def run_engine(
     live: Annotated[bool | None, typer.Option(
         "--live/--plain", help="Live view (triggers, recent runs, problems) or one plain line per busy cycle. "
                                "Default: live on a terminal, plain otherwise.", show_default=False)] = None,
+    max_runs: Annotated[int | None, typer.Option(min=1, help="Runs in flight at once, over all companies "
+                                                             "[default: QBFLOW_MAX_RUNS or 50].",
+                                                 show_default=False)] = None,
+    runs_per_company: Annotated[int | None, typer.Option(min=1, help="Runs in flight at once per company "
+                                                                     "[default: QBFLOW_RUNS_PER_COMPANY or 20].",
+                                                         show_default=False)] = None,
 ) -> None:
-    """The engine in the foreground: poll triggers when due, run the runs, until Ctrl-C."""
+    """The engine in the foreground: poll triggers when due, run the runs (concurrently, within Intuit's limits
+    per company), until Ctrl-C or SIGTERM (runs in flight get 20 s to finish; the rest resume at the next start)."""
     from qbflow.engine.live import run_engine as run
 
     with _clear_errors(), _open_store() as store:
-        asyncio.run(run(store, once=once, tick=tick, live=live, console=console))
+        asyncio.run(run(store, once=once, tick=tick, live=live, console=console, max_runs=max_runs,
+                        runs_per_company=runs_per_company))
 
 
 @app.command("up")

@@ -81,6 +81,18 @@ class Settings(BaseSettings):
         ),
     )
 
+    max_runs: int = Field(
+        default=50, ge=1,
+        description="Runs in flight at once in one engine (`qbflow run`, `serve`, `up`), over all companies.",
+    )
+    runs_per_company: int = Field(
+        default=20, ge=1,
+        description=(
+            "Runs in flight at once per company (the trigger's connection). Intuit admits 10 requests at a time per "
+            "company; twice that keeps its limit busy while runs do their own work between requests."
+        ),
+    )
+
     @model_validator(mode="after")
     def _defaults_inside_data_dir(self) -> Settings:
         self.data_dir = self.data_dir.expanduser()

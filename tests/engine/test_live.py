@@ -226,22 +226,24 @@ async def test_once_runs_what_is_queued_and_prints_the_summary_line(store: Store
 
 async def test_live_view_while_running_then_stopped(store: Store, runs: RunStore, clients):
     workflow = add_workflow(runs)
-    (run_id,) = queue_runs(runs, workflow.id, ["Alder Creek Vet"])
     out = Console(record=True, width=160, file=io.StringIO(), force_terminal=True, color_system=None)
     stop = asyncio.Event()
     ready: list[bool] = []
     qbflow_logger = logging.getLogger("qbflow")
     handlers, propagate = list(qbflow_logger.handlers), qbflow_logger.propagate
+    queued: list[int] = []
 
     def during_first_poll() -> None:
         logging.getLogger("qbflow.test").warning("a warning while the view is drawn")
-        stop.set()  # this poll finishes; queued runs wait for the next start (a stop does not drain the queue)
+        queued.extend(queue_runs(runs, workflow.id, ["Alder Creek Vet"]))
+        stop.set()  # this poll finishes; the run queued now waits for the next start (a stop takes no new work)
 
     clients.then = during_first_poll
     await asyncio.wait_for(run_engine(store, console=out, stop=stop, on_ready=lambda: ready.append(True),
                                       clients=clients), timeout=60)
 
     text = out.export_text()
+    (run_id,) = queued
     assert ready == [True]
     assert "a warning while the view is drawn" in text
     assert "welcome-customers" in text and "Recent runs" in text
@@ -252,7 +254,7 @@ async def test_live_view_while_running_then_stopped(store: Store, runs: RunStore
     assert "queued" in newest  # kept for the next start
     assert runs.get_run(run_id).status == "queued"
     counters = section(final, "since start")
-    assert "cycles 1" in counters and "succeeded, 0 failed" in counters
+    assert "polls 1 " in counters and "succeeded, 0 failed" in counters
     assert text.rstrip().endswith("stopped.")
     assert qbflow_logger.handlers == handlers and qbflow_logger.propagate == propagate
 

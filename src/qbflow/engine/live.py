@@ -37,6 +37,7 @@ from rich.table import Table
 from rich.text import Text
 
 from qbflow.engine.clients import ClientPool
+from qbflow.settings import get_settings
 from qbflow.store.models import RUN_FAILED, RUN_RUNNING, RUN_SUCCEEDED, RUN_WAITING_RETRY
 from qbflow.store.runs import CursorRecord, RunRecord, RunStore, WorkflowRecord
 
@@ -498,13 +499,13 @@ async def _run_plain(engine: Any, stats: EngineStats, console: Console, *, tick:
 @dataclass
 class EngineParts:
     """The engine of one process as `build_engine` makes it: the scheduler, its runner, the store they use,
-    the counters the view shows, and the runs resumed at start."""
+    the counters the view shows, and how many runs left unfinished it queued again."""
 
     engine: Engine
     runner: Runner
     runs: RunStore
     stats: EngineStats
-    resumed: list[Any]
+    resumed: int  # runs left running by a crash or a stop, queued again
     pool: ClientPool | None = None
 
     async def aclose(self) -> None:
@@ -513,30 +514,33 @@ class EngineParts:
             await self.pool.aclose()
 
 
-async def build_engine(store: Any, *, clients: ClientFactory | None = None) -> EngineParts:
-    """The scheduler and runner over `store` (`qbflow run`, `serve` and `up` all use this), after resuming the
-    runs a crash left running. `clients` defaults to the store's connections."""
+async def build_engine(store: Any, *, clients: ClientFactory | None = None, max_runs: int | None = None,
+                       runs_per_company: int | None = None) -> EngineParts:
+    """The scheduler and runner over `store` (`qbflow run`, `serve` and `up` all use this). Runs a crash or a stop
+    left running are put back in the queue, to resume (with the same request ids) as soon as the engine cycles.
+    `clients` defaults to the store's connections; `max_runs` and `runs_per_company` to the settings."""
     from qbflow.engine.runner import Runner, store_clients
     from qbflow.engine.scheduler import Engine
 
+    settings = get_settings()
     runs = RunStore(store.engine)
     # One client per connection for the engine's lifetime: polls and runs reuse its connections to Intuit.
     pool = None if clients is not None else ClientPool(store_clients(store))
     clients = clients or pool
     stats = EngineStats()
     runner = Runner(runs, clients)
-    resumed = list(await runner.resume_unfinished())
-    for record in resumed:
-        stats.add_run(record)
-    stats.runs += len(resumed)
-    engine = Engine(runs, clients, _CountingRunner(runner, stats))
+    resumed = runs.requeue_running()
+    engine = Engine(runs, clients, _CountingRunner(runner, stats),
+                    max_runs=max_runs or settings.max_runs,
+                    runs_per_company=runs_per_company or settings.runs_per_company)
     return EngineParts(engine=engine, runner=runner, runs=runs, stats=stats, resumed=resumed, pool=pool)
 
 
 async def run_engine(store: Any, *, once: bool = False, tick: float = 1.0, live: bool | None = None,
                      console: Console | None = None, stop: asyncio.Event | None = None,
                      on_ready: Callable[[], None] | None = None, clients: ClientFactory | None = None,
-                     parts: EngineParts | None = None) -> None:
+                     parts: EngineParts | None = None, max_runs: int | None = None,
+                     runs_per_company: int | None = None) -> None:
     """Run the engine on `store` (a `qbflow.store.Store`): resume what a crash left running, then cycle.
 
     `once`: one forced cycle (every enabled trigger polled now), its summary line, return. Otherwise cycle
@@ -548,7 +552,7 @@ async def run_engine(store: Any, *, once: bool = False, tick: float = 1.0, live:
     """
     console = console or Console()
     if parts is None:
-        parts = await build_engine(store, clients=clients)
+        parts = await build_engine(store, clients=clients, max_runs=max_runs, runs_per_company=runs_per_company)
         try:
             await run_engine(store, once=once, tick=tick, live=live, console=console, stop=stop, on_ready=on_ready,
                              parts=parts)
@@ -557,7 +561,7 @@ async def run_engine(store: Any, *, once: bool = False, tick: float = 1.0, live:
         return
     engine, runs, stats = parts.engine, parts.runs, parts.stats
     if parts.resumed:
-        console.print(f"resumed {len(parts.resumed)} run(s) left unfinished", markup=False)
+        console.print(f"resuming {parts.resumed} run(s) left unfinished", markup=False)
     if once:
         line = summary_line(await engine.cycle(force=True))
         if line is not None:

@@ -37,7 +37,8 @@ from qbflow.engine.templates import make_context, render_condition
 from qbflow.engine.workflow import Workflow
 from qbflow.errors import QBFlowError
 from qbflow.qbo.errors import NeedsReconnect
-from qbflow.store.runs import PollOutcome, RunsHook, RunStore, WorkflowRecord
+from qbflow.store.models import RUN_WAITING_RETRY
+from qbflow.store.runs import PollOutcome, RunRecord, RunsHook, RunStore, WorkflowRecord
 
 log = logging.getLogger("qbflow.engine")
 
@@ -45,6 +46,15 @@ ClientFactory = Callable[[str], Awaitable[Any]]  # connection name -> QBOClient
 
 # Records of one entity one poll reads at most in query mode (a backfill): memory stays flat.
 BACKFILL_SLICE = 2000
+
+# Runs in flight at once in one engine, over all companies (each holds a little memory and a database session
+# now and then; 50 suits a laptop), and per company: twice Intuit's 10 requests in flight, so a company's
+# limit stays busy while its runs do their own work between requests (the pacer holds the excess).
+DEFAULT_MAX_RUNS = 50
+DEFAULT_RUNS_PER_COMPANY = 20
+# Seconds runs in flight get to finish after a stop before they are interrupted (and resumed at the next start).
+DEFAULT_GRACE = 20.0
+_OTHERS = None  # the lane of runs whose company is not among the enabled workflows' (or not recorded)
 
 
 class RunExecutor(Protocol):
@@ -62,6 +72,15 @@ class CycleReport:
     errors: list[str] = field(default_factory=list)
     requests: int = 0
     paused: list[str] = field(default_factory=list)
+
+    def merge(self, other: CycleReport) -> None:
+        """Add what `other` counted to this report."""
+        self.polls += other.polls
+        self.events += other.events
+        self.runs += other.runs
+        self.requests += other.requests
+        self.errors += other.errors
+        self.paused += [name for name in other.paused if name not in self.paused]
 
 
 @dataclass
@@ -106,8 +125,24 @@ class Engine:
 
     def __init__(self, runs: RunStore, clients: ClientFactory, runner: RunExecutor, *,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 max_records: int | None = BACKFILL_SLICE, on_runs: RunsHook | None = None) -> None:
+                 max_records: int | None = BACKFILL_SLICE, on_runs: RunsHook | None = None,
+                 max_runs: int = DEFAULT_MAX_RUNS, runs_per_company: int = DEFAULT_RUNS_PER_COMPANY,
+                 grace: float = DEFAULT_GRACE) -> None:
+        if max_runs < 1 or runs_per_company < 1:
+            raise ValueError("max_runs and runs_per_company must be at least 1")
         self.runs = runs
+        self.max_runs = max_runs
+        self.runs_per_company = runs_per_company
+        self.grace = grace
+        self._run_tasks: set[asyncio.Task[None]] = set()
+        self._poll_tasks: set[asyncio.Task[None]] = set()
+        self._polling: set[str] = set()  # companies being polled now
+        self._in_flight: dict[str | None, int] = {}  # runs in flight per lane (company)
+        self._lanes_with_work: set[str | None] = {_OTHERS}  # lanes that may have due runs
+        self._known_lanes: set[str] | None = None
+        self._turn = 0
+        self._next_due: datetime | None = None  # the earliest retry this engine scheduled
+        self._report = CycleReport()  # what happened since the last tick (polls and runs add to it as they end)
         self.on_runs = on_runs  # called in the transaction that records a poll's new runs (a task queue's enqueue)
         self.clients = clients
         self.runner = runner
@@ -223,43 +258,202 @@ class Engine:
         self._hints.add(connection)
         self._wake.set()
 
-    async def cycle(self, *, force: bool = False) -> CycleReport:
-        """One pass: poll every company with a workflow due (once each) or asked for (`request_poll`), then run
-        the runs that can be claimed (until none is left, a poll is asked for, or the engine is stopping)."""
+    # -- polls ---------------------------------------------------------------------------------------
+
+    async def _poll_all(self, report: CycleReport, *, force: bool, hinted: set[str],
+                        by_connection: dict[str, list[WorkflowRecord]]) -> None:
+        """Poll every company that is due (or hinted, or all with `force`), the companies in parallel."""
+        cursors = cursors_by_trigger(self.runs) if by_connection else {}
+        polls = [self.poll_connection(connection, records, report, force=force or connection in hinted,
+                                      cursors=cursors)
+                 for connection, records in by_connection.items() if connection not in self._polling]
+        if polls:
+            await asyncio.gather(*polls)
+
+    def _start_polls(self, hinted: set[str],
+                     by_connection: dict[str, list[WorkflowRecord]]) -> None:
+        """`_poll_all` in the background: a slow poll of one company holds neither the others nor the runs."""
+        cursors = cursors_by_trigger(self.runs) if by_connection else {}
+        for connection, records in by_connection.items():
+            if connection in self._polling:
+                if connection in hinted:
+                    self._hints.add(connection)  # asked during a poll: poll again once it is done
+                continue
+            force = connection in hinted
+            if not force and connection not in self.paused and not connection_due(records, cursors, self.clock()):
+                continue
+            self._polling.add(connection)
+            task = asyncio.create_task(self._poll_in_background(connection, records, force, cursors))
+            self._poll_tasks.add(task)
+            task.add_done_callback(self._poll_tasks.discard)
+
+    async def _poll_in_background(self, connection: str, records: list[WorkflowRecord], force: bool,
+                                  cursors: dict[tuple[int, str], list[Any]]) -> None:
         report = CycleReport()
+        try:
+            await self.poll_connection(connection, records, report, force=force, cursors=cursors)
+        finally:
+            self._report.merge(report)  # into the report of the tick in which it finished
+            self._polling.discard(connection)
+            self._lanes_with_work.add(connection)
+            self._wake.set()
+
+    # -- runs ----------------------------------------------------------------------------------------
+
+    def _lane_room(self, lane: str | None) -> int:
+        return self.runs_per_company - self._in_flight.get(lane, 0)
+
+    def _fill(self) -> int:
+        """Claim due runs while there is room (the global cap, each company's share) and start them."""
+        if self._stop.is_set():
+            return 0
+        free = self.max_runs - len(self._run_tasks)
+        if free <= 0:
+            return 0
+        # Companies in turn, so one with a long queue does not keep the others waiting for the free places.
+        lanes = [lane for lane in self._lanes_with_work if self._lane_room(lane) > 0]
+        if not lanes:
+            return 0
+        self._turn = (self._turn + 1) % len(lanes)
+        lanes = lanes[self._turn:] + lanes[:self._turn]
+        started = 0
+        for lane in lanes:
+            if free <= 0:
+                break
+            room = min(self._lane_room(lane), free)
+            if lane is _OTHERS:  # runs of companies no enabled workflow polls (or of none recorded)
+                claimed = self.runs.claim_runs(dict.fromkeys(self._known_lanes or (), 0), others=room,
+                                               now=self.clock())
+            else:
+                claimed = self.runs.claim_runs({lane: room}, now=self.clock())
+            if len(claimed) < room:
+                self._lanes_with_work.discard(lane)  # asked again after a poll, a finished run or the tick
+            for run in claimed:
+                self._start_run(run, lane)
+            free -= len(claimed)
+            started += len(claimed)
+        return started
+
+    def _start_run(self, run: RunRecord, lane: str | None) -> None:
+        self._in_flight[lane] = self._in_flight.get(lane, 0) + 1
+        task = asyncio.create_task(self._execute(run, lane), name=f"run {run.id}")
+        self._run_tasks.add(task)
+
+    async def _execute(self, run: RunRecord, lane: str | None) -> None:
+        try:
+            done = await self.runner.run_once(run.id, run)
+            self._report.runs += 1
+            self._note_waiting(done)
+        except asyncio.CancelledError:
+            # Stopping: the run goes back to the queue and resumes at the next start with the same request ids.
+            self.runs.release_run(run.id)
+            raise
+        except Exception as error:  # a bug or the database: the run stays "running" until the next start
+            log.exception("run %s failed unexpectedly", run.id)
+            self._report.errors.append(f"run {run.id}: unexpected error: {error!r}")
+        finally:
+            self._in_flight[lane] -= 1
+            self._lanes_with_work.add(lane)
+            self._run_tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
+            self._wake.set()
+
+    def _note_waiting(self, done: Any) -> None:
+        """A run that now waits for a retry: wake the dispatcher when it is due (nothing holds it meanwhile)."""
+        moment = getattr(done, "next_attempt_at", None)
+        if getattr(done, "status", None) != RUN_WAITING_RETRY or moment is None:
+            return
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        if self._next_due is None or moment < self._next_due:
+            self._next_due = moment
+
+    def _refresh_lanes(self, by_connection: dict[str, list[WorkflowRecord]]) -> None:
+        """Every company (and the runs of no known company) may have due runs: ask each again."""
+        self._known_lanes = set(by_connection)
+        self._lanes_with_work |= self._known_lanes | {_OTHERS}
+
+    # -- the loops -------------------------------------------------------------------------------------
+
+    async def cycle(self, *, force: bool = False) -> CycleReport:
+        """One pass: poll every company with a workflow due (once each, in parallel) or asked for
+        (`request_poll`), then run every run that can be claimed, concurrently within the limits, until none
+        is left (or the engine is stopping). Runs that wait for a retry are left for a later cycle."""
+        self._report = report = CycleReport()
         hinted, self._hints = self._hints, set()
         self._wake.clear()
         by_connection = enabled_by_connection(self.runs)
-        cursors = cursors_by_trigger(self.runs) if by_connection else {}
-        for connection, records in by_connection.items():
-            await self.poll_connection(connection, records, report, force=force or connection in hinted,
-                                       cursors=cursors)
-        while not self._stop.is_set() and not self._hints:
-            run = self.runs.claim_next_run(self.clock())
-            if run is None:
+        await self._poll_all(report, force=force, hinted=hinted, by_connection=by_connection)
+        self._refresh_lanes(by_connection)
+        while not self._stop.is_set():
+            self._fill()
+            if not self._run_tasks:
                 break
-            await self.runner.run_once(run.id, run)
-            report.runs += 1
+            await asyncio.wait(set(self._run_tasks), return_when=asyncio.FIRST_COMPLETED)
         return report
 
     async def run_forever(self, *, tick: float = 1.0, on_cycle: Callable[[CycleReport], None] | None = None,
                           stop: asyncio.Event | None = None) -> None:
-        """Cycle until `stop` is set (Ctrl-C in the CLI); the run in flight finishes before it returns. Between
-        cycles it waits `tick` seconds, or less when a poll is asked for."""
+        """Poll and run until `stop` is set (Ctrl-C or SIGTERM in the CLI).
+
+        Every `tick` seconds (at once when a poll is asked for) the companies that are due are polled in the
+        background; runs are claimed whenever there is room (a run finished, a poll stored new runs, a waiting
+        run came due) and run concurrently: at most `max_runs` in all and `runs_per_company` per company.
+        `on_cycle` gets what happened since the last tick. On `stop` no new work is taken; runs in flight get
+        `grace` seconds to finish, then are interrupted and put back in the queue (they resume with the same
+        request ids), so it returns within about `grace` seconds."""
         self._stop = stop = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        self._report = CycleReport()
+        next_tick = loop.time()
         try:
             while not stop.is_set():
-                report = await self.cycle()
-                if on_cycle is not None:
-                    on_cycle(report)
+                now = loop.time()
+                if now >= next_tick or self._hints:
+                    hinted, self._hints = self._hints, set()
+                    by_connection = enabled_by_connection(self.runs)
+                    self._refresh_lanes(by_connection)
+                    self._start_polls(hinted, by_connection)
+                if self._next_due is not None and self._next_due <= self.clock():
+                    self._next_due = None
+                    self._lanes_with_work |= (self._known_lanes or set()) | {_OTHERS}
+                self._wake.clear()
+                self._fill()
+                if now >= next_tick:
+                    next_tick = now + tick
+                    if on_cycle is not None:
+                        on_cycle(self._report)
+                    self._report = CycleReport()
+                timeout = max(next_tick - loop.time(), 0.0)
+                if self._next_due is not None:
+                    timeout = min(timeout, max((self._next_due - self.clock()).total_seconds(), 0.0))
                 if self._hints:
                     continue
                 stopping = asyncio.ensure_future(stop.wait())
                 woken = asyncio.ensure_future(self._wake.wait())
                 try:
-                    await asyncio.wait({stopping, woken}, timeout=tick, return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait({stopping, woken}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     stopping.cancel()
                     woken.cancel()
         finally:
+            await self._wind_down()
+            last = self._report
+            if on_cycle is not None and (last.runs or last.polls or last.errors or last.paused):
+                on_cycle(last)
             self._stop = asyncio.Event()
+
+    async def _wind_down(self) -> None:
+        """Stop: polls are cancelled (they store nothing half-way); runs get `grace` seconds, then are put back."""
+        for task in list(self._poll_tasks):
+            task.cancel()
+        running = set(self._run_tasks)
+        if running:
+            log.info("stopping: waiting up to %.0f s for %d run(s) in flight", self.grace, len(running))
+            _done, late = await asyncio.wait(running, timeout=self.grace)
+            for task in late:
+                task.cancel()
+            if late:
+                log.warning("stopping: %d run(s) did not finish in time; they resume at the next start", len(late))
+                await asyncio.wait(late)
+        if self._poll_tasks:
+            await asyncio.wait(set(self._poll_tasks))

@@ -249,7 +249,7 @@ async def run_server(store: Store, options: ServeOptions, *, console: Console, s
         handoff = _worker_poll_requests(store) if options.workers else None
         parts = await build_engine(store) if options.engine and handoff is None else None
         if parts is not None and parts.resumed:
-            say(f"resumed {len(parts.resumed)} run(s) left unfinished")
+            say(f"resuming {parts.resumed} run(s) left unfinished")
         if handoff is None:
             from qbflow.engine.status import procrastinate_tables_exist
 

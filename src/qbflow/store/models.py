@@ -148,6 +148,8 @@ class Workflow(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # Why qbflow turned it off by itself (the loop breaker); cleared when it is enabled again.
+    paused_reason: Mapped[str | None] = mapped_column(Text)
 
     def __repr__(self) -> str:
         return f"Workflow(id={self.id!r}, name={self.name!r}, enabled={self.enabled!r})"
@@ -204,6 +206,8 @@ class Run(Base):
     __table_args__ = (
         CheckConstraint(f"status IN {RUN_STATUSES!r}", name="status"),
         Index("ix_runs_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_runs_status_lane_id", "status", "lane", "id"),
+        Index("ix_runs_order_key_workflow_id_id", "order_key", "workflow_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -217,9 +221,32 @@ class Run(Base):
     finished_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
     next_attempt_at: Mapped[datetime | None]
+    # "realm|entity|Id" of the event's record: a workflow's runs with one key run in the order of their events.
+    order_key: Mapped[str | None] = mapped_column(String(255))
+    lane: Mapped[str | None] = mapped_column(String(100))  # the trigger's connection: whose limits the run uses
 
     def __repr__(self) -> str:
         return f"Run(id={self.id!r}, workflow_id={self.workflow_id!r}, status={self.status!r})"
+
+
+class OwnWrite(Base):
+    """A record version qbflow itself wrote (entity, Id and the SyncToken its step got back), and by which
+    workflow: the change it shows up as in the next poll does not start that workflow again."""
+
+    __tablename__ = "own_writes"
+    __table_args__ = (
+        UniqueConstraint("realm_id", "entity", "record_id", "sync_token"),
+        Index("ix_own_writes_written_at", "written_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    realm_id: Mapped[str] = mapped_column(String(64))
+    entity: Mapped[str] = mapped_column(String(100))
+    record_id: Mapped[str] = mapped_column(String(64))
+    sync_token: Mapped[str] = mapped_column(String(64))
+    workflow_id: Mapped[int] = mapped_column(ForeignKey("workflows.id", ondelete="CASCADE"))
+    run_id: Mapped[int | None] = mapped_column(Integer)
+    written_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class StepResult(Base):

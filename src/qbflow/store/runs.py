@@ -32,7 +32,7 @@ from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, func, or_, select, update
+from sqlalchemy import Connection, Engine, bindparam, case, func, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from qbflow.store.db import read_session, write_connection, write_session
@@ -96,6 +96,12 @@ class RunNotFound(StoreError, LookupError):
     def __init__(self, run_id: int) -> None:
         super().__init__(f"No run with id {run_id}. See `qbflow runs list`.")
         self.run_id = run_id
+
+
+def order_key_for(realm_id: str, entity: str | None, record_id: str | None) -> str:
+    """The key that orders a workflow's runs: runs of one workflow for the same record run one at a time, in
+    the order of their events."""
+    return f"{realm_id}|{entity or ''}|{record_id or ''}"
 
 
 def request_id_for(run_uid: str, step_id: str) -> str:
@@ -408,8 +414,10 @@ class RunStore:
                 "status": RUN_QUEUED,
                 "attempt": 0,
                 "created_at": now,
+                "order_key": order_key_for(realm_id, row["entity"], row["record_id"]),
+                "lane": connection,
             }
-            for key in rows
+            for key, row in rows.items()
             if key in inserted
         ]
         run_ids: builtins.list[int] = []
@@ -466,6 +474,73 @@ class RunStore:
             run = _load_run(connection, run_id, detail=True)
         self._remember_uid(run.id, run.uid)
         return run
+
+    def claim_runs(self, rooms: Mapping[str | None, int], *, others: int = 0, now: datetime | None = None
+                   ) -> builtins.list[RunRecord]:
+        """Claim due runs for several lanes at once (the embedded engine runs them concurrently): at most
+        `rooms[lane]` of each lane (a lane is the trigger's connection, i.e. the company whose limits the run
+        uses; None: runs without one), and at most `others` of lanes not named. Oldest first within a lane.
+
+        A run is due when queued, or waiting_retry with `next_attempt_at` come, and no earlier run of its
+        workflow for the same record (`order_key`) is unfinished: runs for one record keep their events'
+        order. Each claimed run is marked running, attempt + 1, in one transaction; concurrent claimers never
+        get the same run."""
+        now = now or utcnow()
+        with write_connection(self.engine) as connection:
+            chosen: builtins.list[int] = []
+            for lane, room in rooms.items():
+                if room > 0:
+                    chosen += self._due_ids(connection, now, room, lane_is=lane)
+            if others > 0:
+                chosen += self._due_ids(connection, now, others, lane_not_in=[k for k in rooms if k is not None])
+            if not chosen:
+                return []
+            claimed = connection.execute(_CLAIM_MANY, {"run_ids": chosen, "now": now}).scalars().all()
+            runs = [_load_run(connection, run_id, detail=True) for run_id in sorted(claimed)]
+        for run in runs:
+            self._remember_uid(run.id, run.uid)
+        return runs
+
+    @staticmethod
+    def _due_ids(connection: Connection, now: datetime, limit: int, *, lane_is: str | None = None,
+                 lane_not_in: Sequence[str] | None = None) -> builtins.list[int]:
+        runs = _RUNS
+        earlier = _RUNS.alias("earlier")
+        blocked = (select(earlier.c.id)
+                   .where(earlier.c.order_key == runs.c.order_key, earlier.c.workflow_id == runs.c.workflow_id,
+                          earlier.c.id < runs.c.id, earlier.c.status.in_(_UNFINISHED_RUN))
+                   .exists())
+        if lane_not_in is not None:
+            lane = or_(runs.c.lane.is_(None), runs.c.lane.not_in(lane_not_in)) if lane_not_in else true()
+        else:
+            lane = runs.c.lane.is_(None) if lane_is is None else runs.c.lane == lane_is
+        ids: builtins.list[int] = []
+        for due in (runs.c.status == RUN_QUEUED,
+                    (runs.c.status == RUN_WAITING_RETRY) & (runs.c.next_attempt_at <= now)):
+            stmt = (select(runs.c.id).where(due, lane, or_(runs.c.order_key.is_(None), ~blocked))
+                    .order_by(runs.c.id).limit(limit))
+            if connection.dialect.name == "postgresql":
+                stmt = stmt.with_for_update(skip_locked=True, of=runs)
+            ids += connection.execute(stmt).scalars().all()
+        return sorted(ids)[:limit]
+
+    def requeue_running(self) -> int:
+        """Put runs left "running" back in the queue (their attempt not counted): at the start of the one
+        embedded engine on a database, those are runs a crash or a stop interrupted. They resume with the
+        same request ids. Returns how many."""
+        with write_connection(self.engine) as connection:
+            result = connection.execute(
+                update(_RUNS).where(_RUNS.c.status == RUN_RUNNING)
+                .values(status=RUN_QUEUED, attempt=_UNCOUNT_ATTEMPT,
+                        next_attempt_at=None))
+            return result.rowcount or 0
+
+    def release_run(self, run_id: int) -> None:
+        """Give a claimed run back to the queue unstarted or interrupted (a stop): queued again, this attempt not
+        counted; finished steps stay recorded, the rest resumes with the same request ids."""
+        with write_connection(self.engine) as connection:
+            connection.execute(update(_RUNS).where(_RUNS.c.id == run_id, _RUNS.c.status == RUN_RUNNING)
+                               .values(status=RUN_QUEUED, attempt=_UNCOUNT_ATTEMPT, next_attempt_at=None))
 
     def claim_run(self, run_id: int, now: datetime | None = None) -> RunRecord | None:
         """`claim_next_run` for one given run (a task queue delivered its id): mark it running, attempt + 1, if it
@@ -719,6 +794,17 @@ _CLAIM_NEXT = (
     .order_by(func.coalesce(_RUNS.c.next_attempt_at, _RUNS.c.created_at), _RUNS.c.id)
     .limit(1)
     .with_for_update(skip_locked=True)  # PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises
+)
+_UNCOUNT_ATTEMPT = case((_RUNS.c.attempt > 0, _RUNS.c.attempt - 1), else_=0)
+_UNFINISHED_RUN = (RUN_QUEUED, RUN_RUNNING, RUN_WAITING_RETRY)
+_CLAIM_MANY = (
+    update(_RUNS)
+    .where(_RUNS.c.id.in_(bindparam("run_ids", expanding=True)),
+           or_(_RUNS.c.status == RUN_QUEUED,
+               (_RUNS.c.status == RUN_WAITING_RETRY) & (_RUNS.c.next_attempt_at <= bindparam("now"))))
+    .values(status=RUN_RUNNING, attempt=_RUNS.c.attempt + 1, started_at=bindparam("now"), finished_at=None,
+            next_attempt_at=None)
+    .returning(_RUNS.c.id)
 )
 _MARK_RUNNING = update(_RUNS).where(_RUNS.c.id == bindparam("run_id")).values(
     status=RUN_RUNNING, attempt=_RUNS.c.attempt + 1, started_at=bindparam("now"),
