@@ -18,7 +18,7 @@ from qbflow.engine.status import system_status
 from qbflow.engine.stored import store_workflow_text
 from qbflow.engine.workers import enqueue_runs, ensure_schema
 from qbflow.qbo.pacing import Limits
-from qbflow.qbo.shared_pacing import SharedRealmPacer
+from qbflow.qbo.pacing.postgres import SharedRealmPacer
 from qbflow.store import RunStore, SecretBox, Store, TokenResult, open_store
 from qbflow.store.models import Run
 from tests.conftest import postgres_database

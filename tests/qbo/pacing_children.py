@@ -50,13 +50,13 @@ class _Backend:
         if self.redis:
             import redis
 
-            from qbflow.qbo.redis_pacing import redis_pacer_for
+            from qbflow.qbo.pacing.redis import redis_pacer_for
 
             self.client = redis.Redis.from_url(spec["url"])
             self.pacer: Any = redis_pacer_for(spec["realm"], spec["url"], limits, lease_ttl=lease_ttl,
                                               prefix=spec["prefix"])
         else:
-            from qbflow.qbo.shared_pacing import shared_pacer_for
+            from qbflow.qbo.pacing.postgres import shared_pacer_for
             from qbflow.store.db import make_engine
 
             self.engine = make_engine(spec["url"])
@@ -141,14 +141,15 @@ async def _child(spec: dict[str, Any]) -> None:
 async def _child_qbo(spec: dict[str, Any], limits: Limits) -> None:
     """Real QBOClient calls against the sandbox, paced by the pacer a worker would get."""
     if spec.get("backend") == "redis":
-        from qbflow.qbo.redis_pacing import redis_pacer_for
+        from qbflow.qbo.pacing.redis import redis_pacer_for
 
         pacer: Any = redis_pacer_for(spec["realm"], spec["url"], limits, prefix=spec["prefix"])
     else:
-        from qbflow.qbo.shared_pacing import SharedRealmPacer, pacer_for_database
+        from qbflow.qbo.pacing import pacing_backend
+        from qbflow.qbo.pacing.postgres import SharedRealmPacer
         from qbflow.settings import Settings
 
-        pacer = pacer_for_database(spec["realm"], spec["url"], limits, settings=Settings(shared_limits=True))
+        pacer = pacing_backend(spec["url"], settings=Settings(shared_limits=True)).pacer(spec["realm"], limits)
         assert isinstance(pacer, SharedRealmPacer)
     retry = RetryPolicy(attempts=3, timeout=60.0, wait_initial=0.01, wait_max=0.05, wait_jitter=0.01)
     async with QBOClient(spec["realm"], base_url=spec["base"], tokens=StaticTokens(spec["token"]), pacer=pacer,
@@ -173,7 +174,8 @@ class Child:
 
     def __init__(self, spec: dict[str, Any]) -> None:
         code = "import sys; from tests.qbo.pacing_children import child; child(sys.argv[1])"
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        # This checkout's code (src) before any installed copy, and its tests package.
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
         self.process = subprocess.Popen([sys.executable, "-c", code, json.dumps(spec)], cwd=ROOT, env=env,
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                         text=True)

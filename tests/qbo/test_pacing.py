@@ -4,13 +4,16 @@ a 429, one pacer per realm per process, and zero 429s from the sandbox's throttl
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
-from qbflow.qbo import Limits, Query, RealmPacer, StaticTokens, pacer_for
+from qbflow.qbo import Limits, Pacer, Query, RealmPacer, StaticTokens, pacer_for, pacing_backend
 from qbflow.sandbox.app import Sandbox
 from qbflow.sandbox.limits import LimitPolicy
+from qbflow.settings import Settings
 from tests.qbo.conftest import make_client
 
 
@@ -110,6 +113,36 @@ async def test_clients_of_one_realm_share_its_pacer(sandbox, realm, token) -> No
         await trigger.get("Customer", "1")
         await action.get("Customer", "2")
         assert pacer_for(realm).admitted == 2
+
+
+async def test_a_client_tells_how_many_requests_its_company_may_have_in_flight(sandbox, realm, token) -> None:
+    async with make_client(sandbox, realm, StaticTokens(token), pacer=None) as qbo:
+        assert isinstance(qbo.pacer, Pacer) and qbo.pacer.limits.max_concurrent == 10  # Intuit's
+    async with make_client(sandbox, realm, StaticTokens(token), pacer=RealmPacer(realm, Limits(concurrent=3))) as qbo:
+        pacer = qbo.pacer
+        assert pacer is not None and pacer.limits.max_concurrent == 3
+        in_flight = peak = 0
+
+        async def one() -> None:
+            nonlocal in_flight, peak
+            async with pacer.slot():
+                in_flight += 1
+                peak = max(peak, in_flight)
+                await asyncio.sleep(0.001)
+                in_flight -= 1
+
+        await asyncio.gather(*(one() for _ in range(20)))
+        assert peak == 3  # the limit told is the one held
+
+
+def test_without_redis_py_a_redis_url_says_so(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setitem(sys.modules, "redis", None)  # as if redis-py were not installed
+    monkeypatch.delitem(sys.modules, "qbflow.qbo.pacing.redis", raising=False)
+    backend = pacing_backend(f"sqlite:///{tmp_path / 'one.sqlite3'}", settings=Settings(redis_url="redis://:pw@h:1/0"))
+    rates = backend.rates()
+    assert not rates.measured and "redis-py is not installed" in rates.note and "pw" not in rates.note
+    with pytest.raises(ImportError):  # a worker must not quietly pace alone when told to share through Redis
+        backend.pacer("r")
 
 
 def test_limits_are_checked() -> None:

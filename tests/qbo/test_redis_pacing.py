@@ -22,7 +22,8 @@ import pytest
 
 from qbflow.engine.status import system_status
 from qbflow.qbo import Limits, RealmPacer
-from qbflow.qbo.shared_pacing import pacer_for_database, reset_shared_pacers
+from qbflow.qbo.pacing import Pacer, pacing_backend
+from qbflow.qbo.pacing.postgres import reset_shared_pacers
 from qbflow.settings import Settings
 from qbflow.store.db import make_engine
 from tests.qbo.pacing_children import (
@@ -39,7 +40,9 @@ from tests.qbo.pacing_children import (
 
 redis = pytest.importorskip("redis", reason="redis-py is not installed (the `workers` and `test` extras have it)")
 
-from qbflow.qbo.redis_pacing import (  # noqa: E402 - after the skip when redis-py is missing
+from qbflow.qbo.pacing.redis import (  # noqa: E402 - after the skip when redis-py is missing
+    DEFAULT_PREFIX,
+    RedisBackend,
     RedisRealmPacer,
     redact_url,
     redis_pacer_for,
@@ -198,7 +201,7 @@ def test_a_429_pauses_the_company_for_every_process(server: tuple[str, str]) -> 
                for worker in ("w0", "w1", "w2")}
     # The pause's end was waited for, not found by crawling after it: the first request goes at once. The 3 places
     # in flight are then contended by 9 loops in 3 processes, which are not queued in order across processes
-    # (see shared_pacing.py), so on a loaded machine one process may get its first place a little later.
+    # (see pacing/postgres.py), so on a loaded machine one process may get its first place a little later.
     assert min(resumed.values()) - paused.until < 0.5
     assert max(resumed.values()) - paused.until < 2.0, {w: round(at - paused.until, 3) for w, at in resumed.items()}
     assert all(stats["realm_throttles"] == 1 for stats in child_stats)
@@ -267,16 +270,21 @@ def test_a_request_cancelled_while_being_admitted_leaves_no_lease(server: tuple[
         client.close()
 
 
-def test_pacer_for_database_chooses_redis_when_its_url_is_set(server: tuple[str, str], tmp_path: Path) -> None:
+def test_the_backend_is_redis_when_its_url_is_set(server: tuple[str, str], tmp_path: Path) -> None:
     url, _ = server
     sqlite = f"sqlite:///{tmp_path / 'one.sqlite3'}"
-    chosen = pacer_for_database(REALM, sqlite, settings=Settings(redis_url=url))
-    assert isinstance(chosen, RedisRealmPacer)
-    assert pacer_for_database(REALM, sqlite, settings=Settings(redis_url=url)) is chosen
+    backend = pacing_backend(sqlite, settings=Settings(redis_url=url))
+    assert isinstance(backend, RedisBackend) and backend.shared
+    chosen = backend.pacer(REALM)
+    assert isinstance(chosen, RedisRealmPacer) and isinstance(chosen, Pacer)
+    assert pacing_backend(sqlite, settings=Settings(redis_url=url)).pacer(REALM) is chosen
     assert chosen is redis_pacer_for(REALM, url)
-    assert isinstance(pacer_for_database(REALM, sqlite, settings=Settings(redis_url=url, shared_limits=False)),
+    assert isinstance(pacing_backend(sqlite, settings=Settings(redis_url=url, shared_limits=False)).pacer(REALM),
                       RealmPacer)
-    assert isinstance(pacer_for_database(REALM, sqlite, settings=Settings()), RealmPacer)
+    assert isinstance(pacing_backend(sqlite, settings=Settings()).pacer(REALM), RealmPacer)
+    # Arguments win over the settings, as `qbflow status` passes them.
+    assert isinstance(pacing_backend(sqlite, settings=Settings(), redis_url=url, shared_limits=True), RedisBackend)
+    assert not pacing_backend(sqlite, settings=Settings(redis_url=url), redis_url="").shared
 
 
 def test_the_redis_url_s_password_is_never_shown() -> None:
@@ -290,8 +298,6 @@ def test_the_redis_url_s_password_is_never_shown() -> None:
 
 def test_status_reads_the_rates_from_redis(server: tuple[str, str], tmp_path: Path) -> None:
     url, prefix = server
-    from qbflow.qbo import redis_pacing
-
     engine = make_engine(f"sqlite:///{tmp_path / 'status.sqlite3'}")
     pacer = RedisRealmPacer(REALM, SMALL, url=url)  # the default prefix, as status reads it
 
@@ -304,8 +310,8 @@ def test_status_reads_the_rates_from_redis(server: tuple[str, str], tmp_path: Pa
     client = redis.Redis.from_url(url)
     try:
         asyncio.run(some())
-        rates = {rate.realm_id: rate for rate in redis_pacing.redis_rates(url)}
-        assert rates[REALM].recent >= 3 and rates[REALM].alive == 0
+        rates = {rate.realm_id: rate for rate in RedisBackend(url).rates().realms}
+        assert rates[REALM].recent >= 3 and rates[REALM].in_flight == 0
         from qbflow.store.db import upgrade
 
         upgrade(str(engine.url))
@@ -317,9 +323,9 @@ def test_status_reads_the_rates_from_redis(server: tuple[str, str], tmp_path: Pa
         assert "pw" not in down.rates_note
         assert "held in PostgreSQL" not in system_status(engine, shared_limits=True, redis_url="").rates_note
     finally:
-        keys = list(client.scan_iter(match=f"{redis_pacing.DEFAULT_PREFIX}:{{{REALM}}}:*"))
+        keys = list(client.scan_iter(match=f"{DEFAULT_PREFIX}:{{{REALM}}}:*"))
         if keys:
             client.delete(*keys)
-        client.srem(f"{redis_pacing.DEFAULT_PREFIX}:realms", REALM)
+        client.srem(f"{DEFAULT_PREFIX}:realms", REALM)
         client.close()
         engine.dispose()

@@ -25,9 +25,10 @@ import pytest
 from sqlalchemy import text
 
 from qbflow.qbo import Limits, RealmPacer
-from qbflow.qbo.shared_pacing import (
+from qbflow.qbo.pacing import InProcessBackend, Pacer, pacing_backend
+from qbflow.qbo.pacing.postgres import (
+    PostgresBackend,
     SharedRealmPacer,
-    pacer_for_database,
     reset_shared_pacers,
 )
 from qbflow.settings import Settings
@@ -233,14 +234,19 @@ def _lease_rows(engine: Any) -> int:
         return connection.execute(text("SELECT count(*) FROM pacer_requests")).scalar_one()
 
 
-def test_pacer_for_database_shares_only_on_postgresql(database: str, tmp_path: Path) -> None:
-    shared = pacer_for_database(REALM, database, settings=Settings(shared_limits=True))
-    assert isinstance(shared, SharedRealmPacer)
-    assert pacer_for_database(REALM, database, settings=Settings(shared_limits=True)) is shared
-    assert isinstance(pacer_for_database(REALM, database, settings=Settings(shared_limits=False)), RealmPacer)
+def test_the_backend_shares_only_on_postgresql(database: str, tmp_path: Path) -> None:
+    backend = pacing_backend(database, settings=Settings(shared_limits=True))
+    assert isinstance(backend, PostgresBackend) and backend.shared
+    shared = backend.pacer(REALM)
+    assert isinstance(shared, SharedRealmPacer) and isinstance(shared, Pacer)
+    assert pacing_backend(database, settings=Settings(shared_limits=True)).pacer(REALM) is shared
+    assert isinstance(pacing_backend(database, settings=Settings(shared_limits=False)).pacer(REALM), RealmPacer)
     sqlite = f"sqlite:///{tmp_path / 'one.sqlite3'}"
-    assert isinstance(pacer_for_database(REALM, sqlite, settings=Settings(shared_limits=True)), RealmPacer)
-    assert isinstance(pacer_for_database(REALM, settings=Settings(database_url=sqlite)), RealmPacer)
+    assert isinstance(pacing_backend(sqlite, settings=Settings(shared_limits=True)).pacer(REALM), RealmPacer)
+    in_memory = pacing_backend(settings=Settings(database_url=sqlite))
+    assert isinstance(in_memory, InProcessBackend) and not in_memory.shared
+    assert isinstance(in_memory.pacer(REALM), RealmPacer)
+    assert not in_memory.rates().measured
 
 
 def test_three_client_processes_against_the_throttled_sandbox_get_no_429(database: str) -> None:

@@ -3,7 +3,7 @@
     status = system_status(store.engine)             # read-only queries, a few milliseconds
     status.to_dict()                                  # JSON-ready (the API's model has the same fields)
 
-It reads only the database, so it answers the same from any machine:
+It reads only the database (and Redis, when it holds the limits), so it answers the same from any machine:
 
 * the database (its URL without the password) and the mode: `workers` once Procrastinate's tables exist (a
   `qbflow worker` has run here), `embedded` otherwise (`qbflow run` / `qbflow up`, one process);
@@ -11,10 +11,10 @@ It reads only the database, so it answers the same from any machine:
   being done, with the age of the oldest waiting one: only in `workers` mode;
 * the runs by status: queued, running, waiting_retry, and failed in the last 24 hours;
 * per company, the requests of the last minute and those in flight now, beside Intuit's limits (500 a minute,
-  10 in flight), from the shared pacer's request log: in Redis when `QBFLOW_REDIS_URL` is set, else in
-  PostgreSQL (`pacer_requests`). That log exists only when the pacer is shared (Redis or PostgreSQL, and
-  `QBFLOW_SHARED_LIMITS` on); otherwise each process paces in memory and the rates are "not measured". The
-  note (`rates_note`) says which backend holds the limits;
+  10 in flight), as the pacing backend counts them (`pacing_backend(...).rates()`, qbflow.qbo.pacing): in Redis
+  when `QBFLOW_REDIS_URL` is set, else in PostgreSQL. Only a shared backend (Redis or PostgreSQL, and
+  `QBFLOW_SHARED_LIMITS` on) counts every process; otherwise each process paces in memory and the rates are
+  "not measured". The note (`rates_note`) says which backend holds the limits;
 * the connections that need reconnecting.
 """
 
@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Engine, func, select, text
 
-from qbflow.qbo.pacing import DEFAULT_LIMITS
+from qbflow.qbo.pacing import DEFAULT_LIMITS, pacing_backend
 from qbflow.store.models import (
     RUN_FAILED,
     RUN_QUEUED,
@@ -151,57 +151,6 @@ SELECT j.queue_name AS queue,
  WHERE j.status IN ('todo', 'doing')
  GROUP BY j.queue_name""")
 
-# Per company, on the database's clock (the pacer's): requests ended in the last minute (a lease that expired
-# without an end counts as ended at its expiry, as the pacer counts it), and leases alive now.
-_RATES = text("""
-WITH c AS (SELECT extract(epoch FROM clock_timestamp())::float8 AS now)
-SELECT r.realm_id,
-       coalesce(q.recent, 0) AS recent, coalesce(q.alive, 0) AS alive,
-       coalesce(p.throttles, 0) AS throttles, greatest(coalesce(p.paused_until, 0) - c.now, 0) AS paused_for
-  FROM c
-  CROSS JOIN (SELECT realm_id FROM pacer_realms UNION SELECT DISTINCT realm_id FROM pacer_requests) AS r
-  LEFT JOIN pacer_realms p ON p.realm_id = r.realm_id
-  LEFT JOIN LATERAL (
-       SELECT count(*) FILTER (WHERE NOT (x.ended_at IS NULL AND x.expires_at > c.now)
-                                 AND coalesce(x.ended_at, x.expires_at) > c.now - :window) AS recent,
-              count(*) FILTER (WHERE x.ended_at IS NULL AND x.expires_at > c.now) AS alive
-         FROM pacer_requests x
-        WHERE x.realm_id = r.realm_id AND coalesce(x.ended_at, x.expires_at) > c.now - :window) AS q ON true
- ORDER BY r.realm_id""")
-
-
-def _pacer_shared(engine: Engine, shared_limits: bool | None, redis_url: str | None) -> tuple[bool, str, Any]:
-    """Whether rates are measured, the note saying where the limits are held, and the rows read from Redis (None:
-    read them from PostgreSQL)."""
-    if shared_limits is None or redis_url is None:
-        from qbflow.settings import get_settings
-
-        settings = get_settings()
-        if shared_limits is None:
-            shared_limits = settings.shared_limits
-        if redis_url is None:
-            redis_url = settings.redis_url.get_secret_value() if settings.redis_url is not None else ""
-    if not shared_limits:
-        return False, "not measured: QBFLOW_SHARED_LIMITS is off, so each process paces its requests in memory", None
-    if redis_url:
-        try:
-            from qbflow.qbo.redis_pacing import redact_url, redis_rates
-        except ImportError:
-            return False, "not measured (Redis): the limits are held in Redis, but redis-py is not installed", None
-        where = redact_url(redis_url)
-        try:
-            rows = redis_rates(redis_url, RATE_WINDOW)
-        except Exception as error:  # noqa: BLE001 - status must answer even when Redis does not
-            return False, (f"not measured (Redis): the limits are held in Redis at {where}, which did not answer "
-                           f"({type(error).__name__})"), None
-        return True, f"limits held in Redis at {where}: from its request log, the last {RATE_WINDOW:.0f} s", rows
-    if engine.dialect.name != "postgresql":
-        return False, (f"not measured: on {engine.dialect.name} each process paces its requests in memory "
-                       "(the shared request log needs PostgreSQL or Redis)"), None
-    return True, (f"limits held in PostgreSQL: from the shared pacer's request log (pacer_requests), "
-                  f"the last {RATE_WINDOW:.0f} s"), None
-
-
 def system_status(engine: Engine, *, stalled_after: float = DEFAULT_STALLED_AFTER, shared_limits: bool | None = None,
                   now: datetime | None = None, redis_url: str | None = None) -> SystemStatus:
     """Everything `qbflow status` shows, read from `engine`'s database. `shared_limits`: whether processes pace
@@ -232,7 +181,7 @@ def system_status(engine: Engine, *, stalled_after: float = DEFAULT_STALLED_AFTE
         order = {name: index for index, name in enumerate(QUEUES)}
         queues.sort(key=lambda queue: (order.get(queue.queue, len(order)), queue.queue))
 
-    measured, note, redis_rows = _pacer_shared(engine, shared_limits, redis_url)
+    rates = pacing_backend(engine, shared_limits=shared_limits, redis_url=redis_url).rates(RATE_WINDOW)
     with engine.connect() as db:
         counts = dict(db.execute(select(Run.status, func.count()).where(
             Run.status.in_((RUN_QUEUED, RUN_RUNNING, RUN_WAITING_RETRY))).group_by(Run.status)).all())
@@ -240,16 +189,14 @@ def system_status(engine: Engine, *, stalled_after: float = DEFAULT_STALLED_AFTE
             Run.status == RUN_FAILED, Run.finished_at >= now - FAILED_WINDOW)).scalar_one()
         connections = db.execute(select(Connection.name, Connection.realm_id, Connection.status,
                                         Connection.status_detail).order_by(Connection.name)).all()
-        rates = redis_rows if redis_rows is not None else (
-            list(db.execute(_RATES, {"window": RATE_WINDOW})) if measured else [])
     by_realm: dict[str, list[str]] = {}
     for row in connections:
         by_realm.setdefault(row.realm_id, []).append(row.name)
-    realms = [RealmRate(realm_id=row.realm_id, connections=tuple(by_realm.get(row.realm_id, ())),
-                        requests_last_minute=int(row.recent), in_flight=int(row.alive), throttles=int(row.throttles),
-                        paused_for_seconds=round(float(row.paused_for), 3)) for row in rates]
+    realms = [RealmRate(realm_id=rate.realm_id, connections=tuple(by_realm.get(rate.realm_id, ())),
+                        requests_last_minute=rate.recent, in_flight=rate.in_flight, throttles=rate.throttles,
+                        paused_for_seconds=round(rate.paused_for, 3)) for rate in rates.realms]
     seen = {realm.realm_id for realm in realms}
-    if measured:  # companies connected but not asked anything yet: zero, not absent
+    if rates.measured:  # companies connected but not asked anything yet: zero, not absent
         realms += [RealmRate(realm_id=realm, connections=tuple(names), requests_last_minute=0, in_flight=0,
                              throttles=0, paused_for_seconds=0.0)
                    for realm, names in sorted(by_realm.items()) if realm not in seen]
@@ -258,7 +205,7 @@ def system_status(engine: Engine, *, stalled_after: float = DEFAULT_STALLED_AFTE
         mode="workers" if workers_mode else "embedded", workers=workers, queues=queues,
         runs=RunCounts(queued=int(counts.get(RUN_QUEUED, 0)), running=int(counts.get(RUN_RUNNING, 0)),
                        waiting_retry=int(counts.get(RUN_WAITING_RETRY, 0)), failed_last_24h=int(failed)),
-        rates_measured=measured, rates_note=note, realms=realms,
+        rates_measured=rates.measured, rates_note=rates.note, realms=realms,
         limit_per_minute=DEFAULT_LIMITS.per_window, limit_in_flight=DEFAULT_LIMITS.concurrent,
         reconnect=[ConnectionNeed(name=row.name, realm_id=row.realm_id, detail=row.status_detail)
                    for row in connections if row.status == STATUS_NEEDS_RECONNECT])

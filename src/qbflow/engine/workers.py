@@ -351,12 +351,12 @@ async def run_worker(store: Any, *, concurrency: int = 4, queues: Iterable[str] 
     """`qbflow worker`: a worker on `store`'s PostgreSQL database, until SIGTERM or SIGINT (jobs in flight finish)."""
     from qbflow.engine.clients import ClientPool
     from qbflow.engine.runner import store_clients
-    from qbflow.qbo.shared_pacing import pacer_for_database
+    from qbflow.qbo.pacing import pacing_backend
 
     require_postgres(store.engine.url)
     ensure_schema(store.engine)
     # Intuit's per-company limits held across every worker (QBFLOW_SHARED_LIMITS, on by default).
-    pool = ClientPool(store_clients(store, pacer_for=lambda realm: pacer_for_database(realm, store.engine)))
+    pool = ClientPool(store_clients(store, pacer_for=lambda realm: pacing_backend(store.engine).pacer(realm)))
     workers = Workers(RunStore(store.engine), pool, options=options, pool_size=concurrency + 4)
     try:
         async with workers.opened():

@@ -4,7 +4,8 @@
 
 * `client`: `QBOClient` (every operation, retries, requestid idempotency, paging, batch, attachments)
 * `errors`: the QBOError hierarchy and the Fault-code table
-* `pacing`: per-realm limits shared by everything in the process (`pacer_for`)
+* `pacing`: per-realm limits behind one `Pacer` protocol: in this process (`pacer_for`), or shared by every
+  process in PostgreSQL or Redis (`pacing_backend(...)` picks one from the settings)
 * `query`: the query builder that escapes every value
 * `tokens`: where access tokens come from, and coalesced refresh
 * `oauth`, `connect`, `connections`: Intuit's OAuth 2.0 (authlib), `qbflow connect`, and
@@ -35,7 +36,7 @@ from qbflow.qbo.errors import (
     Validation,
     error_from_response,
 )
-from qbflow.qbo.pacing import Limits, RealmPacer, pacer_for
+from qbflow.qbo.pacing import Limits, Pacer, RealmPacer, pacer_for, pacing_backend
 from qbflow.qbo.query import Like, Query, like_contains, like_exact, like_prefix, like_suffix
 from qbflow.qbo.tokens import RefreshingTokens, StaticTokens, TokenProvider, TokenSet
 from qbflow.qbo.webhooks import ChangeEvent, parse_notification, verify_signature
@@ -54,6 +55,7 @@ __all__ = [
     "Limits",
     "NeedsReconnect",
     "NotFound",
+    "Pacer",
     "QBOClient",
     "QBOError",
     "Query",
@@ -74,4 +76,5 @@ __all__ = [
     "like_prefix",
     "like_suffix",
     "pacer_for",
+    "pacing_backend",
 ]

@@ -8,7 +8,8 @@
 What every call gets, in one place (`_request`):
 
 * `minorversion` on the URL, `Accept: application/json`, the bearer token from the TokenProvider.
-* Pacing through the realm's shared `RealmPacer` (500/min, 10 in flight, 40 batches/min).
+* Pacing through the realm's `Pacer` (`qbflow.qbo.pacing`: 500/min, 10 in flight, 40 batches/min), shared by
+  every client of the realm in this process, or by every process (PostgreSQL or Redis).
 * A 401 makes the provider refresh once (coalesced across concurrent callers); the call is sent again
   with the new token; a second 401 raises AuthError.
 * Retries with stamina on RateLimited (the pacer pauses the realm for the wait) and Transient (429-free
@@ -47,7 +48,7 @@ from qbflow.qbo.errors import (
     error_from_fault,
     error_from_response,
 )
-from qbflow.qbo.pacing import RealmPacer, pacer_for
+from qbflow.qbo.pacing import Pacer, pacer_for
 from qbflow.qbo.query import MAX_PAGE, Query
 from qbflow.qbo.tokens import TokenProvider
 
@@ -135,12 +136,13 @@ class QBOClient:
         tokens: TokenProvider,
         transport: httpx.AsyncBaseTransport | None = None,
         minor_version: int = DEFAULT_MINOR_VERSION,
-        pacer: RealmPacer | Literal[False] | None = None,
+        pacer: Pacer | Literal[False] | None = None,
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
         retry: RetryPolicy = RetryPolicy(),
     ) -> None:
         """`base_url`: PRODUCTION_BASE_URL, SANDBOX_BASE_URL, or any QBO-compatible server (our sandbox).
-        `pacer`: None shares the process-wide pacer of this realm (`pacer_for`); False sends without
+        `pacer`: None shares the process-wide in-process pacer of this realm (`pacer_for`); a `Pacer` of a
+        backend (`pacing_backend(...).pacer(realm_id)`) shares it with other processes; False sends without
         pacing (tests, or when something else paces)."""
         realm_id = str(realm_id)
         if not _REALM.fullmatch(realm_id):
@@ -150,13 +152,15 @@ class QBOClient:
         self.minor_version = minor_version
         self.retry = retry
         self._tokens = tokens
-        self._pacer: RealmPacer | None = None if pacer is False else (pacer or pacer_for(realm_id))
+        self._pacer: Pacer | None = None if pacer is False else (pacer or pacer_for(realm_id))
         self._api = f"{self.base_url}/v3/company/{realm_id}"
         self._http = httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False,
                                        headers={"User-Agent": _USER_AGENT})
 
     @property
-    def pacer(self) -> RealmPacer | None:
+    def pacer(self) -> Pacer | None:
+        """The pacer every request goes through (None: not paced). `client.pacer.limits.max_concurrent` is how many
+        requests to this company may be in flight at once, across every client sharing the pacer."""
         return self._pacer
 
     async def __aenter__(self) -> QBOClient:

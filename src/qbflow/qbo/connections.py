@@ -28,6 +28,7 @@ import httpx
 from qbflow.qbo.client import QBOClient
 from qbflow.qbo.errors import NeedsReconnect, Transient
 from qbflow.qbo.oauth import Endpoints, IntuitOAuth, InvalidGrant, OAuthTokens
+from qbflow.qbo.pacing import Pacer
 from qbflow.qbo.tokens import RefreshingTokens, TokenSet
 from qbflow.store import AsyncConnectionStore, ConnectionRecord, ConnectionStore, Store, TokenResult
 from qbflow.store.errors import NeedsReconnect as StoreNeedsReconnect
@@ -149,7 +150,7 @@ async def client_for(
     store: AnyStore,
     *,
     transport: httpx.AsyncBaseTransport | None = None,
-    pacer_for: Callable[[str], Any] | None = None,
+    pacer_for: Callable[[str], Pacer] | None = None,
     **options: Any,
 ) -> ConnectionClient:
     """A client for the stored connection `name`, refreshing its tokens through the store.
@@ -157,7 +158,7 @@ async def client_for(
     `store` is an `AsyncConnectionStore` (shared by the callers of one event loop), or a `Store` /
     `ConnectionStore`, which the client wraps and releases when closed. `transport` is used for the API
     and the token endpoint alike; `pacer_for(realm_id)` gives the pacer when the limits are shared beyond
-    this process (workers: `qbflow.qbo.shared_pacing.pacer_for_database`); `options` go to `QBOClient`
+    this process (workers: `qbflow.qbo.pacing.pacing_backend(engine).pacer`); `options` go to `QBOClient`
     (retry, pacer, timeout, minor_version). Raises `ConnectionNotFound`, or `NeedsReconnect` when the
     connection is known to need reconnecting.
     """

@@ -235,7 +235,7 @@ def redact(text: str | None, secrets: Iterable[str] = ()) -> str | None:
 
 
 def _first_error(errors: Any) -> list[FaultError]:
-    out = []
+    out: list[FaultError] = []
     if isinstance(errors, dict):
         errors = [errors]
     if not isinstance(errors, list):

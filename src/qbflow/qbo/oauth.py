@@ -38,7 +38,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", AuthlibDeprecationWarning)
     from authlib.integrations.httpx_client import AsyncOAuth2Client
 
-from qbflow.qbo.errors import AuthError, Transient, redact
+from qbflow.qbo.errors import AuthError, QBOError, Transient, redact
 from qbflow.qbo.tokens import TokenSet
 
 __all__ = [
@@ -274,8 +274,8 @@ class IntuitOAuth:
             raise cls(message, code=error, path=path) from None
         except httpx.HTTPStatusError as exc:  # authlib raises this for 5xx and for bodies that are not JSON
             status = exc.response.status_code
-            cls = Transient if status >= 500 else OAuthFailure
-            raise cls(f"Intuit's token endpoint failed the {what} (HTTP {status}).", status_code=status,
+            failure: type[QBOError] = Transient if status >= 500 else OAuthFailure
+            raise failure(f"Intuit's token endpoint failed the {what} (HTTP {status}).", status_code=status,
                       path=path) from None
         except httpx.TransportError as exc:
             raise Transient(f"Could not reach Intuit's token endpoint for the {what} ({type(exc).__name__}).",

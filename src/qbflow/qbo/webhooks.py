@@ -141,7 +141,8 @@ def _cloud_event(item: Any) -> ChangeEvent | None:
     if len(parts) < 3 or parts[0] != "qbo" or not realm or not entity_id:
         return None
     verb = parts[2].lower()
-    data = item.get("data") if isinstance(item.get("data"), dict) else {}
+    raw_data = item.get("data")
+    data = raw_data if isinstance(raw_data, dict) else {}
     return ChangeEvent(
         realm_id=realm, entity=_entity_name(parts[1]), entity_id=entity_id,
         operation=_OPERATIONS.get(verb, verb.capitalize()), last_updated=_time(item.get("time")),
@@ -168,6 +169,7 @@ def _time(value: Any) -> datetime | None:
     text = _text(value)
     if not text:
         return None
+    moment: datetime | None
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:

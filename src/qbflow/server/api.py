@@ -251,7 +251,7 @@ class StatusOut(BaseModel):
     workers: list[WorkerStateOut] | None = Field(description="Null in embedded mode.")
     queues: list[QueueDepthOut] | None = Field(description="Null in embedded mode.")
     runs: RunCountsOut
-    rates_measured: bool = Field(description="Whether request rates are known (the shared pacer on PostgreSQL).")
+    rates_measured: bool = Field(description="Whether request rates are known (a shared pacer: PostgreSQL or Redis).")
     rates_note: str
     realms: list[RealmRateOut] = Field(description="Per company (empty when not measured).")
     limit_per_minute: int = Field(description="Intuit's requests a minute per company.")

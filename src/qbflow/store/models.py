@@ -277,7 +277,7 @@ _BigId = BigInteger().with_variant(Integer, "sqlite")
 
 
 class PacerRealm(Base):
-    """One company's shared pacing state (`qbflow.qbo.shared_pacing`): the row whose lock serialises admissions.
+    """One company's shared pacing state (`qbflow.qbo.pacing.postgres`): the row whose lock serialises admissions.
 
     Times are seconds since the epoch on the database's clock, the one clock every worker shares.
     """

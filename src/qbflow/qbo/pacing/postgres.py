@@ -1,12 +1,12 @@
 """Per-company pacing shared by every process and machine: Intuit's limits kept in PostgreSQL.
 
-`RealmPacer` (pacing.py) keeps one company's limits in one process. Workers on several machines talking
+`RealmPacer` (inprocess.py) keeps one company's limits in one process. Workers on several machines talking
 to the same company need one pacer between them; `SharedRealmPacer` is that pacer, with the same
 interface (`async with pacer.slot(batch=...)`, `throttled(retry_after)`, `stats()`), and the same
 guarantees, now across processes:
 
 * no interval of `window + margin` seconds holds more than `per_window` requests (`batch_per_window`
-  batch requests) of one company, each counted at its *end* (see pacing.py for why the end);
+  batch requests) of one company, each counted at its *end* (see inprocess.py for why the end);
 * at most `concurrent` requests of one company are in flight at once;
 * after a 429, every process pauses that company.
 
@@ -30,7 +30,7 @@ Admission, one short transaction (READ COMMITTED):
    a live lease. A lease that expired without an end (its worker died, or could not renew it) counts as
    having ended at its `expires_at`: the request ended no later than that, so this is an upper bound of
    its end, as the log needs.
-3. The wait is computed as in pacing.py: the pause; `concurrent` leases alive -> until a lease ends; for
+3. The wait is computed as in inprocess.py: the pause; `concurrent` leases alive -> until a lease ends; for
    the window, with `excess = alive + ended - limit + 1`, nothing if `excess <= 0`, else the `excess`-th
    oldest end (one `ORDER BY ... OFFSET` query) + window + margin - now, or "until a lease ends"
    when only requests in flight fill it. The same for batches against `batch_per_window`.
@@ -63,9 +63,9 @@ waiters are admitted in order. Database calls run on a small thread pool of this
 is synchronous; see `qbflow.store.aio`). Admissions from different processes are not queued in order: when
 the budget is short, a process that happens to look first gets the place.
 
-Use `pacer_for_database(realm_id, database)` to get the right pacer for a deployment: the Redis one
-(redis_pacing.py, same guarantees) when `QBFLOW_REDIS_URL` is set, else this shared one on PostgreSQL (either
-unless `QBFLOW_SHARED_LIMITS=0`), else the process-wide `RealmPacer`.
+`PostgresBackend` is this pacing as a `PacingBackend`: its pacers (`shared_pacer_for`) and each company's rates
+read from the two tables (`qbflow status`). `pacing_backend(...)` (qbflow.qbo.pacing) picks it for a deployment on
+PostgreSQL without `QBFLOW_REDIS_URL`, unless `QBFLOW_SHARED_LIMITS=0`.
 """
 
 from __future__ import annotations
@@ -79,26 +79,22 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, make_url, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
-from qbflow.qbo.leased_pacing import DEFAULT_LEASE_TTL, DEFAULT_RECHECK, LeasedPacer, Pause
-from qbflow.qbo.pacing import DEFAULT_LIMITS, Limits, RealmPacer, pacer_for
-from qbflow.settings import Settings, get_settings
+from qbflow.qbo.pacing.base import DEFAULT_LIMITS, Limits, Rates, RealmRate
+from qbflow.qbo.pacing.leased import DEFAULT_LEASE_TTL, DEFAULT_RECHECK, LeasedPacer, Pause
 from qbflow.store.db import make_engine
-
-if TYPE_CHECKING:
-    from qbflow.qbo.redis_pacing import RedisRealmPacer
 
 __all__ = [
     "DEFAULT_LEASE_TTL",
     "Lease",
     "Pause",
+    "PostgresBackend",
     "SharedRealmPacer",
-    "pacer_for_database",
     "reset_shared_pacers",
     "shared_pacer_for",
 ]
@@ -380,6 +376,15 @@ def _engine_key(engine: Engine) -> str:
     return engine.url.render_as_string(hide_password=False)
 
 
+def _own_engine(database: str | URL) -> Engine:
+    """The engine this module made for `database` (made now on first use). Call under `_shared_lock`."""
+    key = make_url(database).render_as_string(hide_password=False)
+    engine = _OWN_ENGINES.get(key)
+    if engine is None:
+        engine = _OWN_ENGINES[key] = make_engine(database, pool_size=8, max_overflow=8, pool_pre_ping=True)
+    return engine
+
+
 def shared_pacer_for(realm_id: str, database: str | URL | Engine, limits: Limits | None = None, *,
                      lease_ttl: float = DEFAULT_LEASE_TTL) -> SharedRealmPacer:
     """The process-wide shared pacer of `realm_id` on `database` (a PostgreSQL URL, or an engine to use).
@@ -389,14 +394,7 @@ def shared_pacer_for(realm_id: str, database: str | URL | Engine, limits: Limits
     life of the process.
     """
     with _shared_lock:
-        if isinstance(database, Engine):
-            engine = database
-        else:
-            key = make_url(database).render_as_string(hide_password=False)
-            engine = _OWN_ENGINES.get(key)
-            if engine is None:
-                engine = _OWN_ENGINES[key] = make_engine(database, pool_size=8, max_overflow=8,
-                                                         pool_pre_ping=True)
+        engine = database if isinstance(database, Engine) else _own_engine(database)
         slot = (_engine_key(engine), realm_id)
         pacer = _SHARED.get(slot)
         if pacer is None:
@@ -407,29 +405,6 @@ def shared_pacer_for(realm_id: str, database: str | URL | Engine, limits: Limits
         return pacer
 
 
-def pacer_for_database(realm_id: str, database: str | URL | Engine | None = None, limits: Limits | None = None,
-                       *, settings: Settings | None = None) -> RealmPacer | SharedRealmPacer | RedisRealmPacer:
-    """The pacer a client of `realm_id` should use in a deployment on `database` (default: the settings').
-
-    With `QBFLOW_SHARED_LIMITS` on (the default), every worker on every machine stays under the company's limits
-    together: through Redis when `QBFLOW_REDIS_URL` is set (a `redis_pacing.RedisRealmPacer`, whatever the
-    database), else through PostgreSQL (the `SharedRealmPacer`). Anything else (SQLite without Redis, or the
-    setting off): the process-wide `RealmPacer` of `pacing.pacer_for`, as before. Pass it as
-    `QBOClient(pacer=...)`.
-    """
-    settings = settings or get_settings()
-    if settings.shared_limits and settings.redis_url is not None:
-        from qbflow.qbo.redis_pacing import redis_pacer_for  # redis-py: only when Redis is asked for
-
-        return redis_pacer_for(realm_id, settings.redis_url.get_secret_value(), limits)
-    if database is None:
-        database = settings.database_url
-    backend = database.dialect.name if isinstance(database, Engine) else make_url(database).get_backend_name()
-    if backend == "postgresql" and settings.shared_limits:
-        return shared_pacer_for(realm_id, database, limits)
-    return pacer_for(realm_id, limits)
-
-
 def reset_shared_pacers() -> None:
     """Forget every shared pacer and close the engines made for them (tests)."""
     with _shared_lock:
@@ -438,3 +413,57 @@ def reset_shared_pacers() -> None:
         _OWN_ENGINES.clear()
     for engine in engines:
         engine.dispose()
+
+
+# --- the backend: pacers and rates -----------------------------------------------------------------------
+# Per company, on the database's clock (the pacer's): requests ended in the last `window` seconds (a lease that
+# expired without an end counts as ended at its expiry, as the pacer counts it), and leases alive now.
+_RATES = text("""
+WITH c AS (SELECT extract(epoch FROM clock_timestamp())::float8 AS now)
+SELECT r.realm_id,
+       coalesce(q.recent, 0) AS recent, coalesce(q.alive, 0) AS alive,
+       coalesce(p.throttles, 0) AS throttles, greatest(coalesce(p.paused_until, 0) - c.now, 0) AS paused_for
+  FROM c
+  CROSS JOIN (SELECT realm_id FROM pacer_realms UNION SELECT DISTINCT realm_id FROM pacer_requests) AS r
+  LEFT JOIN pacer_realms p ON p.realm_id = r.realm_id
+  LEFT JOIN LATERAL (
+       SELECT count(*) FILTER (WHERE NOT (x.ended_at IS NULL AND x.expires_at > c.now)
+                                 AND coalesce(x.ended_at, x.expires_at) > c.now - :window) AS recent,
+              count(*) FILTER (WHERE x.ended_at IS NULL AND x.expires_at > c.now) AS alive
+         FROM pacer_requests x
+        WHERE x.realm_id = r.realm_id AND coalesce(x.ended_at, x.expires_at) > c.now - :window) AS q ON true
+ ORDER BY r.realm_id""")
+
+
+class PostgresBackend:
+    """Limits kept in PostgreSQL (`pacer_realms`, `pacer_requests`), shared by every process on `database` (a
+    PostgreSQL URL, or an engine to use)."""
+
+    name = "PostgreSQL"
+    shared = True
+
+    def __init__(self, database: str | URL | Engine) -> None:
+        self.database = database
+
+    def __repr__(self) -> str:
+        where = self.database.url if isinstance(self.database, Engine) else make_url(self.database)
+        return f"PostgresBackend({where.render_as_string(hide_password=True)!r})"
+
+    def pacer(self, realm_id: str, limits: Limits | None = None) -> SharedRealmPacer:
+        """The process-wide `SharedRealmPacer` of `realm_id` on this database (`shared_pacer_for`)."""
+        return shared_pacer_for(realm_id, self.database, limits)
+
+    def rates(self, window: float = 60.0) -> Rates:
+        """Each company in the request log (and every company ever paused), read in one statement."""
+        if isinstance(self.database, Engine):
+            engine = self.database
+        else:
+            with _shared_lock:
+                engine = _own_engine(self.database)
+        with engine.connect() as connection:
+            rows = connection.execute(_RATES, {"window": window}).all()
+        return Rates(measured=True, note=f"limits held in PostgreSQL: from the shared pacer's request log "
+                                         f"(pacer_requests), the last {window:.0f} s",
+                     realms=[RealmRate(realm_id=row.realm_id, recent=int(row.recent), in_flight=int(row.alive),
+                                       throttles=int(row.throttles), paused_for=float(row.paused_for))
+                             for row in rows])

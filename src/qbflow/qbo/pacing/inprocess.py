@@ -1,4 +1,4 @@
-"""Per-company pacing: stay under Intuit's limits instead of finding them with 429s.
+"""Per-company pacing in this process: stay under Intuit's limits instead of finding them with 429s.
 
 Intuit throttles each realm to 500 requests a minute, 10 requests in flight and 40 batch requests a
 minute (README §5). A `RealmPacer` admits a request only when all three allow it:
@@ -25,6 +25,9 @@ minute (README §5). A `RealmPacer` admits a request only when all three allow i
 
 Every client in this process that talks to a realm shares one pacer through `pacer_for(realm_id)`, so
 triggers and actions together stay under the limit. The clock and sleep are injectable for tests.
+
+`InProcessBackend` is this pacing as a `PacingBackend` (qbflow.qbo.pacing): what a deployment gets when its
+processes do not pace together (SQLite without Redis, or `QBFLOW_SHARED_LIMITS=0`).
 """
 
 from __future__ import annotations
@@ -35,38 +38,13 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 
 from qbflow.qbo._aio import PerLoop
+from qbflow.qbo.pacing.base import DEFAULT_LIMITS, Limits, Rates
 
-__all__ = ["DEFAULT_LIMITS", "Limits", "RealmPacer", "pacer_for", "reset_pacers"]
+__all__ = ["InProcessBackend", "RealmPacer", "pacer_for", "reset_pacers"]
 
 log = logging.getLogger("qbflow.qbo")
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Intuit's per-realm throttles as we pace to them. Defaults: production QBO."""
-
-    per_window: int = 500
-    window: float = 60.0
-    margin: float = 0.5  # added to `window`; see the module docstring
-    concurrent: int = 10
-    batch_per_window: int = 40
-    throttle_pause: float = 60.0  # pause after a 429 without Retry-After (Intuit: "wait 60 seconds")
-
-    def __post_init__(self) -> None:
-        if self.per_window < 1 or self.concurrent < 1 or self.batch_per_window < 1:
-            raise ValueError("limits must allow at least one request")
-        if self.window <= 0 or self.margin < 0 or self.throttle_pause < 0:
-            raise ValueError("window must be positive; margin and throttle_pause not negative")
-
-    @property
-    def effective_window(self) -> float:
-        return self.window + self.margin
-
-
-DEFAULT_LIMITS = Limits()
 
 
 class RealmPacer:
@@ -176,6 +154,10 @@ class RealmPacer:
                 "admitted": self.admitted, "throttles": self.throttles,
                 "paused_for": max(0.0, self._paused_until - now)}
 
+    async def astats(self) -> dict[str, float | int]:
+        """`stats` (it never blocks: everything is in this process)."""
+        return self.stats()
+
     def __repr__(self) -> str:
         return f"RealmPacer(realm_id={self.realm_id!r}, limits={self.limits!r})"
 
@@ -199,3 +181,25 @@ def pacer_for(realm_id: str, limits: Limits | None = None) -> RealmPacer:
 def reset_pacers() -> None:
     """Forget every realm's pacer (tests)."""
     _PACERS.clear()
+
+
+class InProcessBackend:
+    """Pacing in this process only (`pacer_for`): each process keeps its own count, so nothing can report the
+    rates of all processes together. `reason` says why the deployment paces this way (for `qbflow status`)."""
+
+    name = "in-process"
+    shared = False
+
+    def __init__(self, reason: str = "each process paces its requests in memory") -> None:
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return "InProcessBackend()"
+
+    def pacer(self, realm_id: str, limits: Limits | None = None) -> RealmPacer:
+        """The process-wide `RealmPacer` of `realm_id` (`pacer_for`)."""
+        return pacer_for(realm_id, limits)
+
+    def rates(self, window: float = 60.0) -> Rates:
+        """Not measured: this process's counts are not the company's."""
+        return Rates(measured=False, note=f"not measured: {self.reason}")

@@ -1,11 +1,11 @@
 """Per-company pacing shared by every process and machine: Intuit's limits kept in Redis.
 
-The same pacer as `SharedRealmPacer` (shared_pacing.py), with the same interface (`async with
+The same pacer as `SharedRealmPacer` (postgres.py), with the same interface (the `Pacer` protocol: `async with
 pacer.slot(batch=...)`, `throttled(retry_after)`, `stats()`, `astats()`) and the same guarantees across
 processes, kept in Redis instead of PostgreSQL (`QBFLOW_REDIS_URL`):
 
 * no interval of `window + margin` seconds holds more than `per_window` requests (`batch_per_window`
-  batch requests) of one company, each counted at its *end* (see pacing.py for why the end);
+  batch requests) of one company, each counted at its *end* (see inprocess.py for why the end);
 * at most `concurrent` requests of one company are in flight at once;
 * after a 429, every process pauses that company.
 
@@ -31,7 +31,7 @@ lock. The script:
    `live` to `ended` scored at its expiry. The request ended no later than that, so this is an upper bound
    of its end, as the log needs. Log entries older than `keep` (twice the window plus the lease time) are
    trimmed;
-3. computes the wait as pacing.py does: the pause (`paused_until - now`); `concurrent` leases alive -> until
+3. computes the wait as inprocess.py does: the pause (`paused_until - now`); `concurrent` leases alive -> until
    a lease ends; for the window, with `excess = alive + ended_in_window - limit + 1`, nothing if
    `excess <= 0`, else the `excess`-th oldest end in the window (ZRANGEBYSCORE ... LIMIT) + window + margin -
    now, or "until a lease ends" when only requests in flight fill it. The same for batches against
@@ -50,7 +50,7 @@ expiry, its entry moves to this later end). A worker killed mid-request leaves i
 counting as in flight after `lease_ttl` (30 s by default) and counts as ended at its expiry. The keys of a
 company expire when nothing has used them for `keep + lease_ttl`, except its counter and pause hash.
 
-Why the guarantees hold: the argument of shared_pacing.py, with Redis's atomic scripts in place of the row
+Why the guarantees hold: the argument of postgres.py, with Redis's atomic scripts in place of the row
 lock. Take the last-admitted request r among those ending in some interval [a, a + window + margin). Every
 other one was admitted by an earlier script run, so r's script saw its lease: alive (counted as in flight),
 or ended at a stamp >= a and <= r's `now`, inside r's window. So at most `limit - 1` others, and r. The same
@@ -66,6 +66,10 @@ Within one process, requests for one company first pass a local semaphore of `co
 lock, so only one coroutine per process and company runs the admission script at a time, and local waiters
 are admitted in order. Each event loop gets its own asyncio Redis client (a client belongs to one loop);
 `stats()` and a `throttled()` outside any loop use a synchronous client.
+
+`RedisBackend` is this pacing as a `PacingBackend`: its pacers (`redis_pacer_for`) and each company's rates read
+with the census script (`qbflow status`). `pacing_backend(...)` (qbflow.qbo.pacing) picks it when
+`QBFLOW_REDIS_URL` is set, unless `QBFLOW_SHARED_LIMITS=0`.
 
 The URL may carry a password: it is never logged nor shown (`redact_url`).
 """
@@ -84,11 +88,10 @@ import redis.asyncio
 from redis.exceptions import RedisError
 
 from qbflow.qbo._aio import PerLoop
-from qbflow.qbo.leased_pacing import DEFAULT_LEASE_TTL, DEFAULT_RECHECK, LeasedPacer, Pause
-from qbflow.qbo.pacing import DEFAULT_LIMITS, Limits
+from qbflow.qbo.pacing.base import DEFAULT_LIMITS, Limits, Rates, RealmRate
+from qbflow.qbo.pacing.leased import DEFAULT_LEASE_TTL, DEFAULT_RECHECK, LeasedPacer, Pause
 
-__all__ = ["DEFAULT_PREFIX", "RedisRealmPacer", "RedisRealmRate", "redact_url", "redis_pacer_for", "redis_rates",
-           "reset_redis_pacers"]
+__all__ = ["DEFAULT_PREFIX", "RedisBackend", "RedisRealmPacer", "redact_url", "redis_pacer_for", "reset_redis_pacers"]
 
 log = logging.getLogger("qbflow.qbo")
 
@@ -433,32 +436,52 @@ def reset_redis_pacers() -> None:
         _PACERS.clear()
 
 
-@dataclass(frozen=True)
-class RedisRealmRate:
-    """One company's requests as Redis holds them (for `qbflow status`)."""
+class RedisBackend:
+    """Limits kept in the Redis server at `url` (under `prefix`), shared by every process that uses it."""
 
-    realm_id: str
-    recent: int  # ended in the last `window` seconds
-    alive: int  # in flight now
-    throttles: int
-    paused_for: float
+    name = "Redis"
+    shared = True
 
+    def __init__(self, url: str, *, prefix: str = DEFAULT_PREFIX, timeout: float = 2.0) -> None:
+        self._url = url  # may carry a password: never logged
+        self.prefix = prefix
+        self.timeout = timeout  # for `rates`: status must answer even when Redis does not
 
-def redis_rates(url: str, window: float = 60.0, *, prefix: str = DEFAULT_PREFIX,
-                timeout: float = 2.0) -> list[RedisRealmRate]:
-    """Every paced company's requests of the last `window` seconds and in flight now, read from Redis."""
-    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
-    try:
-        census = client.register_script(_CENSUS)
-        rates = []
-        for raw in sorted(client.smembers(f"{prefix}:realms")):
-            realm_id = raw.decode() if isinstance(raw, bytes) else str(raw)
-            keys = _keys(prefix, realm_id)
-            found = _census(census(keys=[keys[name] for name in ("live", "live_b", "ended", "ended_b", "realm")],
-                                   args=[window]))
-            rates.append(RedisRealmRate(realm_id=realm_id, recent=found.ended, alive=found.alive,
-                                        throttles=found.throttles,
-                                        paused_for=max(0.0, found.paused_until - found.now)))
-        return rates
-    finally:
-        client.close()
+    def __repr__(self) -> str:
+        return f"RedisBackend({self.where!r}, prefix={self.prefix!r})"
+
+    @property
+    def where(self) -> str:
+        """The Redis server, password hidden."""
+        return redact_url(self._url)
+
+    def pacer(self, realm_id: str, limits: Limits | None = None) -> RedisRealmPacer:
+        """The process-wide `RedisRealmPacer` of `realm_id` on this server (`redis_pacer_for`)."""
+        return redis_pacer_for(realm_id, self._url, limits, prefix=self.prefix)
+
+    def rates(self, window: float = 60.0) -> Rates:
+        """Every company paced here (the `<prefix>:realms` set), each read with the census script. A server that
+        does not answer (within `timeout`) gives rates not measured, saying so."""
+        try:
+            realms = self._read_rates(window)
+        except Exception as error:  # noqa: BLE001 - status must answer even when Redis does not
+            return Rates(measured=False, note=f"not measured (Redis): the limits are held in Redis at {self.where}, "
+                                              f"which did not answer ({type(error).__name__})")
+        return Rates(measured=True, realms=realms,
+                     note=f"limits held in Redis at {self.where}: from its request log, the last {window:.0f} s")
+
+    def _read_rates(self, window: float) -> list[RealmRate]:
+        client = redis.Redis.from_url(self._url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout)
+        try:
+            census = client.register_script(_CENSUS)
+            rates = []
+            for raw in sorted(client.smembers(f"{self.prefix}:realms")):
+                realm_id = raw.decode() if isinstance(raw, bytes) else str(raw)
+                keys = _keys(self.prefix, realm_id)
+                found = _census(census(keys=[keys[name] for name in ("live", "live_b", "ended", "ended_b", "realm")],
+                                       args=[window]))
+                rates.append(RealmRate(realm_id=realm_id, recent=found.ended, in_flight=found.alive,
+                                       throttles=found.throttles, paused_for=max(0.0, found.paused_until - found.now)))
+            return rates
+        finally:
+            client.close()

@@ -1,6 +1,6 @@
 """What the pacers that share a company's limits across processes have in common: the half in this process.
 
-`SharedRealmPacer` (PostgreSQL) and `RedisRealmPacer` (Redis) keep the same cross-process state, each in its
+`SharedRealmPacer` (postgres.py) and `RedisRealmPacer` (redis.py) keep the same cross-process state, each in its
 own store: a sliding log of request ends, in-flight leases that expire, a realm-wide pause. Around that, this
 process does the same in both: at most `concurrent` of its own requests waiting or in flight (a local
 semaphore), one admission at a time (a local lock), a lease kept renewed while its request lasts, the end
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from qbflow.qbo._aio import PerLoop
-from qbflow.qbo.pacing import Limits
+from qbflow.qbo.pacing.base import Limits
 
 __all__ = ["DEFAULT_LEASE_TTL", "DEFAULT_RECHECK", "LeasedPacer", "Pause"]
 
@@ -62,7 +62,7 @@ class LeasedPacer:
         self.throttles = 0
         self.lost_leases = 0
 
-    # --- the interface of RealmPacer -------------------------------------------------------------------
+    # --- the Pacer protocol -------------------------------------------------------------------------------
     @contextlib.asynccontextmanager
     async def slot(self, *, batch: bool = False) -> AsyncIterator[Any]:
         """Hold a place for one request (a batch request when `batch`) while the block runs."""
