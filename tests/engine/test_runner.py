@@ -31,7 +31,7 @@ from tests.qbo.conftest import make_client
 
 CONNECTION = "acme"
 NO_CLIENT_RETRY = RetryPolicy(attempts=1, timeout=10.0, wait_initial=0.001, wait_max=0.001, wait_jitter=0.0)
-FAST = RetrySettings(step_attempts=3, step_wait_initial=0.001, step_wait_max=0.01, run_wait_initial=30.0)
+FAST = RetrySettings(attempts=3, wait_initial=30.0)
 _numbers = itertools.count(1)
 
 
@@ -194,15 +194,11 @@ async def test_a_qbo_validation_fault_fails_at_once(runs, clients) -> None:
     text = invoice_workflow(doc_number()).replace('item: "1"', 'item: "99999"')
     run_id = add_run(runs, text, {"DisplayName": "Ghost Item Co", "Amount": 5})
     runs.claim_next_run()
-    calls: list[float] = []
 
-    async def sleep(seconds: float) -> None:
-        calls.append(seconds)
-
-    done = await make_runner(runs, clients, sleep=sleep).run_once(run_id)
-    assert done.status == "failed", done.error
+    done = await make_runner(runs, clients).run_once(run_id)
+    assert done.status == "failed", done.error  # permanent: no retry, not waiting
     assert done.step("invoice").status == "failed"
-    assert done.step("invoice").attempts == 1 and calls == []  # permanent: no retry
+    assert done.step("invoice").attempts == 1
 
 
 async def test_transient_faults_wait_then_recover_without_duplicates(runs, clients, sandbox, realm, token) -> None:
@@ -217,7 +213,8 @@ async def test_transient_faults_wait_then_recover_without_duplicates(runs, clien
     assert waiting.next_attempt_at is not None
     assert "customer" in waiting.error
     step = waiting.step("customer")
-    assert step.status == "failed" and step.error["transient"] is True and step.attempts == FAST.step_attempts
+    assert step.status == "failed" and step.error["transient"] is True and step.attempts == 1
+    assert waiting.next_attempt_at >= waiting.started_at + timedelta(seconds=FAST.wait_initial)
     assert runs.claim_next_run() is None  # not due yet
 
     sandbox.faults.rate = 0.0
@@ -231,29 +228,37 @@ async def test_transient_faults_wait_then_recover_without_duplicates(runs, clien
         assert len(await qbo.query("select * from Customer where DisplayName = 'Flaky Co'")) == 1
 
 
-async def test_in_step_retries_ride_out_a_short_outage(runs, clients, sandbox, realm, token) -> None:
-    doc = doc_number()
-    run_id = add_run(runs, invoice_workflow(doc), {"DisplayName": "Blip Co", "Amount": 7})
-    runs.claim_next_run()
-    sandbox.faults.rate, sandbox.faults.kinds, sandbox.faults.seed = 1.0, ("503",), 1
-    waits: list[float] = []
+async def test_a_step_has_one_budget_counting_every_request(runs, sandbox, realm, token) -> None:
+    """Inside a run the client makes no retries of its own (it would make 6 here): each claim of the run is one
+    try, one request, and the step fails once its tries are spent, the waits between them growing."""
+    seen: list[str] = []
 
-    async def sleep(seconds: float) -> None:
-        waits.append(seconds)
-        sandbox.faults.rate = 0.0  # the outage ends during the first wait
+    async def retrying_clients(name: str):
+        client = make_client(sandbox, realm, StaticTokens(token))  # the client's default retries: 6 attempts
 
-    done = await make_runner(runs, clients, sleep=sleep).run_once(run_id)
-    assert done.status == "succeeded", done.error
-    assert waits and done.step("customer").attempts == 2
-    assert len(await by_doc(sandbox, realm, token, doc)) == 1
+        async def note(request) -> None:
+            seen.append(request.url.path)
 
+        client._http.event_hooks["request"].append(note)
+        return client
 
-async def test_a_run_gives_up_after_its_attempts(runs, clients, sandbox) -> None:
     run_id = add_run(runs, invoice_workflow(doc_number()), {"DisplayName": "Down Co", "Amount": 1})
-    runs.claim_next_run()
     sandbox.faults.rate, sandbox.faults.kinds = 1.0, ("503",)
-    done = await make_runner(runs, clients, retry=RetrySettings(step_attempts=1, run_attempts=1)).run_once(run_id)
-    assert done.status == "failed" and "gave up after 1 attempts" in done.error
+    budget = RetrySettings(attempts=3, wait_initial=10.0)
+    clock = [datetime.now(UTC)]
+    runner = make_runner(runs, retrying_clients, retry=budget, now=lambda: clock[0])
+    waits = []
+    for tries in (1, 2, 3):
+        run = runs.claim_next_run(clock[0])
+        assert run is not None and run.id == run_id
+        done = await runner.run_once(run_id)
+        assert done.step("customer").attempts == tries and len(seen) == tries  # one request per try
+        if tries < 3:
+            assert done.status == "waiting_retry" and f"try {tries} of 3" in done.error
+            waits.append((done.next_attempt_at - clock[0]).total_seconds())
+            clock[0] = done.next_attempt_at + timedelta(seconds=1)
+    assert done.status == "failed" and "gave up after 3 tries" in done.error
+    assert waits == [10.0, 20.0]  # doubling
 
 
 async def _crash_after_sending(runs: RunStore, clients, run_id: int, sandbox, realm, token) -> dict:
@@ -360,6 +365,9 @@ async def test_http_request_and_log_steps(runs, clients, caplog) -> None:
     runs.claim_next_run()
     runner = make_runner(runs, clients, http_transport=httpx.ASGITransport(app=receiver.app))
     with caplog.at_level(logging.INFO, logger="qbflow.workflow"):
+        waiting = await runner.run_once(run_id)  # the hook answered 503: the run waits, then tries again
+        assert waiting.status == "waiting_retry", waiting.error
+        runs.claim_next_run(waiting.next_attempt_at + timedelta(seconds=1))
         done = await runner.run_once(run_id)
 
     assert done.status == "succeeded", done.error

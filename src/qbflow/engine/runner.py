@@ -20,9 +20,10 @@ step started, and uses it instead of creating again.
 Resuming: a step the ledger has as "succeeded" is not run again (its stored output is reused); "skipped"
 stays skipped; anything else (sent, failed, pending) runs again with the same request id.
 
-Errors: transient ones (QBO Transient/RateLimited, connection errors and timeouts, 5xx of `http.request`) are
-retried in the step with backoff `RetrySettings.step_attempts` times; then the run goes to `waiting_retry`
-with an exponential `next_attempt_at` (failed after `run_attempts`). Permanent ones (bad input, template
+Errors: after a transient one (QBO Transient/RateLimited, connection errors and timeouts, 5xx of
+`http.request`) the run goes to `waiting_retry` with an exponential `next_attempt_at` and gives its place up;
+the step's one budget (`RetrySettings`: tries and total time, every request counted, the client making no
+retries of its own inside a run) decides when it fails instead. Permanent ones (bad input, template
 errors, unresolved references, QBO validation, not found, ...) fail the run at once with the reason. A
 connection that needs reconnecting puts the run in `waiting_retry` (`reconnect_wait`) with its message, so
 the run carries on, missing nothing, once `qbflow connect NAME` has been run.
@@ -30,7 +31,6 @@ the run carries on, missing nothing, once `qbflow connect NAME` has been run.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import datetime as dt
 import json
@@ -53,7 +53,7 @@ from qbflow.engine.steps import HttpStepError, http_request, log_message, parse_
 from qbflow.engine.templates import TemplateError, make_context
 from qbflow.engine.workflow import GENERIC_STEPS, Step, Workflow
 from qbflow.errors import QBFlowError
-from qbflow.qbo.client import QBOClient
+from qbflow.qbo.client import QBOClient, single_try
 from qbflow.qbo.errors import NeedsReconnect, QBOError, RateLimited, Transient
 from qbflow.qbo.query import Query
 from qbflow.store.models import (
@@ -100,25 +100,26 @@ Kind = Literal["transient", "reconnect", "permanent"]
 
 @dataclass(frozen=True)
 class RetrySettings:
-    """How hard a step tries before the run waits, and how the run's waits grow.
+    """The one retry budget of a step: how many tries, how long in all, and the waits between them.
 
-    In-step waits: `step_wait_initial * 2**n`, at most `step_wait_max`. Run waits: `run_wait_initial *
-    2**(attempt-1)` seconds, at most `run_wait_max`; after `run_attempts` attempts the run fails.
+    Every try is one request: inside a run the QBO client makes no retries of its own (`single_try`), so nothing
+    multiplies this budget. After a transient failure (QBO 5xx or 429, a reset, a timeout, a 5xx of
+    `http.request`) the run waits, holding no place in the engine, `wait_initial * 2**(tries-1)` seconds (at
+    most `wait_max`; a 429's Retry-After when longer) and is then claimed again, the step resuming with the same
+    request id. The step fails the run once it has made `attempts` tries or `total` seconds have passed since
+    its first try. A connection that needs reconnecting is not a failure: the run waits `reconnect_wait`
+    (or until `qbflow connect` wakes it) without using up tries.
     """
 
-    step_attempts: int = 3
-    step_wait_initial: float = 0.5
-    step_wait_max: float = 8.0
-    run_wait_initial: float = 60.0
-    run_wait_max: float = 6 * 3600.0
-    run_attempts: int = 8
+    attempts: int = 10
+    wait_initial: float = 1.0
+    wait_max: float = 900.0
+    total: float = 3600.0
     reconnect_wait: float = 300.0
 
-    def step_wait(self, retry: int) -> float:
-        return min(self.step_wait_initial * 2 ** retry, self.step_wait_max)
-
-    def run_wait(self, attempt: int) -> float:
-        return min(self.run_wait_initial * 2 ** max(attempt - 1, 0), self.run_wait_max)
+    def wait(self, tries: int) -> float:
+        """Seconds to wait after the `tries`-th failed try."""
+        return min(self.wait_initial * 2 ** max(tries - 1, 0), self.wait_max)
 
 
 class RunNotClaimed(ValueError):
@@ -167,10 +168,13 @@ def error_json(error: BaseException, *, field: str | None = None) -> dict[str, A
 
 
 class _StepFailed(Exception):
-    def __init__(self, kind: Kind, error: dict[str, Any], retry_after: float | None = None) -> None:
+    def __init__(self, kind: Kind, error: dict[str, Any], retry_after: float | None = None, *, tries: int = 1,
+                 first_try: dt.datetime | None = None) -> None:
         self.kind = kind
         self.error = error
         self.retry_after = retry_after
+        self.tries = tries  # tries of the failed step so far, this one included
+        self.first_try = first_try
         super().__init__(error.get("message", ""))
 
 
@@ -260,7 +264,7 @@ class Runner:
     `clients(connection_name)` gives a `QBOClient` (production: `store_clients(store)`; tests: the in-process
     sandbox). Clients are fetched once per connection per run and closed after the run when `close_clients`.
     `http_transport` is used by `http.request` steps; `workflows(run)` gives a run's `Workflow` (default: the
-    stored definition); `sleep` is awaited between in-step retries.
+    stored definition).
     """
 
     def __init__(
@@ -272,7 +276,6 @@ class Runner:
         http_transport: httpx.AsyncBaseTransport | None = None,
         http_timeout: float = 30.0,
         workflows: Callable[[RunRecord], Workflow] | None = None,
-        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         close_clients: bool = True,
         now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
@@ -283,7 +286,6 @@ class Runner:
         self.http_timeout = http_timeout
         self.workflows = workflows or self._stored_workflow
         self._parsed: dict[int, tuple[dt.datetime, Workflow]] = {}
-        self.sleep = sleep
         self.close_clients = close_clients
         self.now = now
 
@@ -358,14 +360,19 @@ class Runner:
         reason = f"step {step.id!r} ({step.action}): {failure.error.get('message')}"
         now = self.now()
         steps = state.take()
+        budget = self.retry
         if failure.kind == "reconnect":
-            later = now + dt.timedelta(seconds=self.retry.reconnect_wait)
+            later = now + dt.timedelta(seconds=budget.reconnect_wait)
             self.runs.finish_run(run.id, RUN_WAITING_RETRY, reason, later, steps=steps)
-        elif failure.kind == "transient" and run.attempt < self.retry.run_attempts:
-            wait = max(self.retry.run_wait(run.attempt), failure.retry_after or 0.0)
-            self.runs.finish_run(run.id, RUN_WAITING_RETRY, reason, now + dt.timedelta(seconds=wait), steps=steps)
         elif failure.kind == "transient":
-            self.runs.finish_run(run.id, RUN_FAILED, f"gave up after {run.attempt} attempts: {reason}", steps=steps)
+            spent = (now - failure.first_try).total_seconds() if failure.first_try is not None else 0.0
+            if failure.tries >= budget.attempts or spent >= budget.total:
+                self.runs.finish_run(run.id, RUN_FAILED, f"gave up after {failure.tries} tries in {spent:.0f} s: "
+                                                         f"{reason}", steps=steps)
+            else:
+                wait = max(budget.wait(failure.tries), failure.retry_after or 0.0)
+                self.runs.finish_run(run.id, RUN_WAITING_RETRY, f"try {failure.tries} of {budget.attempts}: {reason}",
+                                     now + dt.timedelta(seconds=wait), steps=steps)
         else:
             self.runs.finish_run(run.id, RUN_FAILED, reason, steps=steps)
         log.info("run %s: %s", run.id, reason)
@@ -403,50 +410,42 @@ class Runner:
         started_at = _aware(entry.started_at) if entry is not None else None
         reading = the_action is not None and the_action.operation in READ_OPERATIONS
         request_id = request_id_for(run.uid, step.id)
-        data: dict[str, Any] = {}
-        retry_after: float | None = None
-        for attempt in range(self.retry.step_attempts):
-            if attempt:
-                await self.sleep(self.retry.step_wait(attempt - 1))
-            try:
-                client = None
-                if the_action is not None:
-                    client = await self._client(step, state)
-                if reading:
-                    # Nothing to undo or repeat safely: no "sent" mark before a read (one write less per step).
-                    output = _jsonable(await self._call(step, the_action, model, request_id, client, state))
-                    state.done(step.id, position, STEP_SUCCEEDED, output=output, input=rendered,
-                               attempts=attempt + 1, started_at=began)
-                    return True, output
-                sent = self.runs.mark_step_sent(run.id, step.id, rendered, position=position, before=state.take())
-                started_at = started_at or _aware(sent.started_at)
-                output = None
-                if ambiguous and the_action is not None and the_action.operation == "create":
-                    output = await self._find_created(client, the_action.entity, model, started_at)
-                if output is None:
-                    output = _jsonable(await self._call(step, the_action, model, sent.request_id, client, state))
-                # Recorded with the next write: a crash before that leaves it "sent", and the resumed run
-                # repeats it under the same request id (QBO answers with the first result).
-                state.done(step.id, position, STEP_SUCCEEDED, output=output)
+        tries = (entry.attempts if entry is not None else 0) + 1  # this one included
+        first_try = started_at or _aware(began)
+        try:
+            client = None
+            if the_action is not None:
+                client = await self._client(step, state)
+            if reading:
+                # Nothing to undo or repeat safely: no "sent" mark before a read (one write less per step).
+                output = _jsonable(await self._call(step, the_action, model, request_id, client, state))
+                state.done(step.id, position, STEP_SUCCEEDED, output=output, input=rendered, attempts=1,
+                           started_at=began)
                 return True, output
-            except Exception as error:  # every failure is classified; none may escape a run
-                kind = classify(error)
-                data = error_json(error)
-                if kind != "transient":
-                    if not isinstance(error, QBFlowError):
-                        log.exception("run %s step %s failed unexpectedly", run.id, step.id)
-                    state.done(step.id, position, STEP_FAILED, error=data, started_at=began,
-                               **_read_fields(reading, rendered, attempt))
-                    raise _StepFailed(kind, data) from None
-                ambiguous = True
+            sent = self.runs.mark_step_sent(run.id, step.id, rendered, position=position, before=state.take())
+            started_at = started_at or _aware(sent.started_at)
+            output = None
+            if ambiguous and the_action is not None and the_action.operation == "create":
+                output = await self._find_created(client, the_action.entity, model, started_at)
+            if output is None:
+                output = _jsonable(await self._call(step, the_action, model, sent.request_id, client, state))
+            # Recorded with the next write: a crash before that leaves it "sent", and the resumed run
+            # repeats it under the same request id (QBO answers with the first result).
+            state.done(step.id, position, STEP_SUCCEEDED, output=output)
+            return True, output
+        except Exception as error:  # every failure is classified; none may escape a run
+            kind = classify(error)
+            data = error_json(error)
+            if kind == "transient":
                 data["transient"] = True
-                retry_after = getattr(error, "retry_after", None)
-                log.info("run %s step %s: transient failure (attempt %d): %s", run.id, step.id, attempt + 1, error)
-                if retry_after and retry_after > self.retry.step_wait_max:
-                    break  # worth waiting for, but not inside the step
-        state.done(step.id, position, STEP_FAILED, error=data, started_at=began,
-                   **_read_fields(reading, rendered, attempt))
-        raise _StepFailed("transient", data, retry_after)
+                log.info("run %s step %s: transient failure (try %d): %s", run.id, step.id, tries, error)
+            elif not isinstance(error, QBFlowError):
+                log.exception("run %s step %s failed unexpectedly", run.id, step.id)
+            # A read's tries are counted here; a write's by its "sent" mark.
+            state.done(step.id, position, STEP_FAILED, error=data, started_at=began,
+                       **({"input": rendered, "attempts": 1} if reading else {}))
+            raise _StepFailed(kind, data, getattr(error, "retry_after", None), tries=tries,
+                              first_try=first_try) from None
 
     async def _client(self, step: Step, state: _RunState) -> QBOClient:
         name = step.connection or ""
@@ -462,7 +461,8 @@ class Runner:
         name = step.connection or ""
         references = state.references.setdefault(name, ReferenceCache())
         ctx = ActionContext(client, request_id=request_id, references=references)
-        return await the_action.run(ctx, model)
+        with single_try():  # the step's budget (RetrySettings) counts every request: no retries inside
+            return await the_action.run(ctx, model)
 
     @staticmethod
     async def _find_created(client: QBOClient | None, entity: str | None, model: BaseModel,
@@ -485,11 +485,6 @@ class Runner:
 # --- `qbflow workflow test` ------------------------------------------------------------------------------
 
 _PLACEHOLDER_PREFIX = "<dry run: "
-
-
-def _read_fields(reading: bool, rendered: Any, attempt: int) -> dict[str, Any]:
-    """What finish_step records for a read, which had no "sent" mark: its input and its attempts."""
-    return {"input": rendered, "attempts": attempt + 1} if reading else {}
 
 
 class _Placeholder(dict):

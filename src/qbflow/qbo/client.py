@@ -31,7 +31,8 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -59,6 +60,7 @@ __all__ = [
     "BatchResult",
     "QBOClient",
     "RetryPolicy",
+    "single_try",
 ]
 
 log = logging.getLogger("qbflow.qbo")
@@ -78,6 +80,22 @@ _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]+")
 _PAGING = re.compile(r"\b(STARTPOSITION|MAXRESULTS)\b", re.IGNORECASE)
 _FROM = re.compile(r"\bFROM\s+([A-Za-z]+)", re.IGNORECASE)
 _USER_AGENT = "qbflow (+https://github.com/qbflow)"
+
+
+# Set by a caller that keeps its own retry budget (the workflow runner): calls in its context try once, so every
+# request counts against that one budget instead of being multiplied by the client's own retries.
+_SINGLE_TRY: ContextVar[bool] = ContextVar("qbflow_qbo_single_try", default=False)
+
+
+@contextlib.contextmanager
+def single_try() -> Iterator[None]:
+    """Within this block (this task and what it awaits), client calls make one attempt: no transport retries.
+    A 401 still refreshes the token and sends once more (that is not a retry of a failure)."""
+    token = _SINGLE_TRY.set(True)
+    try:
+        yield
+    finally:
+        _SINGLE_TRY.reset(token)
 
 
 @dataclass(frozen=True)
@@ -479,7 +497,8 @@ class QBOClient:
     # --- the one place requests are made -------------------------------------------------------------
     def _retry_kwargs(self) -> dict[str, Any]:
         policy = self.retry
-        return {"attempts": policy.attempts, "timeout": policy.timeout, "wait_initial": policy.wait_initial,
+        return {"attempts": 1 if _SINGLE_TRY.get() else policy.attempts, "timeout": policy.timeout,
+                "wait_initial": policy.wait_initial,
                 "wait_max": policy.wait_max, "wait_jitter": policy.wait_jitter}
 
     def _retry_on(self, exc: Exception) -> bool | float:
