@@ -4,9 +4,10 @@ A row (`EntityActions`) names an entity of `qbflow.catalog`, the operations offe
 fields a person fills in, each with the QBO property it becomes. From a row come:
 
     create_X      the fields (required where the catalog says the property is) -> POST
-    update_X      the same fields, all optional, plus `id`: a sparse update of what was given; the action
-                  reads the SyncToken itself and, if the record changed meanwhile (StaleObject), reads it
-                  again and retries once
+    update_X      the same fields, all optional, plus `id` and `sync_token`: a sparse update of what was
+                  given. With the SyncToken the trigger gave (`{{ trigger.SyncToken }}`) it is one request;
+                  without, the action reads it first. Either way, if the record changed meanwhile
+                  (StaleObject, 5010) it reads the record again and sends the same changes once more
     get_X         by Id
     delete_X      transactions only (name lists are deactivated: deactivate_X)
     find_X        friendly filters (name, email, doc number, date range, customer/vendor), paged
@@ -58,6 +59,9 @@ _EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 PATTERN_TEXT[_EMAIL_PATTERN] = "an email address, e.g. name@example.com"
 RecordId = Annotated[str, StringConstraints(pattern=ID_PATTERN),
                      Field(description="The record's QuickBooks Id (digits), e.g. \"145\".")]
+_SYNC_TOKEN_PATTERN = r"^[0-9]{1,10}$"
+PATTERN_TEXT[_SYNC_TOKEN_PATTERN] = "a SyncToken: digits only, e.g. \"3\""
+SyncToken = Annotated[str, StringConstraints(pattern=_SYNC_TOKEN_PATTERN)]
 Email = Annotated[str, StringConstraints(pattern=_EMAIL_PATTERN, max_length=100)]
 # Money and quantities: finite, and within what QBO stores (15 digits before the point).
 Amount = Annotated[float, Field(allow_inf_nan=False, ge=-1e12, le=1e12)]
@@ -549,6 +553,12 @@ _EXTRA_DESCRIPTION = ("Raw QuickBooks properties merged into the request body (t
                       "knows for this entity; the fields above win over the same key here.")
 
 
+_SYNC_TOKEN_DESCRIPTION = (
+    "The record's SyncToken as you last saw it, e.g. \"{{ trigger.SyncToken }}\": the update is then one request "
+    "(left out, it is read first). If the record changed since, it is read again and the same changes are sent "
+    "once more.")
+
+
 def _model_name(r: EntityActions, op: str) -> str:
     return "".join(part.capitalize() for part in f"{op}_{r.key}".split("_")) + "Input"
 
@@ -581,7 +591,10 @@ def create_input_model(r: EntityActions, *, name: str | None = None, doc: str | 
 
 def update_input_model(r: EntityActions) -> type[BaseModel]:
     """The update form: `id` plus every create field, all optional (only those given change)."""
-    definitions: dict[str, Any] = {"id": (RecordId, Field(description=f"The Id of the {r.title.lower()} to change."))}
+    definitions: dict[str, Any] = {
+        "id": (RecordId, Field(description=f"The Id of the {r.title.lower()} to change.")),
+        "sync_token": (SyncToken | None, Field(None, description=_SYNC_TOKEN_DESCRIPTION)),
+    }
     for f in r.fields:
         text = f.description
         if f.name == "lines":
@@ -590,8 +603,8 @@ def update_input_model(r: EntityActions) -> type[BaseModel]:
     definitions["extra"] = (dict[str, Any] | None, Field(None, description=_EXTRA_DESCRIPTION))
 
     def something(self: BaseModel) -> BaseModel:
-        if not (self.model_fields_set - {"id"}):
-            raise FieldError("id", "give at least one field to change besides id")
+        if not (self.model_fields_set - {"id", "sync_token"}):
+            raise FieldError("id", "give at least one field to change besides id and sync_token")
         return self
 
     validators = {"_extra_known": _extra_validator(r.entity),
@@ -655,11 +668,16 @@ def _create_handler(r: EntityActions):
     return handle
 
 
-async def sparse_update(ctx: ActionContext, entity: str, body: dict) -> dict:
-    """A sparse update that reads the SyncToken itself; a StaleObject (someone changed the record between
-    the read and the write) is retried once after reading it again."""
+async def sparse_update(ctx: ActionContext, entity: str, body: dict, sync_token: str | None = None) -> dict:
+    """A sparse update of `body` (which has the Id). With `sync_token` it is one request; without, the SyncToken
+    is read first. A StaleObject (the record changed since that SyncToken) is retried once with a fresh one."""
     try:
-        record = await ctx.qbo.update(entity, body, sparse=True, fetch_sync_token=True, request_id=ctx.write_id())
+        if sync_token is not None:
+            record = await ctx.qbo.update(entity, {**body, "SyncToken": sync_token}, sparse=True,
+                                          request_id=ctx.write_id())
+        else:
+            record = await ctx.qbo.update(entity, body, sparse=True, fetch_sync_token=True,
+                                          request_id=ctx.write_id())
     except StaleObject:
         # A new requestid: QBO (and the sandbox) would replay the stale answer for the first one.
         record = await ctx.qbo.update(entity, body, sparse=True, fetch_sync_token=True,
@@ -672,7 +690,7 @@ def _update_handler(r: EntityActions):
     async def handle(ctx: ActionContext, model: BaseModel) -> dict:
         body = await build_body(ctx, r, model, only_set=True)
         body["Id"] = model.id
-        return await sparse_update(ctx, r.entity, body)
+        return await sparse_update(ctx, r.entity, body, model.sync_token)
 
     return handle
 
@@ -848,8 +866,9 @@ def generate(rows: Iterable[EntityActions] = ROWS) -> dict[str, Action]:
                        _create_handler(r), r.entity, "create"))
         if "update" in r.offers:
             add(Action(f"update_{noun}", f"Update {title}",
-                       f"Changes the fields given on {_a(lower)} and leaves the rest as it is (a sparse update; the "
-                       f"SyncToken is read for you).", update_input_model(r), _output(r), _update_handler(r),
+                       f"Changes the fields given on {_a(lower)} and leaves the rest as it is (a sparse update). "
+                       f"Give sync_token (e.g. {{{{ trigger.SyncToken }}}}) and it is one request; otherwise "
+                       f"the SyncToken is read for you.", update_input_model(r), _output(r), _update_handler(r),
                        r.entity, "update"))
         if "get" in r.offers:
             add(Action(f"get_{noun}", f"Get {title}", f"Reads {_a(lower)} by Id.",
