@@ -3,7 +3,8 @@
 A row (`EntityActions`) names an entity of `qbflow.catalog`, the operations offered on it, and the input
 fields a person fills in, each with the QBO property it becomes. From a row come:
 
-    create_X      the fields (required where the catalog says the property is) -> POST
+    create_X      the fields (required where the catalog says the property is) -> POST; its `created_lookup`
+                  recognises what an earlier attempt made by the body it sends (`lookup.find_created`)
     update_X      the same fields, all optional, plus `id` and `sync_token`: a sparse update of what was
                   given. With the SyncToken the trigger gave (`{{ trigger.SyncToken }}`) it is one request;
                   without, the action reads it first. Either way, if the record changed meanwhile
@@ -32,7 +33,7 @@ from pydantic import BaseModel, Field, StringConstraints, create_model, field_va
 
 from qbflow.catalog.entities import ENTITIES, Kind, Op
 from qbflow.catalog.fields import IGNORED, known_fields, unknown_fields
-from qbflow.connector.base import PATTERN_TEXT, Action, ActionContext, ActionInput, FieldError
+from qbflow.connector.base import PATTERN_TEXT, Action, ActionContext, ActionInput, CreatedLookup, FieldError
 from qbflow.connector.refs import ID_PATTERN, RefValue, ref_description, resolve_ref
 from qbflow.qbo.errors import StaleObject
 from qbflow.qbo.query import MAX_PAGE, Query, like_contains
@@ -46,6 +47,7 @@ __all__ = [
     "PaymentApplication",
     "SalesLine",
     "build_body",
+    "created_lookup",
     "entity_key",
     "generate",
     "row",
@@ -157,9 +159,11 @@ class InputField:
     """One input field of an entity's create/update form and the QBO property it fills.
 
     `qbo` is a dotted path into the body ("PrimaryEmailAddr.Address"). `targets` makes it a reference
-    resolved by `refs.resolve_ref`; `build` converts values that need more (lines). `required` None means
-    "as the catalog says" (required on create when the top-level property is in the entity's `required`).
-    `also` are constant properties set with it (a parent customer makes a sub-customer: Job = true).
+    resolved by `refs.resolve_ref`; `build` converts values that need more (lines); `match` converts them
+    for finding a record made earlier (`build_body(..., for_lookup=True)`) when `build` reads something
+    the create itself changes. `required` None means "as the catalog says" (required on create when the
+    top-level property is in the entity's `required`). `also` are constant properties set with it (a
+    parent customer makes a sub-customer: Job = true).
     """
 
     name: str
@@ -170,6 +174,7 @@ class InputField:
     required: bool | None = None
     build: Builder | None = None
     also: dict[str, Any] = field(default_factory=dict)
+    match: Builder | None = None
 
     @property
     def property(self) -> str:
@@ -297,9 +302,17 @@ async def _payment_lines(ctx: ActionContext, name: str, applications: list[Payme
     return out
 
 
+async def _payment_lines_known(ctx: ActionContext, name: str, applications: list[PaymentApplication]) -> list[dict]:
+    """The payment's lines for finding it once made: an amount left out was the invoice's balance *then*,
+    which paying it changed, so it is left out here too."""
+    return [{**({"Amount": a.amount} if a.amount is not None else {}),
+             "LinkedTxn": [{"TxnId": a.invoice_id, "TxnType": "Invoice"}]} for a in applications]
+
+
 def _payment_total(body: dict) -> None:
-    if "TotalAmt" not in body and body.get("Line"):
-        body["TotalAmt"] = round(sum(float(line["Amount"]) for line in body["Line"]), 2)
+    lines = body.get("Line")
+    if "TotalAmt" not in body and lines and all("Amount" in line for line in lines):
+        body["TotalAmt"] = round(sum(float(line["Amount"]) for line in lines), 2)
 
 
 # --- field sets ---------------------------------------------------------------------------------------------
@@ -425,7 +438,7 @@ _PAYMENT_FIELDS = (
                                                    "out.", required=False),
     _f("invoices", "Line", list[PaymentApplication], "Invoices this payment pays (left out: the payment stays "
                                                      "unapplied, a credit for the customer).",
-       build=_payment_lines),
+       build=_payment_lines, match=_payment_lines_known),
     _f("txn_date", "TxnDate", date, "Date received (YYYY-MM-DD); today when left out."),
     _f("reference_number", "PaymentRefNum", ShortText, "Check number or other reference."),
     _ref("payment_method", "PaymentMethodRef", ("PaymentMethod",), "Payment method, e.g. \"Check\"."),
@@ -633,8 +646,10 @@ def _id_model(r: EntityActions, op: str, what: str) -> type[BaseModel]:
 
 
 # --- building the request body --------------------------------------------------------------------------------
-async def build_body(ctx: ActionContext, r: EntityActions, model: BaseModel, *, only_set: bool = False) -> dict:
-    """The QBO body for a create/update model: fields mapped, references resolved, `extra` merged under."""
+async def build_body(ctx: ActionContext, r: EntityActions, model: BaseModel, *, only_set: bool = False,
+                     for_lookup: bool = False) -> dict:
+    """The QBO body for a create/update model: fields mapped, references resolved, `extra` merged under.
+    `for_lookup`: the body to recognise the record by once it exists (fields' `match` builders)."""
     body: dict[str, Any] = {}
     given = model.model_fields_set if only_set else None
     for f in r.fields:
@@ -646,7 +661,8 @@ async def build_body(ctx: ActionContext, r: EntityActions, model: BaseModel, *, 
         if f.targets:
             value = await resolve_ref(ctx, f.name, f.targets, value)
         elif f.build is not None:
-            value = await f.build(ctx, f.name, value)
+            build = f.match if for_lookup and f.match is not None else f.build
+            value = await build(ctx, f.name, value)
         else:
             value = _plain(value)
         _set(body, f.qbo, value)
@@ -666,6 +682,14 @@ def _create_handler(r: EntityActions):
         return await ctx.qbo.create(r.entity, body, request_id=ctx.write_id())
 
     return handle
+
+
+def created_lookup(r: EntityActions) -> CreatedLookup:
+    """How an earlier attempt of the row's create is recognised: by the body it sends."""
+    async def body(ctx: ActionContext, model: BaseModel) -> dict:
+        return await build_body(ctx, r, model, for_lookup=True)
+
+    return CreatedLookup(body)
 
 
 async def sparse_update(ctx: ActionContext, entity: str, body: dict, sync_token: str | None = None) -> dict:
@@ -863,7 +887,7 @@ def generate(rows: Iterable[EntityActions] = ROWS) -> dict[str, Action]:
         lower = title.lower()
         if "create" in r.offers:
             add(Action(f"create_{noun}", f"Create {title}", _describe_create(r), create_input_model(r), _output(r),
-                       _create_handler(r), r.entity, "create"))
+                       _create_handler(r), r.entity, "create", created_lookup(r)))
         if "update" in r.offers:
             add(Action(f"update_{noun}", f"Update {title}",
                        f"Changes the fields given on {_a(lower)} and leaves the rest as it is (a sparse update). "
