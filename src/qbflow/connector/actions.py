@@ -3,10 +3,12 @@
 A row (`EntityActions`) names an entity of `qbflow.catalog`, the operations offered on it, and the input
 fields a person fills in, each with the QBO property it becomes. From a row come:
 
-    create_X      the fields (required where the catalog says the property is) -> POST
-    update_X      the same fields, all optional, plus `id`: a sparse update of what was given; the action
-                  reads the SyncToken itself and, if the record changed meanwhile (StaleObject), reads it
-                  again and retries once
+    create_X      the fields (required where the catalog says the property is) -> POST; its `created_lookup`
+                  recognises what an earlier attempt made by the body it sends (`lookup.find_created`)
+    update_X      the same fields, all optional, plus `id` and `sync_token`: a sparse update of what was
+                  given. With the SyncToken the trigger gave (`{{ trigger.SyncToken }}`) it is one request;
+                  without, the action reads it first. Either way, if the record changed meanwhile
+                  (StaleObject, 5010) it reads the record again and sends the same changes once more
     get_X         by Id
     delete_X      transactions only (name lists are deactivated: deactivate_X)
     find_X        friendly filters (name, email, doc number, date range, customer/vendor), paged
@@ -31,7 +33,7 @@ from pydantic import BaseModel, Field, StringConstraints, create_model, field_va
 
 from qbflow.catalog.entities import ENTITIES, Kind, Op
 from qbflow.catalog.fields import IGNORED, known_fields, unknown_fields
-from qbflow.connector.base import PATTERN_TEXT, Action, ActionContext, ActionInput, FieldError
+from qbflow.connector.base import PATTERN_TEXT, Action, ActionContext, ActionInput, CreatedLookup, FieldError
 from qbflow.connector.refs import ID_PATTERN, RefValue, ref_description, resolve_ref
 from qbflow.qbo.errors import StaleObject
 from qbflow.qbo.query import MAX_PAGE, Query, like_contains
@@ -45,6 +47,7 @@ __all__ = [
     "PaymentApplication",
     "SalesLine",
     "build_body",
+    "created_lookup",
     "entity_key",
     "generate",
     "row",
@@ -58,6 +61,9 @@ _EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 PATTERN_TEXT[_EMAIL_PATTERN] = "an email address, e.g. name@example.com"
 RecordId = Annotated[str, StringConstraints(pattern=ID_PATTERN),
                      Field(description="The record's QuickBooks Id (digits), e.g. \"145\".")]
+_SYNC_TOKEN_PATTERN = r"^[0-9]{1,10}$"
+PATTERN_TEXT[_SYNC_TOKEN_PATTERN] = "a SyncToken: digits only, e.g. \"3\""
+SyncToken = Annotated[str, StringConstraints(pattern=_SYNC_TOKEN_PATTERN)]
 Email = Annotated[str, StringConstraints(pattern=_EMAIL_PATTERN, max_length=100)]
 # Money and quantities: finite, and within what QBO stores (15 digits before the point).
 Amount = Annotated[float, Field(allow_inf_nan=False, ge=-1e12, le=1e12)]
@@ -153,9 +159,11 @@ class InputField:
     """One input field of an entity's create/update form and the QBO property it fills.
 
     `qbo` is a dotted path into the body ("PrimaryEmailAddr.Address"). `targets` makes it a reference
-    resolved by `refs.resolve_ref`; `build` converts values that need more (lines). `required` None means
-    "as the catalog says" (required on create when the top-level property is in the entity's `required`).
-    `also` are constant properties set with it (a parent customer makes a sub-customer: Job = true).
+    resolved by `refs.resolve_ref`; `build` converts values that need more (lines); `match` converts them
+    for finding a record made earlier (`build_body(..., for_lookup=True)`) when `build` reads something
+    the create itself changes. `required` None means "as the catalog says" (required on create when the
+    top-level property is in the entity's `required`). `also` are constant properties set with it (a
+    parent customer makes a sub-customer: Job = true).
     """
 
     name: str
@@ -166,6 +174,7 @@ class InputField:
     required: bool | None = None
     build: Builder | None = None
     also: dict[str, Any] = field(default_factory=dict)
+    match: Builder | None = None
 
     @property
     def property(self) -> str:
@@ -293,9 +302,17 @@ async def _payment_lines(ctx: ActionContext, name: str, applications: list[Payme
     return out
 
 
+async def _payment_lines_known(ctx: ActionContext, name: str, applications: list[PaymentApplication]) -> list[dict]:
+    """The payment's lines for finding it once made: an amount left out was the invoice's balance *then*,
+    which paying it changed, so it is left out here too."""
+    return [{**({"Amount": a.amount} if a.amount is not None else {}),
+             "LinkedTxn": [{"TxnId": a.invoice_id, "TxnType": "Invoice"}]} for a in applications]
+
+
 def _payment_total(body: dict) -> None:
-    if "TotalAmt" not in body and body.get("Line"):
-        body["TotalAmt"] = round(sum(float(line["Amount"]) for line in body["Line"]), 2)
+    lines = body.get("Line")
+    if "TotalAmt" not in body and lines and all("Amount" in line for line in lines):
+        body["TotalAmt"] = round(sum(float(line["Amount"]) for line in lines), 2)
 
 
 # --- field sets ---------------------------------------------------------------------------------------------
@@ -421,7 +438,7 @@ _PAYMENT_FIELDS = (
                                                    "out.", required=False),
     _f("invoices", "Line", list[PaymentApplication], "Invoices this payment pays (left out: the payment stays "
                                                      "unapplied, a credit for the customer).",
-       build=_payment_lines),
+       build=_payment_lines, match=_payment_lines_known),
     _f("txn_date", "TxnDate", date, "Date received (YYYY-MM-DD); today when left out."),
     _f("reference_number", "PaymentRefNum", ShortText, "Check number or other reference."),
     _ref("payment_method", "PaymentMethodRef", ("PaymentMethod",), "Payment method, e.g. \"Check\"."),
@@ -549,6 +566,12 @@ _EXTRA_DESCRIPTION = ("Raw QuickBooks properties merged into the request body (t
                       "knows for this entity; the fields above win over the same key here.")
 
 
+_SYNC_TOKEN_DESCRIPTION = (
+    "The record's SyncToken as you last saw it, e.g. \"{{ trigger.SyncToken }}\": the update is then one request "
+    "(left out, it is read first). If the record changed since, it is read again and the same changes are sent "
+    "once more.")
+
+
 def _model_name(r: EntityActions, op: str) -> str:
     return "".join(part.capitalize() for part in f"{op}_{r.key}".split("_")) + "Input"
 
@@ -581,7 +604,10 @@ def create_input_model(r: EntityActions, *, name: str | None = None, doc: str | 
 
 def update_input_model(r: EntityActions) -> type[BaseModel]:
     """The update form: `id` plus every create field, all optional (only those given change)."""
-    definitions: dict[str, Any] = {"id": (RecordId, Field(description=f"The Id of the {r.title.lower()} to change."))}
+    definitions: dict[str, Any] = {
+        "id": (RecordId, Field(description=f"The Id of the {r.title.lower()} to change.")),
+        "sync_token": (SyncToken | None, Field(None, description=_SYNC_TOKEN_DESCRIPTION)),
+    }
     for f in r.fields:
         text = f.description
         if f.name == "lines":
@@ -590,8 +616,8 @@ def update_input_model(r: EntityActions) -> type[BaseModel]:
     definitions["extra"] = (dict[str, Any] | None, Field(None, description=_EXTRA_DESCRIPTION))
 
     def something(self: BaseModel) -> BaseModel:
-        if not (self.model_fields_set - {"id"}):
-            raise FieldError("id", "give at least one field to change besides id")
+        if not (self.model_fields_set - {"id", "sync_token"}):
+            raise FieldError("id", "give at least one field to change besides id and sync_token")
         return self
 
     validators = {"_extra_known": _extra_validator(r.entity),
@@ -620,8 +646,10 @@ def _id_model(r: EntityActions, op: str, what: str) -> type[BaseModel]:
 
 
 # --- building the request body --------------------------------------------------------------------------------
-async def build_body(ctx: ActionContext, r: EntityActions, model: BaseModel, *, only_set: bool = False) -> dict:
-    """The QBO body for a create/update model: fields mapped, references resolved, `extra` merged under."""
+async def build_body(ctx: ActionContext, r: EntityActions, model: BaseModel, *, only_set: bool = False,
+                     for_lookup: bool = False) -> dict:
+    """The QBO body for a create/update model: fields mapped, references resolved, `extra` merged under.
+    `for_lookup`: the body to recognise the record by once it exists (fields' `match` builders)."""
     body: dict[str, Any] = {}
     given = model.model_fields_set if only_set else None
     for f in r.fields:
@@ -633,7 +661,8 @@ async def build_body(ctx: ActionContext, r: EntityActions, model: BaseModel, *, 
         if f.targets:
             value = await resolve_ref(ctx, f.name, f.targets, value)
         elif f.build is not None:
-            value = await f.build(ctx, f.name, value)
+            build = f.match if for_lookup and f.match is not None else f.build
+            value = await build(ctx, f.name, value)
         else:
             value = _plain(value)
         _set(body, f.qbo, value)
@@ -655,11 +684,24 @@ def _create_handler(r: EntityActions):
     return handle
 
 
-async def sparse_update(ctx: ActionContext, entity: str, body: dict) -> dict:
-    """A sparse update that reads the SyncToken itself; a StaleObject (someone changed the record between
-    the read and the write) is retried once after reading it again."""
+def created_lookup(r: EntityActions) -> CreatedLookup:
+    """How an earlier attempt of the row's create is recognised: by the body it sends."""
+    async def body(ctx: ActionContext, model: BaseModel) -> dict:
+        return await build_body(ctx, r, model, for_lookup=True)
+
+    return CreatedLookup(body)
+
+
+async def sparse_update(ctx: ActionContext, entity: str, body: dict, sync_token: str | None = None) -> dict:
+    """A sparse update of `body` (which has the Id). With `sync_token` it is one request; without, the SyncToken
+    is read first. A StaleObject (the record changed since that SyncToken) is retried once with a fresh one."""
     try:
-        record = await ctx.qbo.update(entity, body, sparse=True, fetch_sync_token=True, request_id=ctx.write_id())
+        if sync_token is not None:
+            record = await ctx.qbo.update(entity, {**body, "SyncToken": sync_token}, sparse=True,
+                                          request_id=ctx.write_id())
+        else:
+            record = await ctx.qbo.update(entity, body, sparse=True, fetch_sync_token=True,
+                                          request_id=ctx.write_id())
     except StaleObject:
         # A new requestid: QBO (and the sandbox) would replay the stale answer for the first one.
         record = await ctx.qbo.update(entity, body, sparse=True, fetch_sync_token=True,
@@ -672,7 +714,7 @@ def _update_handler(r: EntityActions):
     async def handle(ctx: ActionContext, model: BaseModel) -> dict:
         body = await build_body(ctx, r, model, only_set=True)
         body["Id"] = model.id
-        return await sparse_update(ctx, r.entity, body)
+        return await sparse_update(ctx, r.entity, body, model.sync_token)
 
     return handle
 
@@ -845,11 +887,12 @@ def generate(rows: Iterable[EntityActions] = ROWS) -> dict[str, Action]:
         lower = title.lower()
         if "create" in r.offers:
             add(Action(f"create_{noun}", f"Create {title}", _describe_create(r), create_input_model(r), _output(r),
-                       _create_handler(r), r.entity, "create"))
+                       _create_handler(r), r.entity, "create", created_lookup(r)))
         if "update" in r.offers:
             add(Action(f"update_{noun}", f"Update {title}",
-                       f"Changes the fields given on {_a(lower)} and leaves the rest as it is (a sparse update; the "
-                       f"SyncToken is read for you).", update_input_model(r), _output(r), _update_handler(r),
+                       f"Changes the fields given on {_a(lower)} and leaves the rest as it is (a sparse update). "
+                       f"Give sync_token (e.g. {{{{ trigger.SyncToken }}}}) and it is one request; otherwise "
+                       f"the SyncToken is read for you.", update_input_model(r), _output(r), _update_handler(r),
                        r.entity, "update"))
         if "get" in r.offers:
             add(Action(f"get_{noun}", f"Get {title}", f"Reads {_a(lower)} by Id.",

@@ -31,6 +31,7 @@ __all__ = [
     "ActionContext",
     "ActionInput",
     "ActionInputError",
+    "CreatedLookup",
     "FieldError",
     "InputProblem",
     "ReferenceCache",
@@ -219,6 +220,20 @@ Handler = Callable[[ActionContext, Any], Awaitable[dict]]
 
 
 @dataclass(frozen=True)
+class CreatedLookup:
+    """How a create's earlier attempt is recognised (`qbflow.connector.lookup.find_created`).
+
+    `body(ctx, model)` is what the create sends, built without writing anything and from what does not change
+    once the record exists (a payment applied to an invoice without an amount leaves the amount out: the
+    invoice's balance is no longer what it was). `finish(ctx, model, record)`, when given, does the writes the
+    action makes after its create (Upload Attachment's include_on_send), on a record found instead.
+    """
+
+    body: Callable[[ActionContext, Any], Awaitable[dict]]
+    finish: Callable[[ActionContext, Any, dict], Awaitable[dict]] | None = None
+
+
+@dataclass(frozen=True)
 class Action:
     """One operation a workflow step can perform.
 
@@ -235,6 +250,8 @@ class Action:
     handler: Handler = field(repr=False, compare=False)
     entity: str | None = None  # the QBO entity (wire name) it works on, when there is one
     operation: str = ""  # create / update / get / delete / find / void / send / pdf / ...
+    # How to find what an earlier attempt of this create made; None for actions that do not create.
+    created_lookup: CreatedLookup | None = field(default=None, repr=False, compare=False)
 
     def parse(self, input: Mapping[str, Any] | BaseModel | None) -> BaseModel:
         """The input as the model, or ActionInputError naming every problem."""

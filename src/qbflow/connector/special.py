@@ -32,6 +32,7 @@ from qbflow.connector.actions import (
     Text,
     build_body,
     create_input_model,
+    created_lookup,
     row,
 )
 from qbflow.connector.base import (
@@ -40,6 +41,7 @@ from qbflow.connector.base import (
     ActionContext,
     ActionInput,
     ActionInputError,
+    CreatedLookup,
     FieldError,
     InputProblem,
 )
@@ -312,6 +314,15 @@ def _bad(title: str, field: str, value: Any, expected: str) -> ActionInputError:
     return ActionInputError(title, [InputProblem(field, value, expected)])
 
 
+def _source_name(model: UploadAttachmentInput) -> str:
+    """The file's name as its source gives it (without reading the file or downloading the URL)."""
+    if model.content_base64 is not None:
+        return model.file_name or "attachment"
+    if model.path is not None:
+        return Path(model.path).name
+    return unquote(PurePosixPath(urlsplit(model.url or "").path).name) or "attachment"
+
+
 async def _read_source(ctx: ActionContext, model: UploadAttachmentInput) -> tuple[bytes, str, str | None]:
     """(content, file name, content type the source announced)."""
     title = "Upload Attachment"
@@ -328,7 +339,7 @@ async def _read_source(ctx: ActionContext, model: UploadAttachmentInput) -> tupl
             raise _bad(title, "path", model.path, f"a file of at most {MAX_ATTACHMENT_BYTES} bytes")
         return await asyncio.to_thread(path.read_bytes), path.name, None
     url = model.url
-    default_name = unquote(PurePosixPath(urlsplit(url).path).name) or "attachment"
+    default_name = _source_name(model)
     client = ctx.http or httpx.AsyncClient(follow_redirects=True, timeout=60.0)
     try:
         async with client.stream("GET", url) as response:
@@ -350,11 +361,16 @@ async def _read_source(ctx: ActionContext, model: UploadAttachmentInput) -> tupl
             await client.aclose()
 
 
+async def _link(ctx: ActionContext, model: UploadAttachmentInput) -> tuple[str, str] | None:
+    """(entity, Id) of the record the file is attached to, or None."""
+    if model.entity is None:
+        return None
+    entity, _, ref = await resolve_record(ctx, "record", (model.entity,), model.record)
+    return entity, ref["value"]
+
+
 async def _upload_attachment(ctx: ActionContext, model: UploadAttachmentInput) -> dict:
-    link = None
-    if model.entity is not None:
-        entity, _, ref = await resolve_record(ctx, "record", (model.entity,), model.record)
-        link = (entity, ref["value"])
+    link = await _link(ctx, model)
     content, default_name, announced = await _read_source(ctx, model)
     if not content:
         raise _bad("Upload Attachment", "content_base64" if model.content_base64 else (model.path and "path") or "url",
@@ -364,12 +380,34 @@ async def _upload_attachment(ctx: ActionContext, model: UploadAttachmentInput) -
                     or "application/octet-stream")
     record = await ctx.qbo.upload_attachment(file_name, content, content_type, link_to=link, note=model.note,
                                              request_id=ctx.write_id())
-    if model.include_on_send and link is not None:
-        refs = [dict(r, IncludeOnSend=True) for r in record.get("AttachableRef") or []]
-        record = await ctx.qbo.update("Attachable", {"Id": record["Id"], "SyncToken": record["SyncToken"],
-                                                     "FileName": record.get("FileName"), "AttachableRef": refs},
-                                      sparse=True, request_id=ctx.write_id("include-on-send"))
-    return record
+    return await _include_on_send(ctx, model, record)
+
+
+async def _include_on_send(ctx: ActionContext, model: UploadAttachmentInput, record: dict) -> dict:
+    """The attachment marked to go out with its transaction, when the input asks for it and it is not yet."""
+    refs = record.get("AttachableRef") or []
+    if not (model.include_on_send and model.entity is not None) or all(r.get("IncludeOnSend") for r in refs):
+        return record
+    refs = [dict(r, IncludeOnSend=True) for r in refs]
+    return await ctx.qbo.update("Attachable", {"Id": record["Id"], "SyncToken": record["SyncToken"],
+                                               "FileName": record.get("FileName"), "AttachableRef": refs},
+                                sparse=True, request_id=ctx.write_id("include-on-send"))
+
+
+async def _uploaded_body(ctx: ActionContext, model: UploadAttachmentInput) -> dict:
+    """What an upload sends, as far as it is known without reading the file (its name, link, note and, when
+    the input or the name says it, its type): how an earlier attempt's Attachable is recognised."""
+    file_name = model.file_name or _source_name(model)
+    body: dict[str, Any] = {"FileName": file_name}
+    content_type = model.content_type or mimetypes.guess_type(file_name)[0]
+    if content_type is not None:
+        body["ContentType"] = content_type
+    link = await _link(ctx, model)
+    if link is not None:
+        body["AttachableRef"] = [{"EntityRef": {"type": link[0], "value": link[1]}}]
+    if model.note:
+        body["Note"] = model.note
+    return body
 
 
 class GetAttachmentInput(ActionInput):
@@ -413,12 +451,12 @@ def generate_special() -> dict[str, Action]:
         Action("create_journal_entry", "Create Journal Entry",
                "Records a journal entry. Debits must equal credits: an unbalanced entry is refused before "
                "QuickBooks is called, naming both sums.", _journal_model(), f"The JournalEntry {record}",
-               _create_journal_entry, "JournalEntry", "create"),
+               _create_journal_entry, "JournalEntry", "create", created_lookup(JOURNAL_ROW)),
         Action("upload_attachment", "Upload Attachment",
                "Uploads a file (base64 content, a local file or a URL) to QuickBooks and links it to a "
                "transaction or list record.", UploadAttachmentInput,
                f"The Attachable {record} (FileName, ContentType, Size, AttachableRef, TempDownloadUri).",
-               _upload_attachment, "Attachable", "upload"),
+               _upload_attachment, "Attachable", "upload", CreatedLookup(_uploaded_body, _include_on_send)),
         Action("get_attachment", "Get Attachment", "Downloads an attachment: its file as base64, with its name, "
                "type and size.", GetAttachmentInput,
                "{\"id\", \"file_name\", \"content_type\", \"size\": bytes, \"content_base64\", \"note\", "

@@ -13,9 +13,9 @@ records "sent" with the rendered input BEFORE the request goes out, and the outc
 
 Idempotency (DESIGN.md guarantee 2): a connector action runs with `request_id = runs.step_request_id(run,
 step)`, the same on every retry and resume of that step, so QBO replays its first answer instead of writing
-twice. On top of that, a create whose input has a DocNumber that is retried after an ambiguous failure (a
-transient error, or a crash after "sent") first looks for a record with that DocNumber created since the
-step started, and uses it instead of creating again.
+twice. On top of that, a create retried after an ambiguous failure (a transient error, or a crash after "sent")
+first looks for the record an earlier try made (`connector.lookup.find_created`: by DocNumber, else by the fields
+it sent, among records created since the step started) and uses it instead of creating again.
 
 Resuming: a step the ledger has as "succeeded" is not run again (its stored output is reused); "skipped"
 stays skipped; anything else (sent, failed, pending) runs again with the same request id.
@@ -45,6 +45,7 @@ import httpx
 from pydantic import BaseModel, TypeAdapter
 
 from qbflow.connector.base import ActionContext, ActionInputError, ReferenceCache
+from qbflow.connector.lookup import find_created
 from qbflow.connector.refs import ReferenceError as RefError
 from qbflow.connector.registry import UnknownAction, action
 from qbflow.connector.triggers import trigger as trigger_def
@@ -55,7 +56,6 @@ from qbflow.engine.workflow import GENERIC_STEPS, Step, Workflow
 from qbflow.errors import QBFlowError
 from qbflow.qbo.client import QBOClient, single_try
 from qbflow.qbo.errors import NeedsReconnect, QBOError, RateLimited, Transient
-from qbflow.qbo.query import Query
 from qbflow.store.models import (
     RUN_FAILED,
     RUN_RUNNING,
@@ -91,9 +91,6 @@ ClientFactory = Callable[[str], Awaitable[QBOClient]]
 # Operations that change QuickBooks; anything not listed as a read is treated as a write (the safe side).
 WRITE_OPERATIONS = frozenset({"create", "update", "delete", "void", "send", "upload", "find_or_create", "deactivate"})
 READ_OPERATIONS = frozenset({"get", "find", "pdf"})
-
-# How far back (before the step first started) a DocNumber lookup looks, for clock skew with QBO.
-_LOOKUP_SKEW = dt.timedelta(minutes=10)
 
 Kind = Literal["transient", "reconnect", "permanent"]
 
@@ -228,15 +225,6 @@ def store_clients(store: Any, **options: Any) -> ClientFactory:
         return await client_for(name, store, **options)
 
     return clients
-
-
-def _doc_number(model: BaseModel) -> str | None:
-    value = getattr(model, "doc_number", None)
-    if value is None:
-        extra = getattr(model, "extra", None)
-        if isinstance(extra, Mapping):
-            value = extra.get("DocNumber")
-    return str(value) if value not in (None, "") else None
 
 
 # --- the runner ------------------------------------------------------------------------------------------
@@ -425,8 +413,9 @@ class Runner:
             sent = self.runs.mark_step_sent(run.id, step.id, rendered, position=position, before=state.take())
             started_at = started_at or _aware(sent.started_at)
             output = None
-            if ambiguous and the_action is not None and the_action.operation == "create":
-                output = await self._find_created(client, the_action.entity, model, started_at)
+            if ambiguous and the_action is not None:
+                output = await self._find_created(step, the_action, model, sent.request_id, started_at,
+                                                  client, state)
             if output is None:
                 output = _jsonable(await self._call(step, the_action, model, sent.request_id, client, state))
             # Recorded with the next write: a crash before that leaves it "sent", and the resumed run
@@ -464,22 +453,20 @@ class Runner:
         with single_try():  # the step's budget (RetrySettings) counts every request: no retries inside
             return await the_action.run(ctx, model)
 
-    @staticmethod
-    async def _find_created(client: QBOClient | None, entity: str | None, model: BaseModel,
-                            since: dt.datetime | None) -> dict | None:
-        """The record an earlier attempt of this create made, found by DocNumber, or None."""
-        doc_number = _doc_number(model)
-        if client is None or entity is None or doc_number is None:
+    async def _find_created(self, step: Step, the_action: Any, model: BaseModel, request_id: str,
+                            since: dt.datetime | None, client: QBOClient | None, state: _RunState) -> dict | None:
+        """The record an earlier attempt of this create made (`connector.lookup.find_created`: by DocNumber, else
+        by the fields it sent), or None; several candidates raise AmbiguousCreate, which fails the step."""
+        if client is None or since is None:
             return None
-        query = Query(entity).where(DocNumber=doc_number)
-        if since is not None:
-            query = query.where_op("MetaData.CreateTime", ">=", since - _LOOKUP_SKEW)
-        found = await client.query(query.max(2))
-        if len(found) == 1:
-            log.info("found %s %s (DocNumber %s) made by an earlier attempt; not creating it again",
-                     entity, found[0].get("Id"), doc_number)
-            return found[0]
-        return None
+        references = state.references.setdefault(step.connection or "", ReferenceCache())
+        ctx = ActionContext(client, request_id=request_id, references=references)
+        with single_try():  # its requests count against the step's budget too
+            found = await find_created(ctx, the_action, model, since)
+        if found is not None:
+            log.info("found %s %s made by an earlier attempt; not creating it again", the_action.entity,
+                     found.get("Id"))
+        return found
 
 
 # --- `qbflow workflow test` ------------------------------------------------------------------------------
