@@ -716,6 +716,10 @@ def workflow_list() -> None:
                       f"#{last.id} {_styled(last.status)}" if last else "never",
                       _at(last.finished_at or last.started_at or last.created_at) if last else "-")
     console.print(table)
+    for record, _last in rows:
+        if record.paused_reason and not record.enabled:
+            console.print(f"[yellow]{escape(record.name)} was paused by qbflow:[/yellow] "
+                          f"{escape(record.paused_reason)}")
 
 
 def _set_enabled(name: str, enabled: bool) -> None:

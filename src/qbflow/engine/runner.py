@@ -91,6 +91,8 @@ ClientFactory = Callable[[str], Awaitable[QBOClient]]
 # Operations that change QuickBooks; anything not listed as a read is treated as a write (the safe side).
 WRITE_OPERATIONS = frozenset({"create", "update", "delete", "void", "send", "upload", "find_or_create", "deactivate"})
 READ_OPERATIONS = frozenset({"get", "find", "pdf"})
+# Writes whose answer is a version of a record qbflow made (find_or_create may only have found one).
+_OWN_WRITES = frozenset({"create", "update", "void", "deactivate", "upload", "send"})
 
 Kind = Literal["transient", "reconnect", "permanent"]
 
@@ -418,6 +420,7 @@ class Runner:
                                                   client, state)
             if output is None:
                 output = _jsonable(await self._call(step, the_action, model, sent.request_id, client, state))
+            self._note_own_write(run, the_action, client, output)
             # Recorded with the next write: a crash before that leaves it "sent", and the resumed run
             # repeats it under the same request id (QBO answers with the first result).
             state.done(step.id, position, STEP_SUCCEEDED, output=output)
@@ -435,6 +438,16 @@ class Runner:
                        **({"input": rendered, "attempts": 1} if reading else {}))
             raise _StepFailed(kind, data, getattr(error, "retry_after", None), tries=tries,
                               first_try=first_try) from None
+
+    def _note_own_write(self, run: RunRecord, the_action: Any, client: QBOClient | None, output: Any) -> None:
+        """Remember the record version this step wrote (at once: the next poll may come any moment), so the change
+        does not start this workflow again (the loop guard; `trigger.skip_changes_by`)."""
+        if (client is None or the_action is None or the_action.operation not in _OWN_WRITES
+                or not isinstance(output, Mapping)):
+            return
+        entity, record_id, token = the_action.entity, output.get("Id"), output.get("SyncToken")
+        if entity and record_id is not None and token is not None:
+            self.runs.record_own_write(client.realm_id, entity, str(record_id), str(token), run.workflow_id, run.id)
 
     async def _client(self, step: Step, state: _RunState) -> QBOClient:
         name = step.connection or ""

@@ -28,7 +28,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from qbflow.connector.polling import PollCursor, poll_shared
@@ -38,7 +38,7 @@ from qbflow.engine.workflow import Workflow
 from qbflow.errors import QBFlowError
 from qbflow.qbo.errors import NeedsReconnect
 from qbflow.store.models import RUN_WAITING_RETRY
-from qbflow.store.runs import PollOutcome, RunRecord, RunsHook, RunStore, WorkflowRecord
+from qbflow.store.runs import PollOutcome, RunRecord, RunsHook, RunStore, WorkflowRecord, order_key_for
 
 log = logging.getLogger("qbflow.engine")
 
@@ -54,6 +54,11 @@ DEFAULT_MAX_RUNS = 50
 DEFAULT_RUNS_PER_COMPANY = 20
 # Seconds runs in flight get to finish after a stop before they are interrupted (and resumed at the next start).
 DEFAULT_GRACE = 20.0
+# The loop breaker: a record that starts one workflow more than LOOP_LIMIT times within LOOP_WINDOW, while qbflow
+# workflows write that record, pauses the workflow (people editing a record that often are left alone).
+LOOP_LIMIT = 8
+LOOP_WINDOW = timedelta(minutes=10)
+OWN_WRITES_KEPT = timedelta(days=7)  # longer than any poll could lag (an engine stopped for days still skips them)
 _OTHERS = None  # the lane of runs whose company is not among the enabled workflows' (or not recorded)
 
 
@@ -93,6 +98,14 @@ class _Watch:
     new: bool = False  # no cursor stored yet
 
 
+def _own_change(event: Any, workflow_id: int, skip: str, writers: dict[tuple[str, str, str], int]) -> bool:
+    """Whether the event is a change qbflow wrote that must not start this workflow (`trigger.skip_changes_by`)."""
+    if skip == "none" or event.sync_token is None:
+        return False
+    writer = writers.get((event.entity, str(event.record_id), str(event.sync_token)))
+    return writer is not None and (skip == "any_workflow" or writer == workflow_id)
+
+
 def enabled_by_connection(runs: RunStore) -> dict[str, list[WorkflowRecord]]:
     """The enabled workflows grouped by the connection their trigger polls: one poll per company covers a group."""
     by_connection: dict[str, list[WorkflowRecord]] = {}
@@ -127,21 +140,26 @@ class Engine:
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  max_records: int | None = BACKFILL_SLICE, on_runs: RunsHook | None = None,
                  max_runs: int = DEFAULT_MAX_RUNS, runs_per_company: int = DEFAULT_RUNS_PER_COMPANY,
-                 grace: float = DEFAULT_GRACE) -> None:
+                 grace: float = DEFAULT_GRACE, loop_limit: int = LOOP_LIMIT,
+                 loop_window: timedelta = LOOP_WINDOW) -> None:
         if max_runs < 1 or runs_per_company < 1:
             raise ValueError("max_runs and runs_per_company must be at least 1")
         self.runs = runs
         self.max_runs = max_runs
         self.runs_per_company = runs_per_company
         self.grace = grace
+        self.loop_limit = loop_limit
+        self.loop_window = loop_window
         self._run_tasks: set[asyncio.Task[None]] = set()
         self._poll_tasks: set[asyncio.Task[None]] = set()
         self._polling: set[str] = set()  # companies being polled now
+        self._poll_again: set[str] = set()  # companies asked for while being polled
         self._in_flight: dict[str | None, int] = {}  # runs in flight per lane (company)
         self._lanes_with_work: set[str | None] = {_OTHERS}  # lanes that may have due runs
         self._known_lanes: set[str] | None = None
         self._turn = 0
         self._next_due: datetime | None = None  # the earliest retry this engine scheduled
+        self._pruned_at = float("-inf")
         self._report = CycleReport()  # what happened since the last tick (polls and runs add to it as they end)
         self.on_runs = on_runs  # called in the transaction that records a poll's new runs (a task queue's enqueue)
         self.clients = clients
@@ -234,15 +252,23 @@ class Engine:
             report.errors.append(f"{connection}: {error}")
             log.warning("poll of %s failed: %s", connection, error)
             return
+        versions = {(e.entity, str(e.record_id), str(e.sync_token)) for result in shared.results.values()
+                    for e in result.events if e.sync_token is not None}
+        writers = self.runs.own_writers(realm, versions) if versions else {}
         outcomes = []
+        kept: dict[int, list[Any]] = {}
         for w in watches:
             result = shared.results[w.record.id]
             spec = w.workflow.trigger
-            events = [e for e in result.events if not spec.filter
-                      or render_condition(spec.filter, make_context(trigger=e.record))]
+            events = [e for e in result.events if not _own_change(e, w.record.id, spec.skip_changes_by, writers)
+                      and (not spec.filter or render_condition(spec.filter, make_context(trigger=e.record)))]
+            kept[w.record.id] = events
             next_poll = now if not result.complete else now + spec.poll_interval
             outcomes.append(PollOutcome(w.record.id, w.trigger.key, events, result.cursor.to_json(), next_poll))
         created = self.runs.record_polls(connection, realm, outcomes, now=now, on_runs=self.on_runs)
+        for w in watches:
+            if created.get(w.record.id):
+                self._break_loops(connection, realm, w.record, kept[w.record.id], now, report)
         new = sum(len(ids) for ids in created.values())
         report.polls += 1
         report.requests += shared.requests
@@ -251,6 +277,31 @@ class Engine:
             log.warning("poll of %s: %s", connection, warning)
         log.info("polled %s (%d workflow(s), %d request(s), %s): %d new event(s)%s", connection, len(watches),
                  shared.requests, shared.mode, new, "" if shared.complete else ", backfill continues")
+
+    def _break_loops(self, connection: str, realm: str, record: WorkflowRecord, events: list[Any], now: datetime,
+                     report: CycleReport) -> None:
+        """Pause the workflow if one record (that qbflow also wrote) has started it more than `loop_limit` times
+        within `loop_window`: a loop that got past the own-change guard, e.g. two workflows feeding each other."""
+        since = now - self.loop_window
+        keys = {order_key_for(realm, e.entity, str(e.record_id)): e for e in events}
+        counts = self.runs.runs_per_record(record.id, keys, since)
+        for key, count in counts.items():
+            if count <= self.loop_limit:
+                continue
+            event = keys[key]
+            writers = self.runs.writers_of(realm, event.entity, str(event.record_id), since)
+            if not writers:
+                continue  # people edited it that often: not a loop of ours
+            minutes = round(self.loop_window.total_seconds() / 60)
+            message = (f"workflow {record.name!r} paused: {event.entity} {event.record_id} on connection "
+                       f"{connection!r} started it {count} times in {minutes} minutes, and qbflow workflows changed "
+                       f"that record meanwhile ({', '.join(repr(n) for n in writers)}): they feed each other. Change "
+                       f"them (a `when:` that skips records already done, or `skip_changes_by: any_workflow`), then "
+                       f"`qbflow workflow enable {record.name!r}`.")
+            if self.runs.pause_workflow(record.id, message, order_key=key):
+                report.errors.append(message)
+                log.warning("%s", message)
+            return
 
     def request_poll(self, connection: str) -> None:
         """Poll `connection`'s company at once, due or not (a webhook said something changed there). Several
@@ -277,7 +328,7 @@ class Engine:
         for connection, records in by_connection.items():
             if connection in self._polling:
                 if connection in hinted:
-                    self._hints.add(connection)  # asked during a poll: poll again once it is done
+                    self._poll_again.add(connection)  # asked during a poll: poll again once it is done
                 continue
             force = connection in hinted
             if not force and connection not in self.paused and not connection_due(records, cursors, self.clock()):
@@ -296,6 +347,9 @@ class Engine:
             self._report.merge(report)  # into the report of the tick in which it finished
             self._polling.discard(connection)
             self._lanes_with_work.add(connection)
+            if connection in self._poll_again:
+                self._poll_again.discard(connection)
+                self._hints.add(connection)
             self._wake.set()
 
     # -- runs ----------------------------------------------------------------------------------------
@@ -420,6 +474,7 @@ class Engine:
                 self._fill()
                 if now >= next_tick:
                     next_tick = now + tick
+                    self._prune(loop.time())
                     if on_cycle is not None:
                         on_cycle(self._report)
                     self._report = CycleReport()
@@ -441,6 +496,16 @@ class Engine:
             if on_cycle is not None and (last.runs or last.polls or last.errors or last.paused):
                 on_cycle(last)
             self._stop = asyncio.Event()
+
+    def _prune(self, now: float) -> None:
+        """Now and then, forget own writes old enough that their changes were polled long ago."""
+        if now - self._pruned_at < 3600:
+            return
+        self._pruned_at = now
+        try:
+            self.runs.prune_own_writes(self.clock() - OWN_WRITES_KEPT)
+        except Exception:  # housekeeping must never stop the engine
+            log.warning("could not prune old own writes", exc_info=True)
 
     async def _wind_down(self) -> None:
         """Stop: polls are cancelled (they store nothing half-way); runs get `grace` seconds, then are put back."""

@@ -132,6 +132,9 @@ class TriggerSpec(_Strict):
     poll_interval: dt.timedelta = DEFAULT_POLL_INTERVAL
     filter: str | None = None
     since: dt.datetime | None = None
+    # Changes qbflow itself wrote that do not start this workflow: its own (default; a workflow never feeds
+    # itself), any qbflow workflow's on that company, or none (it sees its own changes too).
+    skip_changes_by: Literal["this_workflow", "any_workflow", "none"] = "this_workflow"
 
     @field_validator("poll_interval", mode="before")
     @classmethod

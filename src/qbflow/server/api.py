@@ -81,6 +81,8 @@ class WorkflowOut(BaseModel):
     name: str
     description: str | None
     enabled: bool
+    paused_reason: str | None = Field(default=None, description="Why qbflow turned it off by itself (the loop "
+                                                                "breaker); null otherwise.")
     trigger: TriggerOut
     steps: int = Field(description="How many steps it has.")
     last_run: LastRunOut | None
@@ -320,6 +322,7 @@ def _workflow_fields(overview: WorkflowOverview) -> dict[str, Any]:
         "name": record.name,
         "description": definition.get("description"),
         "enabled": record.enabled,
+        "paused_reason": record.paused_reason,
         "trigger": TriggerOut(key=str(trigger.get("key", "")), connection=str(trigger.get("connection", "")),
                               poll_interval_seconds=float(interval) if isinstance(interval, int | float) else None,
                               filter=trigger.get("filter")),

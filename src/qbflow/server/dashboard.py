@@ -194,7 +194,7 @@ def _workflow_rows(runs: RunStore) -> list[dict[str, Any]]:
         trigger = definition.get("trigger") or {}
         last = next(iter(runs.list_runs(workflow=record.name, limit=1)), None)
         if not record.enabled:
-            next_poll = "off"
+            next_poll = f"off (paused by qbflow: {record.paused_reason})" if record.paused_reason else "off"
         elif record.id not in polls:
             next_poll = "at the next cycle (first poll)"
         elif polls[record.id] is None:

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, bindparam, case, func, or_, select, true, update
 from sqlalchemy.orm import Session
@@ -50,6 +50,7 @@ from qbflow.store.models import (
     STEP_STATUSES,
     STEP_SUCCEEDED,
     Event,
+    OwnWrite,
     Run,
     StepResult,
     TriggerCursor,
@@ -77,6 +78,8 @@ _REQUEST_ID_NAMESPACE = uuid.UUID("6f1c2a57-1d0e-4b7a-9a55-5171626f6c77")
 
 _FINISHED_RUN = (RUN_SUCCEEDED, RUN_FAILED, RUN_CANCELLED)
 _FINISHED_STEP = ("succeeded", "failed", "skipped")
+
+T = TypeVar("T")
 
 # Rows per INSERT statement: well under SQLite's 32,766 bound parameters with 11 columns.
 _CHUNK = 500
@@ -120,6 +123,7 @@ class WorkflowRecord:
     enabled: bool
     created_at: datetime
     updated_at: datetime
+    paused_reason: str | None = None  # why qbflow turned it off by itself (the loop breaker)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -217,7 +221,7 @@ def _insert_for_dialect(name: str) -> Any:
     return insert
 
 
-def _chunks(rows: Sequence[dict[str, Any]]) -> Iterable[Sequence[dict[str, Any]]]:
+def _chunks(rows: Sequence[T]) -> Iterable[Sequence[T]]:
     for start in range(0, len(rows), _CHUNK):
         yield rows[start : start + _CHUNK]
 
@@ -292,9 +296,90 @@ class RunStore:
             if row is None:
                 raise WorkflowNotFound(name)
             row.enabled = enabled
+            if enabled:
+                row.paused_reason = None
             row.updated_at = utcnow()
             session.flush()
             return _workflow(row)
+
+    def pause_workflow(self, workflow_id: int, reason: str, *, order_key: str | None = None) -> bool:
+        """Turn a workflow off by qbflow's own decision, saying why (shown by `workflow list`, the dashboard and
+        the API); its queued runs for `order_key` (the record looping) are cancelled with that reason. False
+        when it was off already."""
+        with write_session(self.engine) as session:
+            row = session.get(Workflow, workflow_id, with_for_update=True)
+            if row is None or not row.enabled:
+                return False
+            row.enabled = False
+            row.paused_reason = reason
+            row.updated_at = utcnow()
+            if order_key is not None:
+                session.execute(update(Run).where(Run.workflow_id == workflow_id, Run.order_key == order_key,
+                                                  Run.status.in_([RUN_QUEUED, RUN_WAITING_RETRY]))
+                                .values(status=RUN_CANCELLED, error=reason, finished_at=utcnow(),
+                                        next_attempt_at=None))
+            return True
+
+    # -- qbflow's own writes (the loop guard) ----------------------------------------------------------
+
+    def record_own_write(self, realm_id: str, entity: str, record_id: str, sync_token: str, workflow_id: int,
+                         run_id: int | None = None, *, now: datetime | None = None) -> None:
+        """Remember that a step of `workflow_id` wrote this version of a record (committed on return, before
+        the next poll can see the change)."""
+        row = {"realm_id": realm_id, "entity": entity, "record_id": str(record_id), "sync_token": str(sync_token),
+               "workflow_id": workflow_id, "run_id": run_id, "written_at": now or utcnow()}
+        with write_connection(self.engine) as connection:
+            connection.execute(_own_write_insert(connection.dialect.name), row)
+
+    def own_writers(self, realm_id: str, versions: Iterable[tuple[str, str, str]]
+                    ) -> dict[tuple[str, str, str], int]:
+        """Of these record versions (entity, Id, SyncToken) of one company, those qbflow wrote, with the workflow
+        that wrote each."""
+        wanted = {(entity, str(record_id), str(token)) for entity, record_id, token in versions}
+        if not wanted:
+            return {}
+        found: dict[tuple[str, str, str], int] = {}
+        table = OwnWrite.__table__
+        ids = sorted({record_id for _entity, record_id, _token in wanted})
+        with self.engine.connect() as connection:
+            for chunk in _chunks(ids):
+                rows = connection.execute(select(table.c.entity, table.c.record_id, table.c.sync_token,
+                                                 table.c.workflow_id)
+                                          .where(table.c.realm_id == realm_id, table.c.record_id.in_(chunk)))
+                for entity, record_id, token, workflow_id in rows:
+                    if (entity, record_id, token) in wanted:
+                        found[(entity, record_id, token)] = workflow_id
+        return found
+
+    def writers_of(self, realm_id: str, entity: str, record_id: str, since: datetime) -> builtins.list[str]:
+        """Names of the workflows that wrote this record since `since`, in the order they first did."""
+        table, workflows = OwnWrite.__table__, _WORKFLOWS
+        stmt = (select(workflows.c.name, func.min(table.c.written_at).label("first"))
+                .join(workflows, workflows.c.id == table.c.workflow_id)
+                .where(table.c.realm_id == realm_id, table.c.entity == entity, table.c.record_id == str(record_id),
+                       table.c.written_at >= since)
+                .group_by(workflows.c.name).order_by("first"))
+        with self.engine.connect() as connection:
+            return [name for name, _first in connection.execute(stmt)]
+
+    def prune_own_writes(self, before: datetime) -> int:
+        """Forget own writes older than `before` (their changes were polled long ago)."""
+        table = OwnWrite.__table__
+        with write_connection(self.engine) as connection:
+            return connection.execute(table.delete().where(table.c.written_at < before)).rowcount or 0
+
+    def runs_per_record(self, workflow_id: int, order_keys: Iterable[str], since: datetime) -> dict[str, int]:
+        """How many runs of the workflow each of these records (order keys) started since `since`."""
+        keys = sorted(set(order_keys))
+        counts: dict[str, int] = {}
+        with self.engine.connect() as connection:
+            for chunk in _chunks(keys):
+                rows = connection.execute(select(_RUNS.c.order_key, func.count())
+                                          .where(_RUNS.c.workflow_id == workflow_id, _RUNS.c.order_key.in_(chunk),
+                                                 _RUNS.c.created_at >= since)
+                                          .group_by(_RUNS.c.order_key))
+                counts.update({key: count for key, count in rows})
+        return counts
 
     def get_workflow(self, name: str) -> WorkflowRecord:
         """The workflow `name`; raises `WorkflowNotFound`."""
@@ -852,6 +937,13 @@ _STEP_VALUES = ("run_id", "step_id", "position", "status", "request_id", "input"
 
 
 @functools.lru_cache(maxsize=16)
+def _own_write_insert(dialect: str) -> Any:
+    table = OwnWrite.__table__
+    return _insert_for_dialect(dialect)(table).on_conflict_do_nothing(
+        index_elements=["realm_id", "entity", "record_id", "sync_token"])
+
+
+@functools.lru_cache(maxsize=16)
 def _step_upsert(dialect: str, keep_input: bool, keep_position: bool) -> Any:
     """INSERT ... ON CONFLICT (run_id, step_id) DO UPDATE ... RETURNING *, built once per variant."""
     stmt = _insert_for_dialect(dialect)(_STEPS).values({name: bindparam(name) for name in _STEP_VALUES})
@@ -902,6 +994,7 @@ def _workflow(row: Workflow) -> WorkflowRecord:
         enabled=row.enabled,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        paused_reason=row.paused_reason,
     )
 
 
