@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from rich.cells import cell_len
 from rich.console import Console
 
 from qbflow.connector.polling import PollCursor, TriggerEvent
@@ -208,6 +209,84 @@ def test_a_report_with_extra_fields_or_fewer_fields_is_counted(runs: RunStore):
     assert "paused (needs reconnecting): acme" in text
     assert "QBO requests 4" in text
     assert "no workflows" in text and "no runs yet" in text
+
+
+# --- the view in a narrow or wide terminal --------------------------------------------------------------------
+
+LONG_NAME = "invoice-every-new-customer-of-the-garden-shop"
+
+
+def busy_view(runs: RunStore):
+    """A view with something in every column: a long workflow name, a trigger's error, a failed run with a long
+    error, a run waiting for its third attempt, and a problem."""
+    workflow = add_workflow(runs, WORKFLOW.replace("welcome-customers", LONG_NAME))
+    add_workflow(runs)
+    failed, retrying, _queued = queue_runs(runs, workflow.id, ["Alder", "Birch", "Cedar"])
+    runs.record_poll_error(workflow.id, "new_customer", "realm-1", "QuickBooks is unavailable (503), try later",
+                           now=NOW + timedelta(minutes=5), next_poll_at=NOW + timedelta(minutes=10))
+    runs.claim_next_run(NOW)
+    runs.finish_run(failed, "failed", "create_invoice: Customer 'Alder' is inactive; make it active in QuickBooks "
+                    "or pick another customer (QBO 6000)", now=NOW + timedelta(seconds=2))
+    for attempt in range(2):
+        assert runs.claim_run(retrying, NOW + timedelta(minutes=attempt + 1)) is not None
+        runs.finish_run(retrying, "waiting_retry", "QuickBooks timed out", now=NOW + timedelta(minutes=attempt + 1),
+                        next_attempt_at=NOW + timedelta(minutes=attempt + 1, seconds=30))
+    stats = EngineStats(started_at=NOW)
+    stats.add_problem("poll of acme failed: QuickBooks is unavailable (503), try later", NOW + timedelta(minutes=5))
+    return build_view(runs, stats, now=NOW + timedelta(minutes=6),
+                      database="sqlite:////home/someone/.local/share/qbflow/qbflow.sqlite3")
+
+
+def render_at(renderable, width: int) -> str:
+    console = Console(record=True, width=width, file=io.StringIO(), color_system=None)
+    console.print(renderable)
+    return console.export_text()
+
+
+def headers(text: str, title: str) -> list[list[str]]:
+    """The header lines of the table under `title`: the lines between its top border and the rule under the
+    headers, each split into its cells."""
+    lines = text[text.index(title):].splitlines()
+    top = next(n for n, line in enumerate(lines) if line.startswith("┏"))
+    rule = next(n for n, line in enumerate(lines) if line.startswith("┡"))
+    return [[cell.strip() for cell in line.strip("┃ ").split("┃")] for line in lines[top + 1:rule]]
+
+
+@pytest.mark.parametrize(("width", "triggers", "recent"), [
+    (60, ["Workflow", "Last poll", "Next poll", "Last error"], ["ID", "Workflow", "Status", "Error"]),
+    (80, ["Workflow", "Trigger", "Last poll", "Next poll", "Last error"],
+     ["ID", "Workflow", "Status", "Started", "Duration", "Error"]),
+    (120, ["Workflow", "Trigger", "Connection", "Last poll", "Next poll", "Last error"],
+     ["ID", "Workflow", "Status", "Attempt", "Started", "Duration", "Error"]),
+])
+def test_the_view_fits_the_terminal_with_every_header_on_one_line(runs: RunStore, width: int, triggers: list[str],
+                                                                  recent: list[str]):
+    text = render_at(busy_view(runs), width)
+
+    assert max(cell_len(line) for line in text.splitlines()) <= width
+    assert headers(text, "Triggers") == [triggers]
+    assert headers(text, "Recent runs") == [recent]
+    assert headers(text, "Problems") == [["Times", "Last seen", "Problem"]]
+    # What a left-out column said is still there, under the workflow or the status.
+    flat = " ".join(text.split())
+    assert "new_customer" in flat and ("acme" in flat)
+    assert "waiting_retry" in text
+    if "Attempt" not in recent:
+        assert "attempt 2" in flat
+    # Narrow terminals show times relative only; wide ones the time of day too.
+    assert ("10:05:00 (60 s ago)" in text) is (width >= 100)
+    assert "60 s ago" in text
+
+
+def test_the_view_fits_every_width_from_50_to_200(runs: RunStore):
+    view = busy_view(runs)
+    for width in range(50, 201, 3):
+        text = render_at(view, width)
+        assert max(cell_len(line) for line in text.splitlines()) <= width, width
+        for title in ("Triggers", "Recent runs", "Problems"):
+            found = headers(text, title)
+            assert len(found) == 1, (width, title, found)  # one line: no header broken over several
+            assert all(len(cell) > 1 for cell in found[0]), (width, title, found)
 
 
 # --- running --------------------------------------------------------------------------------------------------

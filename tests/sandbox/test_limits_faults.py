@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
 import pytest
 
 from qbflow.sandbox.app import Sandbox
+from qbflow.sandbox.limits import LimitPolicy
 
 pytestmark = pytest.mark.asyncio
 
@@ -105,6 +107,44 @@ async def test_throttles_can_be_turned_off():
     async with client_for(sandbox, token_for(sandbox, realm)) as http:
         statuses = {(await http.get(f"/v3/company/{realm}/customer/1")).status_code for _ in range(520)}
     assert statuses == {200}
+
+
+async def test_requests_are_counted_per_company_and_the_counts_and_windows_can_start_over():
+    """What a benchmark reads at /_sandbox/limits: admitted and throttled requests per company, when the first
+    was admitted and the last answered; `reset` empties the counts and the minute's window."""
+    sandbox = Sandbox(rate_limit=True, companies=2)
+    realm, other = sandbox.realms
+    sandbox.limiter.policy = LimitPolicy(per_minute=5)
+    async with client_for(sandbox, token_for(sandbox, realm)) as http:
+        before = time.time()
+        statuses = [(await http.get(f"/v3/company/{realm}/customer/1")).status_code for _ in range(7)]
+        after = time.time()
+        assert statuses == [200] * 5 + [429] * 2
+        shown = (await http.get("/_sandbox/limits")).json()
+        counted = shown["realms"][realm]
+        assert (counted["requests"], counted["throttled"], counted["requests_last_minute"]) == (5, 2, 5)
+        assert before <= counted["first_request_at"] <= counted["last_answer_at"] <= after
+        assert shown["realms"][other] == {"requests_last_minute": 0, "batches_last_minute": 0, "in_flight": 0,
+                                          "requests": 0, "throttled": 0, "first_request_at": None,
+                                          "last_answer_at": None}
+        assert shown["refused"] == 2
+
+        reset = (await http.put("/_sandbox/limits", json={"reset": True})).json()
+        assert reset["refused"] == 0
+        assert reset["realms"][realm]["requests"] == 0 and reset["realms"][realm]["requests_last_minute"] == 0
+        # The minute's window is empty again: the next request is admitted, and counted from scratch.
+        assert (await http.get(f"/v3/company/{realm}/customer/1")).status_code == 200
+        assert (await http.get("/_sandbox/limits")).json()["realms"][realm]["requests"] == 1
+
+
+async def test_requests_are_counted_with_the_throttles_off():
+    sandbox = Sandbox(rate_limit=False)
+    realm = sandbox.realms[0]
+    async with client_for(sandbox, token_for(sandbox, realm)) as http:
+        for _ in range(3):
+            await http.get(f"/v3/company/{realm}/customer/1")
+        counted = (await http.get("/_sandbox/limits")).json()["realms"][realm]
+    assert (counted["requests"], counted["throttled"], counted["requests_last_minute"]) == (3, 0, 0)
 
 
 # --- injected faults ---------------------------------------------------------------------------------------

@@ -32,18 +32,21 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_sandbox(*args: str) -> Iterator[tuple[str, subprocess.Popen]]:
-    """Start `qbflow sandbox` and wait until it answers; stop it at the end."""
+def running_sandbox(*args: str, log: Path | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Start `qbflow sandbox` and wait until it answers; stop it at the end. Its output goes to a pipe, or to the
+    file `log` for a long run (a pipe nobody reads fills up and stops the sandbox once it logs a lot)."""
     port = free_port()
     command = [sys.executable, "-m", "qbflow.cli", "sandbox", "--port", str(port), *args]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    log_file = log.open("w") if log is not None else None
+    process = subprocess.Popen(command, stdout=log_file or subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env={**os.environ, "COLUMNS": "200"})
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
         while True:
             if process.poll() is not None:
-                raise AssertionError(f"sandbox exited early:\n{process.stdout.read()}")
+                said = process.stdout.read() if log is None else log.read_text(errors="replace")
+                raise AssertionError(f"sandbox exited early:\n{said}")
             try:
                 httpx.get(f"{base}/.well-known/openid_sandbox_configuration", timeout=1)
                 break
@@ -59,6 +62,8 @@ def running_sandbox(*args: str) -> Iterator[tuple[str, subprocess.Popen]]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        if log_file is not None:
+            log_file.close()
 
 
 def connect(base: str) -> tuple[AuthClient, str]:

@@ -9,6 +9,9 @@ header (running since, database, how to stop it), one row per workflow trigger a
 poll, last error), the most recent runs (status, attempt, duration, error) and what happened since start
 (polls, events, runs succeeded and failed, problems; the same problem repeated every cycle is one line with
 a count). While it is drawn, the `qbflow` loggers write through the same console so log lines never tear it.
+The tables fit the terminal's width as it is at each redraw: every header stays on one line; on a narrow terminal
+the less important columns are left out (what they said goes under the workflow or the status) and, below 100
+columns, times are relative.
 
 Elsewhere (logs, CI, pipes, `live=False`) a cycle that did something prints one line,
 "polls P, new events E, runs R" + ", problems: ..."; a cycle whose only news is the problems of the last line
@@ -28,11 +31,12 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType
 from rich.live import Live
 from rich.logging import RichHandler
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -231,69 +235,191 @@ def _header(stats: EngineStats, now: datetime, database: str | None, state: str)
     return header
 
 
-def _triggers_table(workflows: list[WorkflowRecord], cursors: list[CursorRecord], now: datetime) -> Table:
-    table = Table(title="Triggers", title_justify="left", expand=True)
-    table.add_column("Workflow", overflow="fold")
-    table.add_column("Trigger")
-    table.add_column("Connection")
-    table.add_column("Last poll", no_wrap=True)
-    table.add_column("Next poll", no_wrap=True)
-    table.add_column("Last error", style="red", overflow="fold", ratio=1)
+# Below this width (a terminal's columns) times are shown relative only ("10 s ago", "in 5 min").
+COMPACT_WIDTH = 100
+
+
+@dataclass(frozen=True)
+class _Column:
+    """A column of a table fitted to the terminal: `keep` orders which columns go first when it is too narrow
+    (the highest goes first); a column never gets narrower than its header, so headers stay on one line."""
+
+    header: str
+    keep: int
+    min_width: int = 0
+    cap: int | None = None  # grows at most to this; longer content folds or is cut
+    flex: bool = False  # takes the width left once the others have theirs
+    justify: Literal["left", "right"] = "left"
+    no_wrap: bool = False
+    overflow: Literal["fold", "ellipsis"] = "fold"
+    style: str = ""
+    fold_into: int | None = None  # when left out, its text goes on a line under this column's cell...
+    fold_as: Callable[[str], str] = str  # ...said this way ("" says nothing)
+    shown_from: int = 0  # left out below this table width, whatever room there is
+
+    def least(self, desired: int) -> int:
+        """The narrowest it may be: its header (and `min_width`); all its content when it may not wrap."""
+        return max(self.min_width, len(self.header), desired if self.no_wrap else 0)
+
+
+Row = list[RenderableType]
+
+
+def _fit_widths(columns: list[_Column], desired: list[int], width: int) -> dict[int, int]:
+    """{column index: width} for the columns that fit in `width` terminal cells (borders and padding
+    included): the least important are left out until the others fit at their least width; the space left
+    goes to the kept columns in order of importance, each up to what its content needs (or its cap), and what
+    remains to the flexible ones."""
+    def total(kept: list[int]) -> int:  # every column has 1 cell of padding each side and a border
+        return sum(columns[k].least(desired[k]) for k in kept) + 3 * len(kept) + 1
+
+    kept = [k for k, column in enumerate(columns) if width >= column.shown_from]
+    while len(kept) > 1 and total(kept) > width:
+        kept.remove(max(kept, key=lambda k: columns[k].keep))
+    widths = {k: columns[k].least(desired[k]) for k in kept}
+    spare = max(0, width - total(kept))
+    for k in sorted(kept, key=lambda k: columns[k].keep):
+        if columns[k].flex:
+            continue
+        goal = min(desired[k], columns[k].cap or desired[k])
+        grow = min(spare, max(0, goal - widths[k]))
+        widths[k] += grow
+        spare -= grow
+    flexible = [k for k in kept if columns[k].flex] or kept[-1:]
+    for n, k in enumerate(flexible):
+        share = spare // (len(flexible) - n)
+        widths[k] += share
+        spare -= share
+    return widths
+
+
+class _FittedTable:
+    """A rich table whose columns are chosen and sized for the width it is drawn at (`_fit_widths`), so it
+    reads the same in 60 columns as in 200; `rows(compact)` makes the rows, `compact` below COMPACT_WIDTH."""
+
+    def __init__(self, title: str, columns: list[_Column], rows: Callable[[bool], list[Row]], *,
+                 caption: str | None = None) -> None:
+        self.title, self.columns, self.rows, self.caption = title, columns, rows, caption
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[RenderableType]:
+        yield self.table(console, options)
+
+    def table(self, console: Console, options: ConsoleOptions) -> Table:
+        width = options.max_width
+        rows = self.rows(width < COMPACT_WIDTH)
+        desired = [max([len(column.header), *(_cell_width(console, options, row[k]) for row in rows)])
+                   for k, column in enumerate(self.columns)]
+        widths = _fit_widths(self.columns, desired, width)
+        table = Table(title=self.title, title_justify="left", caption=self.caption)
+        for k, column in enumerate(self.columns):
+            if k in widths:
+                table.add_column(column.header, width=widths[k], justify=column.justify, no_wrap=column.no_wrap,
+                                 overflow=column.overflow, style=column.style)
+        for row in rows:
+            cells = {k: row[k] for k in widths}
+            folded: dict[int, list[str]] = {}
+            for k, column in enumerate(self.columns):
+                if k not in widths and column.fold_into in cells and (said := column.fold_as(_plain(row[k]))):
+                    folded.setdefault(column.fold_into, []).append(said)
+            for target, words in folded.items():
+                cells[target] = Text.assemble(_as_text(cells[target]), "\n", (" ".join(words), "dim"))
+            table.add_row(*(cells[k] for k in sorted(cells)))
+        return table
+
+
+def _as_text(cell: RenderableType) -> Text:
+    return cell if isinstance(cell, Text) else Text(str(cell))
+
+
+def _plain(cell: RenderableType) -> str:
+    return cell.plain if isinstance(cell, Text) else str(cell)
+
+
+def _cell_width(console: Console, options: ConsoleOptions, cell: RenderableType) -> int:
+    return Measurement.get(console, options, _as_text(cell) if isinstance(cell, str) else cell).maximum
+
+
+def _when(moment: datetime | None, now: datetime, compact: bool) -> str:
+    """A past moment: "10:00:05 (5 s ago)", or "5 s ago" when compact; "never" for none."""
+    moment = _utc(moment)
+    if moment is None:
+        return "never"
+    return f"{_span((now - moment).total_seconds())} ago" if compact else _ago(moment, now)
+
+
+def _triggers_table(workflows: list[WorkflowRecord], cursors: list[CursorRecord], now: datetime) -> _FittedTable:
+    columns = [
+        _Column("Workflow", keep=0, min_width=10, cap=32),
+        _Column("Trigger", keep=4, min_width=12, overflow="ellipsis", fold_into=0),
+        _Column("Connection", keep=5, overflow="ellipsis", fold_into=0, fold_as=lambda name: f"on {name}"),
+        _Column("Last poll", keep=3, no_wrap=True),
+        _Column("Next poll", keep=1, no_wrap=True),
+        _Column("Last error", keep=2, min_width=16, flex=True, style="red"),
+    ]
     by_workflow: dict[int, list[CursorRecord]] = {}
     for cursor in cursors:
         by_workflow.setdefault(cursor.workflow_id, []).append(cursor)
-    for workflow in workflows:
-        key, connection = _trigger_of(workflow)
-        name = Text(workflow.name, style="" if workflow.enabled else "dim")
-        rows = by_workflow.get(workflow.id) or [None]
-        for cursor in rows:
-            if not workflow.enabled:
-                next_poll = Text("disabled", style="dim")
-            elif cursor is None or cursor.next_poll_at is None or _utc(cursor.next_poll_at) <= now:
-                next_poll = Text("due")
+
+    def rows(compact: bool) -> list[Row]:
+        made: list[Row] = []
+        for workflow in workflows:
+            key, connection = _trigger_of(workflow)
+            name = Text(workflow.name, style="" if workflow.enabled else "dim")
+            polled: list[CursorRecord | None] = [*by_workflow.get(workflow.id, [])] or [None]
+            for cursor in polled:
+                moment = _utc(cursor.next_poll_at) if cursor is not None else None
+                if not workflow.enabled:
+                    next_poll = Text("disabled", style="dim")
+                elif moment is None or moment <= now:
+                    next_poll = Text("due")
+                else:
+                    wait = f"in {_span((moment - now).total_seconds())}"
+                    next_poll = Text(wait if compact else f"{_clock(moment, now)} ({wait})")
+                made.append([name, cursor.trigger_key if cursor else key, cursor.connection if cursor else connection,
+                             _when(cursor.last_poll_at if cursor else None, now, compact), next_poll,
+                             Text(_short(cursor.last_error if cursor else None, 200))])
+        if not workflows:
+            made.append([Text("no workflows: `qbflow workflow add FILE`", style="dim"), "", "", "", "", ""])
+        return made
+
+    return _FittedTable("Triggers", columns, rows)
+
+
+def _runs_table(runs: list[RunRecord], now: datetime) -> _FittedTable:
+    columns = [
+        _Column("ID", keep=0, justify="right", no_wrap=True),
+        _Column("Workflow", keep=3, min_width=8, cap=32),
+        _Column("Status", keep=1, no_wrap=True,
+                min_width=max((len(run.status) for run in runs), default=0)),
+        _Column("Attempt", keep=6, justify="right", no_wrap=True, shown_from=COMPACT_WIDTH, fold_into=2,
+                fold_as=lambda attempt: f"attempt {attempt}" if attempt not in ("0", "1") else ""),
+        _Column("Started", keep=5, no_wrap=True),
+        _Column("Duration", keep=4, justify="right", no_wrap=True),
+        _Column("Error", keep=2, min_width=16, flex=True),
+    ]
+
+    def rows(compact: bool) -> list[Row]:
+        made: list[Row] = []
+        for run in runs:
+            started, finished = _utc(run.started_at), _utc(run.finished_at)
+            if started is None:
+                duration = "-"
+            elif finished is not None:
+                duration = _duration(max(0.0, (finished - started).total_seconds()))
+            elif run.status == RUN_RUNNING:
+                duration = _duration(max(0.0, (now - started).total_seconds())) + "…"
             else:
-                moment = _utc(cursor.next_poll_at)
-                next_poll = Text(f"{_clock(moment, now)} (in {_span((moment - now).total_seconds())})")
-            table.add_row(
-                name,
-                cursor.trigger_key if cursor else key,
-                cursor.connection if cursor else connection,
-                _ago(cursor.last_poll_at if cursor else None, now),
-                next_poll,
-                Text(_short(cursor.last_error if cursor else None, 200)),
-            )
-    if not workflows:
-        table.add_row(Text("no workflows: `qbflow workflow add FILE`", style="dim"), "", "", "", "", "")
-    return table
+                duration = "-"
+            error = Text(_short(run.error, 120), style="red" if run.status == RUN_FAILED else "yellow")
+            if run.status == RUN_WAITING_RETRY and run.next_attempt_at is not None:
+                error = Text(f"retry at {_clock(run.next_attempt_at, now)}: ", style="yellow") + error
+            made.append([str(run.id), run.workflow_name, Text(run.status, style=_STATUS_STYLE.get(run.status, "")),
+                         str(run.attempt), _clock(started, now), duration, error])
+        if not runs:
+            made.append(["", Text("no runs yet", style="dim"), "", "", "", "", ""])
+        return made
 
-
-def _runs_table(runs: list[RunRecord], now: datetime) -> Table:
-    table = Table(title="Recent runs", title_justify="left", expand=True)
-    table.add_column("ID", justify="right", no_wrap=True)
-    table.add_column("Workflow", overflow="fold")
-    table.add_column("Status", no_wrap=True)
-    table.add_column("Attempt", justify="right")
-    table.add_column("Started", no_wrap=True)
-    table.add_column("Duration", justify="right", no_wrap=True)
-    table.add_column("Error", overflow="fold", ratio=1)
-    for run in runs:
-        started, finished = _utc(run.started_at), _utc(run.finished_at)
-        if started is None:
-            duration = "-"
-        elif finished is not None:
-            duration = _duration(max(0.0, (finished - started).total_seconds()))
-        elif run.status == RUN_RUNNING:
-            duration = _duration(max(0.0, (now - started).total_seconds())) + "…"
-        else:
-            duration = "-"
-        error = Text(_short(run.error, 120), style="red" if run.status == RUN_FAILED else "yellow")
-        if run.status == RUN_WAITING_RETRY and run.next_attempt_at is not None:
-            error = Text(f"retry at {_clock(run.next_attempt_at, now)}: ", style="yellow") + error
-        table.add_row(str(run.id), run.workflow_name, Text(run.status, style=_STATUS_STYLE.get(run.status, "")),
-                      str(run.attempt), _clock(started, now), duration, error)
-    if not runs:
-        table.add_row("", Text("no runs yet", style="dim"), "", "", "", "", "")
-    return table
+    return _FittedTable("Recent runs", columns, rows)
 
 
 def _counters(stats: EngineStats) -> Text:
@@ -313,25 +439,30 @@ def _counters(stats: EngineStats) -> Text:
     return text
 
 
-def _problems_table(stats: EngineStats, now: datetime) -> Table:
+def _problems_table(stats: EngineStats, now: datetime) -> _FittedTable:
     recent = stats.recent_problems()
-    table = Table(title="Problems", title_justify="left", expand=True, show_header=True)
-    table.add_column("Times", justify="right", no_wrap=True)
-    table.add_column("Last seen", no_wrap=True)
-    table.add_column("Problem", style="red", overflow="fold", ratio=1)
-    for problem in recent:
-        table.add_row(f"×{problem.count}", _ago(problem.last_seen, now), Text(_short(problem.message, 300)))
+    columns = [
+        _Column("Times", keep=0, justify="right", no_wrap=True),
+        _Column("Last seen", keep=1, no_wrap=True),
+        _Column("Problem", keep=0, min_width=16, flex=True, style="red"),
+    ]
+
+    def rows(compact: bool) -> list[Row]:
+        return [[f"×{problem.count}", _when(problem.last_seen, now, compact), Text(_short(problem.message, 300))]
+                for problem in recent]
+
     hidden = len(stats.problems) - len(recent)
-    if hidden > 0:
-        table.caption = f"and {hidden} other problem(s) seen earlier"
-    return table
+    return _FittedTable("Problems", columns, rows,
+                        caption=f"and {hidden} other problem(s) seen earlier" if hidden > 0 else None)
 
 
 def build_view(runs: RunStore, stats: EngineStats, *, now: datetime | None = None, database: str | None = None,
                state: str = "running", limit: int = RECENT_RUNS) -> RenderableType:
     """The live view as a rich renderable: header, triggers, the `limit` newest runs, counters, problems.
 
-    Read from the database (`runs`) and `stats`; `state` is "running", "stopping" or "stopped".
+    Read from the database (`runs`) and `stats`; `state` is "running", "stopping" or "stopped". The tables fit
+    the width they are drawn at: on a narrow terminal the less important columns are left out (the trigger and
+    connection, the attempt, then the times), times are shown relative only, and every header stays on one line.
     """
     now = _utc(now) or datetime.now(UTC)
     parts: list[RenderableType] = [

@@ -99,6 +99,8 @@ def routes(sandbox: Sandbox) -> list[Route]:
                 return _error(str(error))
             if "enabled" in body:
                 sandbox.limiter.enabled = bool(body["enabled"])
+            if body.get("reset"):  # the windows and the per-company counts start over
+                sandbox.limiter.reset()
         return JSONResponse({"enabled": sandbox.limiter.enabled, "refused": sandbox.limiter.refused,
                              "policy": asdict(sandbox.limiter.policy),
                              "realms": {r: sandbox.limiter.stats(r) for r in sandbox.books.companies}})
