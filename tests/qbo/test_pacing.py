@@ -87,16 +87,40 @@ async def test_at_most_ten_in_flight() -> None:
 
 async def test_a_429_pauses_the_whole_realm() -> None:
     fake = FakeTime()
-    pacer = RealmPacer("r", clock=fake.clock, sleep=fake.sleep)
-    async with pacer.slot():
-        pass
-    assert pacer.throttled() == 60.0  # no Retry-After: Intuit's 60 s
+    pacer = RealmPacer("r", Limits(per_window=10), clock=fake.clock, sleep=fake.sleep)
+    for _ in range(9):
+        async with pacer.slot():
+            pass
+    assert pacer.throttled() == 60.0  # the window nearly full by our count, no Retry-After: Intuit's 60 s
     async with pacer.slot():
         assert fake.now == pytest.approx(1060.0)
     pacer.throttled(retry_after=5)
     async with pacer.slot(batch=True):
         assert fake.now == pytest.approx(1065.0)
     assert pacer.throttles == 2
+
+
+async def test_a_429_well_under_the_limit_pauses_briefly_then_longer_if_they_go_on() -> None:
+    fake = FakeTime()
+    pacer = RealmPacer("r", clock=fake.clock, sleep=fake.sleep)
+    async with pacer.slot():
+        pass
+    assert pacer.throttled() == 2.0  # 1 request in the window: not the per-minute throttle
+    assert pacer.throttled() == 2.0  # another answer sent before the pause: no longer
+    async with pacer.slot():
+        assert fake.now == pytest.approx(1002.0)
+    assert pacer.throttled() == 4.0  # again right after the pause: doubled
+    async with pacer.slot():
+        pass
+    assert pacer.throttled() == 8.0
+    fake.now += 120  # a quiet while later: back to the short pause
+    assert pacer.throttled() == 2.0
+    for _ in range(10):
+        async with pacer.slot():
+            pass
+        pacer.throttled()
+    assert pacer.limits.throttle_pause == 60.0 and pacer._last_pause == 60.0  # capped at Intuit's minute
+    assert pacer.throttles == 15
 
 
 def test_one_pacer_per_realm_in_the_process() -> None:

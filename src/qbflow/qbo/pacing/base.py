@@ -20,11 +20,15 @@ class Limits:
     concurrent: int = 10
     batch_per_window: int = 40
     throttle_pause: float = 60.0  # pause after a 429 without Retry-After (Intuit: "wait 60 seconds")
+    # A 429 while our own count is well under the window's limit is not the per-minute throttle we pace to (a
+    # passing one, or another app on the company): pause this long, doubling while 429s keep coming right after
+    # each pause, up to `throttle_pause`, instead of stopping the company for a minute on every one.
+    unexpected_throttle_pause: float = 2.0
 
     def __post_init__(self) -> None:
         if self.per_window < 1 or self.concurrent < 1 or self.batch_per_window < 1:
             raise ValueError("limits must allow at least one request")
-        if self.window <= 0 or self.margin < 0 or self.throttle_pause < 0:
+        if self.window <= 0 or self.margin < 0 or self.throttle_pause < 0 or self.unexpected_throttle_pause < 0:
             raise ValueError("window must be positive; margin and throttle_pause not negative")
 
     @property

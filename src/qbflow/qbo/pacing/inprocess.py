@@ -20,8 +20,11 @@ minute (README §5). A `RealmPacer` admits a request only when all three allow i
   at slightly different rates, or a gateway that counts a request again when it retries it upstream.
   Half a second costs under 1 % of throughput.
 * A batch request counts against both the general log and the batch log (40/min), as Intuit counts it.
-* After a 429 the whole realm pauses (Retry-After if given, else Intuit's advice: 60 s): everything
-  else talking to that company would be refused too, and hammering prolongs the throttle.
+* After a 429 the whole realm pauses (Retry-After if given, else Intuit's advice, 60 s, when our own count
+  had (nearly) filled the window): everything else talking to that company would be refused too, and
+  hammering prolongs the throttle. A 429 while our count is well under the limit is not the throttle we pace
+  to (a passing refusal, or another app using the company): the pause is 2 s, doubling while they keep coming
+  right after each pause, up to 60 s, so one stray 429 does not stop a company's work for a minute.
 
 Every client in this process that talks to a realm shares one pacer through `pacer_for(realm_id)`, so
 triggers and actions together stay under the limit. The clock and sleep are injectable for tests.
@@ -68,6 +71,8 @@ class RealmPacer:
         self._pending = 0
         self._pending_batches = 0
         self._paused_until = 0.0
+        self._last_pause = 0.0
+        self._streak = 0  # unexpected 429s in a row, each soon after the pause before it
         self._in_flight = PerLoop(lambda: asyncio.Semaphore(self.limits.concurrent))
         # Admission is serialised: the first waiter is admitted first, and two waiters cannot both
         # take the last place in the window.
@@ -137,13 +142,32 @@ class RealmPacer:
         self._in_flight = PerLoop(lambda: asyncio.Semaphore(limits.concurrent))
 
     def throttled(self, retry_after: float | None = None) -> float:
-        """Record a 429: pause the whole realm. Returns how long the pause lasts from now."""
-        pause = self.limits.throttle_pause if retry_after is None else retry_after
+        """Record a 429: pause the whole realm. Returns how long the pause lasts from now.
+
+        Retry-After when QBO gives one. Otherwise Intuit's 60 s when the window was (nearly) full by our own
+        count; when it was not, the 429 is not the throttle we pace to, and the pause is
+        `limits.unexpected_throttle_pause`, doubling for each further 429 that comes soon after a pause ends."""
         now = self._clock()
-        self._paused_until = max(self._paused_until, now + pause)
         self.throttles += 1
+        if retry_after is None and now < self._paused_until:
+            return self._paused_until - now  # sent before the pause began: it is already paused for
+        if retry_after is not None:
+            pause = retry_after
+        elif self._window_nearly_full(now):
+            pause = self.limits.throttle_pause
+        else:
+            soon = now - self._paused_until < max(2 * self._last_pause, 1.0)
+            self._streak = self._streak + 1 if soon else 0
+            pause = min(self.limits.unexpected_throttle_pause * 2 ** self._streak, self.limits.throttle_pause)
+        self._last_pause = pause
+        self._paused_until = max(self._paused_until, now + pause)
         log.warning("QBO throttled realm %s (429); pausing its requests for %.1f s", self.realm_id or "?", pause)
         return self._paused_until - now
+
+    def _window_nearly_full(self, now: float) -> bool:
+        edge = now - self.limits.effective_window
+        in_window = sum(1 for ended in self._requests if ended > edge) + self._pending
+        return in_window >= 0.9 * self.limits.per_window
 
     def stats(self) -> dict[str, float | int]:
         """Counts in the current window (for logs, benchmarks and tests)."""
