@@ -131,20 +131,62 @@ async def test_run_jobs_claim_execute_and_finish_runs(workers: Workers, pg: Engi
     ids = [run.id for run in runs.list_runs()]
     assert len(ids) == 5 and len(jobs(pg, TASK_RUN)) == 5
 
-    # A worker that died mid-run left one "running"; another lost its job (e.g. `runs retry` makes none).
+    # A worker that died mid-run left one "running"; another lost its job (e.g. `runs retry` makes none); a third
+    # was left running and its job is gone too (a job that failed for good, or one a retrieval dropped).
     left_running = runs.claim_run(ids[0])
     assert left_running is not None and runs.claim_run(ids[0]) is None  # claimed once
+    assert runs.claim_run(ids[2]) is not None
     with pg.begin() as connection:
-        connection.execute(text("DELETE FROM procrastinate_jobs WHERE lock = :lock"), {"lock": f"run:{ids[1]}"})
-    assert await workers.schedule() == "polls queued 0, runs re-delivered 1"
+        connection.execute(text("DELETE FROM procrastinate_jobs WHERE lock IN (:one, :two)"),
+                           {"one": f"run:{ids[1]}", "two": f"run:{ids[2]}"})
+    assert await workers.schedule() == "polls queued 0, runs re-delivered 2"
+    assert await workers.schedule() == "polls queued 0, runs re-delivered 0"  # their jobs are waiting now
 
     await workers.run_worker(concurrency=3, wait=False, install_signal_handlers=False, queues=["runs"])
     finished = runs.list_runs(workflow="greet")
     assert {run.status for run in finished} == {RUN_SUCCEEDED} and len(finished) == 5
     assert all(run.attempt == 1 for run in finished)
     assert jobs(pg, TASK_RUN) == []  # done and deleted: the database keeps the runs, not the deliveries
-    assert await workers.run(ids[2]) == "nothing to do: run is succeeded"
+    assert await workers.run(ids[3]) == "nothing to do: run is succeeded"
     assert workflow.id == finished[0].workflow_id
+
+
+async def test_a_dead_workers_job_taken_back_by_two_retrievals_at_once_is_still_done(
+        workers: Workers, pg: Engine, sandbox: Sandbox, realm: str, monkeypatch: pytest.MonkeyPatch):
+    runs = workers.runs
+    runs.upsert_workflow("greet", None, greeting("greet"))
+    await workers.poll_company("acme")
+    sandbox.clock.advance(2)
+    sandbox.books.create(realm, "Customer", {"DisplayName": "Left Behind"})
+    sandbox.clock.advance(2)
+    await workers.poll_company("acme", force=True)
+    [run] = runs.list_runs()
+    # A worker takes the run's job, claims the run and dies mid-run: its heartbeat stops.
+    manager = workers.app.job_manager
+    dead = await manager.register_worker()
+    taken = await manager.fetch_job(queues=["runs"], worker_id=dead)
+    assert taken is not None and taken.task_kwargs == {"run_id": run.id}
+    assert runs.claim_run(run.id) is not None
+    with pg.begin() as connection:
+        connection.execute(text("UPDATE procrastinate_workers SET last_heartbeat = now() - interval '1 hour' "
+                                "WHERE id = :id"), {"id": dead})
+
+    # Two retrievals overlap (the periodic task ran late on one worker): both list the job before either takes it
+    # back. The second finds it waiting already, and must leave it so, not mark it failed (the run would stay
+    # "running" with no job to resume it).
+    listed = list(await manager.get_stalled_jobs(seconds_since_heartbeat=workers.options.stalled_after))
+    assert [job.id for job in listed] == [taken.id]
+
+    async def as_listed_before(**_: Any) -> list[Any]:
+        return listed
+
+    monkeypatch.setattr(manager, "get_stalled_jobs", as_listed_before)
+    assert await workers.retry_stalled_jobs() == "stalled jobs retried 1 of 1"
+    assert await workers.retry_stalled_jobs() == "stalled jobs retried 0 of 1"
+    assert [job.status for job in jobs(pg, TASK_RUN)] == ["todo"]
+
+    await workers.run_worker(concurrency=1, wait=False, install_signal_handlers=False, queues=["runs"])
+    assert runs.get_run(run.id).status == RUN_SUCCEEDED and jobs(pg, TASK_RUN) == []
 
 
 # --- processes --------------------------------------------------------------------------------------------
