@@ -131,20 +131,62 @@ async def test_run_jobs_claim_execute_and_finish_runs(workers: Workers, pg: Engi
     ids = [run.id for run in runs.list_runs()]
     assert len(ids) == 5 and len(jobs(pg, TASK_RUN)) == 5
 
-    # A worker that died mid-run left one "running"; another lost its job (e.g. `runs retry` makes none).
+    # A worker that died mid-run left one "running"; another lost its job (e.g. `runs retry` makes none); a third
+    # was left running and its job is gone too (a job that failed for good, or one a retrieval dropped).
     left_running = runs.claim_run(ids[0])
     assert left_running is not None and runs.claim_run(ids[0]) is None  # claimed once
+    assert runs.claim_run(ids[2]) is not None
     with pg.begin() as connection:
-        connection.execute(text("DELETE FROM procrastinate_jobs WHERE lock = :lock"), {"lock": f"run:{ids[1]}"})
-    assert await workers.schedule() == "polls queued 0, runs re-delivered 1"
+        connection.execute(text("DELETE FROM procrastinate_jobs WHERE lock IN (:one, :two)"),
+                           {"one": f"run:{ids[1]}", "two": f"run:{ids[2]}"})
+    assert await workers.schedule() == "polls queued 0, runs re-delivered 2"
+    assert await workers.schedule() == "polls queued 0, runs re-delivered 0"  # their jobs are waiting now
 
     await workers.run_worker(concurrency=3, wait=False, install_signal_handlers=False, queues=["runs"])
     finished = runs.list_runs(workflow="greet")
     assert {run.status for run in finished} == {RUN_SUCCEEDED} and len(finished) == 5
     assert all(run.attempt == 1 for run in finished)
     assert jobs(pg, TASK_RUN) == []  # done and deleted: the database keeps the runs, not the deliveries
-    assert await workers.run(ids[2]) == "nothing to do: run is succeeded"
+    assert await workers.run(ids[3]) == "nothing to do: run is succeeded"
     assert workflow.id == finished[0].workflow_id
+
+
+async def test_a_dead_workers_job_taken_back_by_two_retrievals_at_once_is_still_done(
+        workers: Workers, pg: Engine, sandbox: Sandbox, realm: str, monkeypatch: pytest.MonkeyPatch):
+    runs = workers.runs
+    runs.upsert_workflow("greet", None, greeting("greet"))
+    await workers.poll_company("acme")
+    sandbox.clock.advance(2)
+    sandbox.books.create(realm, "Customer", {"DisplayName": "Left Behind"})
+    sandbox.clock.advance(2)
+    await workers.poll_company("acme", force=True)
+    [run] = runs.list_runs()
+    # A worker takes the run's job, claims the run and dies mid-run: its heartbeat stops.
+    manager = workers.app.job_manager
+    dead = await manager.register_worker()
+    taken = await manager.fetch_job(queues=["runs"], worker_id=dead)
+    assert taken is not None and taken.task_kwargs == {"run_id": run.id}
+    assert runs.claim_run(run.id) is not None
+    with pg.begin() as connection:
+        connection.execute(text("UPDATE procrastinate_workers SET last_heartbeat = now() - interval '1 hour' "
+                                "WHERE id = :id"), {"id": dead})
+
+    # Two retrievals overlap (the periodic task ran late on one worker): both list the job before either takes it
+    # back. The second finds it waiting already, and must leave it so, not mark it failed (the run would stay
+    # "running" with no job to resume it).
+    listed = list(await manager.get_stalled_jobs(seconds_since_heartbeat=workers.options.stalled_after))
+    assert [job.id for job in listed] == [taken.id]
+
+    async def as_listed_before(**_: Any) -> list[Any]:
+        return listed
+
+    monkeypatch.setattr(manager, "get_stalled_jobs", as_listed_before)
+    assert await workers.retry_stalled_jobs() == "stalled jobs retried 1 of 1"
+    assert await workers.retry_stalled_jobs() == "stalled jobs retried 0 of 1"
+    assert [job.status for job in jobs(pg, TASK_RUN)] == ["todo"]
+
+    await workers.run_worker(concurrency=1, wait=False, install_signal_handlers=False, queues=["runs"])
+    assert runs.get_run(run.id).status == RUN_SUCCEEDED and jobs(pg, TASK_RUN) == []
 
 
 # --- processes --------------------------------------------------------------------------------------------
@@ -198,32 +240,63 @@ def wait_for(condition: Callable[[], bool], seconds: float, what: str, procs: li
         time.sleep(0.1)
 
 
-def freeze_while_busy(victim: WorkerProcess, db: Engine, procs: list[WorkerProcess]) -> int:
-    """SIGSTOP `victim` at a moment it has jobs in flight, so the SIGKILL that follows lands mid-job (between a
-    check that every worker is busy and the kill, a worker can finish its jobs). Returns its worker id, found as
-    the one worker whose heartbeat stops while the others' go on."""
-    def heartbeats() -> dict[int, Any]:
+def start_workers(env: dict[str, str], folder: Path, db: Engine, procs: list[WorkerProcess]) -> list[int]:
+    """Start the workers (appended to `procs`) one after the other, each once the one before has registered;
+    returns their Procrastinate worker ids, in the same order."""
+    def registered() -> set[int]:
         with db.connect() as connection:
-            return dict(connection.execute(text("SELECT id, last_heartbeat FROM procrastinate_workers")).all())
+            if connection.scalar(text("SELECT to_regclass('procrastinate_workers')")) is None:
+                return set()
+            return set(connection.scalars(text("SELECT id FROM procrastinate_workers")))
 
-    def doing(worker_id: int) -> int:
+    ids: list[int] = []
+    for n in range(WORKERS):
+        known = registered() | set(ids)
+        procs.append(WorkerProcess(env, folder / f"worker-{n}.log", concurrency=CONCURRENCY,
+                                   stalled_after=STALLED_AFTER))
+
+        def new() -> bool:
+            return bool(registered() - known)  # noqa: B023 (called in this iteration only)
+        wait_for(new, 60, f"worker {n} to register", procs)
+        [worker_id] = registered() - known
+        ids.append(worker_id)
+    return ids
+
+
+def kill_mid_run(victim: WorkerProcess, victim_id: int, db: Engine,
+                 procs: list[WorkerProcess]) -> tuple[list[Any], int]:
+    """SIGKILL `victim` at a moment it is mid-run: frozen (SIGSTOP) with no statement of its own in flight in the
+    database, one of its jobs being done is a run that is "running" (claimed, not finished). Caught otherwise
+    (between jobs, or only runs already finished), it continues at once and is caught again. Returns its jobs being
+    done at the kill, with their runs' status then (None: not a run job), and how many freezes it took."""
+    def mid_run() -> list[Any]:
         with db.connect() as connection:
-            return connection.scalar(text("SELECT count(*) FROM procrastinate_jobs "
-                                          "WHERE status = 'doing' AND worker_id = :w"), {"w": worker_id})
+            return list(connection.execute(text(
+                "SELECT j.id, j.task_name, r.id AS run_id, r.status AS run_status FROM procrastinate_jobs j "
+                "LEFT JOIN runs r ON j.task_name = :run AND r.id = (j.args->>'run_id')::bigint "
+                "WHERE j.status = 'doing' AND j.worker_id = :worker ORDER BY j.id"),
+                {"run": TASK_RUN, "worker": victim_id}))
 
-    for _attempt in range(10):
+    def quiet() -> bool:  # none of its database sessions is running a statement
+        with db.connect() as connection:
+            return connection.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+                                          "AND client_port = ANY(:ports)"), {"ports": sorted(ports)}) == 0
+
+    def running(jobs: list[Any]) -> bool:
+        return any(job.run_status == "running" for job in jobs)
+
+    ports: set[int] = set()
+    for attempt in range(1, 101):
+        wait_for(lambda: running(mid_run()), 60, "the worker to be mid-run", procs)
         os.kill(victim.pid, signal.SIGSTOP)
-        before = heartbeats()
-        wait_for(lambda before=before: sum(heartbeats().get(w) != at for w, at in before.items()) == len(before) - 1,
-                 30,
-                 "the other workers' next heartbeats", procs)
-        after = heartbeats()
-        [frozen] = [w for w, at in before.items() if after.get(w) == at]
-        if doing(frozen):
-            return frozen
-        os.kill(victim.pid, signal.SIGCONT)  # caught between jobs: let it take some and try again
-        wait_for(lambda frozen=frozen: doing(frozen) > 0, 30, "the worker to take jobs again", procs)
-    raise AssertionError("never caught the worker with jobs in flight")
+        ports = victim.tcp_ports()
+        wait_for(quiet, 30, "the frozen worker's statements to end", procs)
+        doing = mid_run()
+        if running(doing):
+            victim.kill()
+            return doing, attempt
+        os.kill(victim.pid, signal.SIGCONT)  # it finished that run between the look and the freeze
+    raise AssertionError("never caught the worker mid-run")
 
 
 def connect_company(base: str, env: dict[str, str], name: str, realm: str) -> None:
@@ -269,40 +342,38 @@ def scenario(tmp_path: Path, *, kill: bool) -> None:
         expected = COMPANIES * CUSTOMERS * len(FLOWS)
 
         db = make_engine(url)
-        procs = [WorkerProcess(env, tmp_path / f"worker-{n}.log", concurrency=CONCURRENCY, stalled_after=STALLED_AFTER)
-                 for n in range(WORKERS)]
         started = time.monotonic()
+        procs: list[WorkerProcess] = []
         try:
+            ids = start_workers(env, tmp_path, db, procs)
+
             def succeeded() -> int:
                 with db.connect() as connection:
                     return connection.scalar(select(func.count()).select_from(Run).where(Run.status == RUN_SUCCEEDED))
 
-            in_flight: list[Any] = []
+            dead: list[Any] = []
             if kill:
-                # Once every worker is doing jobs, a third of the way: SIGKILL one of them.
-                def all_busy() -> bool:
-                    if succeeded() < expected // 3:  # (runs exist once a worker has made the queue's tables)
-                        return False
-                    with db.connect() as connection:
-                        return connection.scalar(text("SELECT count(DISTINCT worker_id) FROM procrastinate_jobs "
-                                                      "WHERE status = 'doing'")) == WORKERS
-                wait_for(all_busy, 90, "every worker busy", procs)
-                freeze_while_busy(procs[0], db, procs)
-                procs[0].kill()
-                with db.connect() as connection:
-                    in_flight = connection.execute(text(
-                        "SELECT id, worker_id, args FROM procrastinate_jobs WHERE status = 'doing'")).all()
-                print(f"killed a worker after {time.monotonic() - started:.1f} s, {succeeded()} runs succeeded; "
-                      f"jobs doing then: {len(in_flight)}")
+                # A third of the way, SIGKILL worker 0 in the middle of a run.
+                wait_for(lambda: succeeded() >= expected // 3, 90, "a third of the runs", procs)
+                victim_id = ids[0]
+                dead, freezes = kill_mid_run(procs[0], victim_id, db, procs)
+                print(f"killed worker {victim_id} after {time.monotonic() - started:.1f} s (freeze {freezes}), "
+                      f"{succeeded()} runs succeeded; its jobs then: {[tuple(job) for job in dead]}")
             wait_for(lambda: succeeded() == expected, 150, f"{expected} succeeded runs", procs)
             print(f"{expected} runs succeeded {time.monotonic() - started:.1f} s after the workers started")
-            with db.connect() as connection:  # (before the others stop and unregister)
-                silent = set(connection.scalars(text(
-                    "SELECT id FROM procrastinate_workers WHERE last_heartbeat < now() - make_interval(secs => :s)"),
-                    {"s": float(STALLED_AFTER)}))
-                present = set(connection.scalars(text("SELECT id FROM procrastinate_workers")))
-            listed = qbflow(env, "workers", "list", "--stalled-after", STALLED_AFTER)
-            assert listed.returncode == 0 and "Workers" in listed.stdout, listed.stdout + listed.stderr
+            if kill:
+                # Every job the dead worker was doing was taken back (once it had been silent for STALLED_AFTER
+                # seconds: Procrastinate's stalled-job retrieval) and then done.
+                def left() -> list[int]:
+                    with db.connect() as connection:
+                        return list(connection.scalars(text(
+                            "SELECT id FROM procrastinate_jobs WHERE id = ANY(:ids) AND status IN ('todo', 'doing')"),
+                            {"ids": [job.id for job in dead]}))
+                wait_for(lambda: left() == [], 60, "the dead worker's jobs to be taken back and done", procs)
+                listed = qbflow(env, "workers", "list", "--stalled-after", STALLED_AFTER)
+                assert listed.returncode == 0, listed.stdout + listed.stderr
+                # (silent since before its jobs were taken back, and for good)
+                assert re.search(rf"^\W*{victim_id}\W+no \(stalled\)", listed.stdout, re.MULTILINE), listed.stdout
         finally:
             codes = [p.stop() if p.alive() else None for p in procs]
         assert all(code == 0 for code in codes[1 if kill else 0:]), [p.output() for p in procs]
@@ -317,17 +388,13 @@ def scenario(tmp_path: Path, *, kill: bool) -> None:
         assert events == expected and len(per_event) == expected and set(per_event.values()) == {1}
         assert statuses == {RUN_SUCCEEDED}
         if kill:
-            # The dead worker's jobs were taken back (stalled-job retrieval) and their runs finished.
-            with db.connect() as connection:
-                left = connection.scalar(text("SELECT count(*) FROM procrastinate_jobs WHERE status = 'doing'"))
-            # The killed worker: one of those busy at the kill, silent since or already pruned by Procrastinate.
-            gone = {job.worker_id for job in in_flight if job.worker_id in silent or job.worker_id not in present}
-            assert len(gone) == 1, (gone, silent, present)
-            dead = [job for job in in_flight if job.worker_id in gone]
-            assert dead, f"the killed worker had no job in flight: {in_flight}"
-            assert left == 0
-            retried = "".join(p.output() for p in procs[1:])
-            assert all(f"retried stalled job {job.id} " in retried for job in dead), retried[-3000:]
+            # The others took back the dead worker's run jobs and resumed the runs it had left running.
+            logs = "".join(p.output() for p in procs[1:])
+            for job in dead:
+                if job.run_id is not None:
+                    assert f"retried stalled job {job.id} " in logs, logs[-3000:]
+                if job.run_status == "running":
+                    assert f"run {job.run_id} was left running by a worker that stopped: resuming it" in logs
         db.dispose()
 
         # QuickBooks: one invoice per customer, no duplicate; and no request was refused (429).

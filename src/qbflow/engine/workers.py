@@ -9,7 +9,9 @@ The database stays the truth and the queue is delivery only:
 * `qbflow.schedule` is a periodic task (every `tick` seconds, deferred once across all workers by Procrastinate's
   periodic deferrer): it defers `qbflow.poll_company` for every connection with enabled workflows one of which
   is due (`scheduler.connection_due`, read from the stored cursors), and re-delivers runs that are due but have
-  no job (`qbflow runs retry`, a crash between a run's outcome and its retry's job).
+  no job (`qbflow runs retry`, a crash between a run's outcome and its retry's job), and runs left "running"
+  whose job is gone (a run is "running" only while its job is being done: one without a job would otherwise
+  never finish; its new job resumes it).
 * `qbflow.poll_company(connection)` polls one company exactly as the embedded engine does
   (`Engine.poll_connection`: one shared read for all its workflows). Its queueing lock `poll:<connection>` makes
   a second waiting poll of a company impossible, its lock of the same name keeps two workers from polling the
@@ -22,7 +24,9 @@ The database stays the truth and the queue is delivery only:
   ids unchanged (QBO replays a create instead of doing it twice). A run that ends waiting_retry gets a new job
   scheduled at its `next_attempt_at`.
 * `qbflow.retry_stalled_jobs` (periodic) gives back to the queue the jobs of workers that stopped sending
-  heartbeats (SIGKILL, a lost machine): Procrastinate's stalled-job retrieval.
+  heartbeats (SIGKILL, a lost machine): Procrastinate's stalled-job retrieval. Two retrievals may overlap and
+  list the same job; the second finds it no longer being done and leaves it be. Only a job whose queueing lock
+  is already waiting (the same poll queued again) is dropped.
 
 Procrastinate's own tables live in the same database. Its schema is applied by `ensure_schema` when a worker
 starts (idempotent, under an advisory lock), not by qbflow's Alembic migrations: it belongs to the installed
@@ -78,6 +82,9 @@ _PRIORITY = {QUEUE_SCHEDULE: 20, QUEUE_POLLS: 10, QUEUE_RUNS: 0}
 
 # Runs re-delivered per schedule tick at most (the sweep for due runs without a job).
 _SWEEP_LIMIT = 500
+
+# Procrastinate's unique index of waiting jobs' queueing locks (a job retried while its lock waits violates it).
+_QUEUEING_LOCK_INDEX = "procrastinate_jobs_queueing_lock_idx_v1"
 
 # Any constant: taken with pg_advisory_xact_lock so that workers starting together apply the schema once.
 _SCHEMA_LOCK_ID = 0x716266_77726B  # "qbf" "wrk"
@@ -138,11 +145,13 @@ def enqueue_runs(db: Connection, run_ids: Sequence[int], *, at: datetime | None 
                                  "at": at, "ids": list(run_ids)})
 
 
-# Due runs (queued, or waiting with their time come) that no job will deliver: none waiting ("todo", its queueing
-# lock) and none being done ("doing", its lock).
+# Runs that no job will deliver: none waiting ("todo", its queueing lock) and none being done ("doing", its lock).
+# Due ones (queued, or waiting with their time come), and "running" ones: a run is running only while the job that
+# claimed it is being done, so one without a job lost it (a dead worker's job that was dropped or failed for good).
 _UNDELIVERED_RUNS = text("""
 SELECT runs.id FROM runs
- WHERE (runs.status = 'queued' OR (runs.status = 'waiting_retry' AND runs.next_attempt_at <= :now))
+ WHERE (runs.status IN ('queued', 'running')
+        OR (runs.status = 'waiting_retry' AND runs.next_attempt_at <= :now))
    AND NOT EXISTS (SELECT 1 FROM procrastinate_jobs job
                     WHERE (job.queueing_lock = 'run:' || runs.id AND job.status = 'todo')
                        OR (job.lock = 'run:' || runs.id AND job.status = 'doing'))
@@ -259,7 +268,7 @@ class Workers:
     # -- the tasks -----------------------------------------------------------------------------------
 
     async def schedule(self) -> str:
-        """Queue a poll of every company with a workflow due, and a job for every due run that has none."""
+        """Queue a poll of every company with a workflow due, and a job for every due or running run that has none."""
         now = self.clock()
         by_connection = enabled_by_connection(self.runs)
         cursors = cursors_by_trigger(self.runs) if by_connection else {}
@@ -273,7 +282,7 @@ class Workers:
         for run_id in undelivered:
             swept += await self.defer_run(run_id)
         if swept:
-            log.warning("re-delivered %d due run(s) that had no job", swept)
+            log.warning("re-delivered %d due or running run(s) that had no job", swept)
         return f"polls queued {polls}, runs re-delivered {swept}"
 
     async def poll_company(self, connection: str, *, force: bool = False) -> str:
@@ -296,7 +305,8 @@ class Workers:
             except RunNotFound:
                 return "no such run"
             if current.status == RUN_RUNNING:
-                # This job holds the run's lock, so whoever left it running is gone (a worker killed mid-run).
+                # This job holds the run's lock, so whoever left it running is gone (a worker killed mid-run, or a
+                # job lost since and re-delivered by `schedule`).
                 log.warning("run %s was left running by a worker that stopped: resuming it", run_id)
                 claimed = current
             elif current.status == RUN_WAITING_RETRY and current.next_attempt_at is not None:
@@ -312,24 +322,38 @@ class Workers:
         return record.status
 
     async def retry_stalled_jobs(self) -> str:
-        """Put back in the queue the jobs of workers whose heartbeat stopped."""
+        """Put back in the queue the jobs of workers whose heartbeat stopped.
+
+        Another retrieval may have listed the same jobs (this periodic task ran late on a busy worker, or a dead
+        worker's own retrieval was taken back and runs beside the next one): a job it has already put back is
+        no longer "doing", its retry fails here, and it is left as it is: marked failed, its run would stay
+        "running" with no job to resume it."""
         from procrastinate import jobs
-        from procrastinate.exceptions import ConnectorException
+        from procrastinate.exceptions import ConnectorException, UniqueViolation
 
         manager = self.app.job_manager
-        stalled = await manager.get_stalled_jobs(seconds_since_heartbeat=self.options.stalled_after)
+        stalled = list(await manager.get_stalled_jobs(seconds_since_heartbeat=self.options.stalled_after))
         retried = 0
         for job in stalled:
             try:
                 await manager.retry_job(job)
-                retried += 1
-                log.warning("retried stalled job %s %s%s (its worker %s stopped)", job.id, job.task_name,
-                            job.task_kwargs, job.worker_id)
-            except ConnectorException:
-                # The same queueing lock is already waiting (a newer poll of that company): that one does the work.
-                await manager.finish_job(job=job, status=jobs.Status.FAILED, delete_job=False)
-                log.warning("dropped stalled job %s %s%s: the same job is already queued", job.id, job.task_name,
-                            job.task_kwargs)
+            except ConnectorException as error:
+                if isinstance(error, UniqueViolation) and error.constraint_name == _QUEUEING_LOCK_INDEX:
+                    # The same queueing lock is already waiting (a newer poll of that company): that one does the
+                    # work. (Another retrieval may have dropped it first: nothing left to do then.)
+                    with contextlib.suppress(ConnectorException):
+                        await manager.finish_job(job=job, status=jobs.Status.FAILED, delete_job=False)
+                    log.warning("dropped stalled job %s %s%s: the same job is already queued", job.id,
+                                job.task_name, job.task_kwargs)
+                else:
+                    # No longer "doing": another retrieval put it back first (or the database failed: the next
+                    # tick tries again).
+                    log.info("stalled job %s %s%s not retried here: %s", job.id, job.task_name, job.task_kwargs,
+                             error.__cause__ or error)
+                continue
+            retried += 1
+            log.warning("retried stalled job %s %s%s (its worker %s stopped)", job.id, job.task_name,
+                        job.task_kwargs, job.worker_id)
         return f"stalled jobs retried {retried} of {len(stalled)}"
 
     # -- working -------------------------------------------------------------------------------------
