@@ -63,6 +63,12 @@ class EngineProcess:
                 self.kill()
         return self.process.wait(timeout=30)
 
+    def terminate(self, timeout: float = 60) -> int:
+        """SIGTERM (as a service manager stops it); its exit code, waiting at most `timeout` seconds."""
+        if self.alive():
+            os.kill(self.process.pid, signal.SIGTERM)
+        return self.process.wait(timeout=timeout)
+
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 

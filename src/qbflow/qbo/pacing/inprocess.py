@@ -72,7 +72,8 @@ class RealmPacer:
         self._pending_batches = 0
         self._paused_until = 0.0
         self._last_pause = 0.0
-        self._streak = 0  # unexpected 429s in a row, each soon after the pause before it
+        self._streak = 0  # pauses in a row for unexpected 429s while the throttle went on
+        self._ended_since_pause = 0  # requests ended since the last pause ended
         self._in_flight = PerLoop(lambda: asyncio.Semaphore(self.limits.concurrent))
         # Admission is serialised: the first waiter is admitted first, and two waiters cannot both
         # take the last place in the window.
@@ -105,6 +106,8 @@ class RealmPacer:
 
     def _finish(self, batch: bool) -> None:
         now = self._clock()
+        if now >= self._paused_until:
+            self._ended_since_pause += 1
         self._pending -= 1
         self._requests.append(now)
         if batch:
@@ -146,7 +149,7 @@ class RealmPacer:
 
         Retry-After when QBO gives one. Otherwise Intuit's 60 s when the window was (nearly) full by our own
         count; when it was not, the 429 is not the throttle we pace to, and the pause is
-        `limits.unexpected_throttle_pause`, doubling for each further 429 that comes soon after a pause ends."""
+        `limits.unexpected_throttle_pause`, doubling while the first answer after each pause is a 429 too."""
         now = self._clock()
         self.throttles += 1
         if retry_after is None and now < self._paused_until:
@@ -156,11 +159,14 @@ class RealmPacer:
         elif self._window_nearly_full(now):
             pause = self.limits.throttle_pause
         else:
-            soon = now - self._paused_until < max(2 * self._last_pause, 1.0)
-            self._streak = self._streak + 1 if soon else 0
+            # Longer only while the throttle goes on (this is the first answer since the last pause ended); a stray
+            # 429 among answers that get through starts again from the short pause.
+            going_on = now - self._paused_until < self.limits.window and self._ended_since_pause <= 1
+            self._streak = self._streak + 1 if going_on and self._last_pause else 0
             pause = min(self.limits.unexpected_throttle_pause * 2 ** self._streak, self.limits.throttle_pause)
         self._last_pause = pause
         self._paused_until = max(self._paused_until, now + pause)
+        self._ended_since_pause = 0
         log.warning("QBO throttled realm %s (429); pausing its requests for %.1f s", self.realm_id or "?", pause)
         return self._paused_until - now
 

@@ -1,0 +1,124 @@
+"""Runs in parallel, in order where it matters: a workflow's runs for one record finish in the order of their
+events even when later ones would be quicker, while runs for other records go on beside them; the global and
+per-company caps hold."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from qbflow.engine.runner import Runner
+from qbflow.engine.scheduler import CycleReport, Engine
+from qbflow.sandbox.app import Sandbox
+from qbflow.store import RunStore
+from qbflow.store.models import RUN_SUCCEEDED
+from tests.engine.test_runner import FAST, runs, store  # noqa: F401  (fixtures)
+from tests.engine.test_scheduler import Clients, add, qbo_clients  # noqa: F401  (fixtures)
+
+
+class SlowReceiver:
+    """Answers each POST after `delay(body)` seconds; records when each answer was given, and the most
+    requests it had in hand at once."""
+
+    def __init__(self, delay) -> None:
+        self.delay = delay
+        self.finished: list[dict[str, Any]] = []
+        self.active = 0
+        self.most = 0
+        self.app = Starlette(routes=[Route("/hook", self.hook, methods=["POST"])])
+
+    async def hook(self, request: Request) -> JSONResponse:
+        body = await request.json()
+        self.active += 1
+        self.most = max(self.most, self.active)
+        try:
+            await asyncio.sleep(self.delay(body))
+        finally:
+            self.active -= 1
+        self.finished.append(body)
+        return JSONResponse({"ok": True})
+
+
+def updated_workflow(name: str = "Tell the shop") -> dict:
+    return {"name": name,
+            "trigger": {"key": "updated_customer", "connection": "acme", "poll_interval": "30s"},
+            "steps": [{"id": "tell", "action": "http.request",
+                       "input": {"url": "http://shop.test/hook",
+                                 "json": {"id": "{{ trigger.Id }}", "token": "{{ trigger.SyncToken }}",
+                                          "name": "{{ trigger.CompanyName }}"}}}]}
+
+
+async def poll_now(engine: Engine, runs: RunStore) -> CycleReport:  # noqa: F811
+    report = CycleReport()
+    records = [w for w in runs.list_workflows(enabled=True)]
+    await engine.poll_connection("acme", records, report, force=True)
+    return report
+
+
+async def test_five_quick_edits_of_one_customer_run_in_order_beside_other_customers(
+        runs: RunStore, qbo_clients: Clients, sandbox: Sandbox, realm: str) -> None:  # noqa: F811
+    # The first edit's run is the slowest: without the order guard the later ones would finish first.
+    receiver = SlowReceiver(lambda body: 0.5 - 0.1 * (int(body["name"].rsplit(" ", 1)[1]) % 5))
+    add(runs, updated_workflow())
+    runner = Runner(runs, qbo_clients, retry=FAST, now=sandbox.clock.now,
+                    http_transport=httpx.ASGITransport(app=receiver.app))
+    engine = Engine(runs, qbo_clients, runner, clock=sandbox.clock.now, max_runs=50, runs_per_company=20)
+    sandbox.clock.advance(2)
+    customers = [sandbox.books.create(realm, "Customer", {"DisplayName": f"Order Co {n}"}) for n in range(4)]
+    sandbox.clock.advance(2)
+    await poll_now(engine, runs)  # activation: changes from now on
+
+    # Five edits of customer 0, each polled before the next (as webhooks would make it), and one edit of each
+    # of the three others in between: eight runs queued, none run yet.
+    for edit in range(5):
+        sandbox.clock.advance(1)
+        sandbox.books.update(realm, "Customer", {"Id": customers[0]["Id"], "sparse": True,
+                                                 "SyncToken": sandbox.books.get(realm, "Customer",
+                                                                                customers[0]["Id"])["SyncToken"],
+                                                 "CompanyName": f"Order Co edit {edit}"})
+        if edit < 3:
+            other = customers[edit + 1]
+            sandbox.books.update(realm, "Customer", {"Id": other["Id"], "SyncToken": other["SyncToken"],
+                                                     "sparse": True, "CompanyName": f"Other Co edit {edit + 1}"})
+        sandbox.clock.advance(1)
+        assert (await poll_now(engine, runs)).errors == []
+    assert len(runs.list_runs(status="queued")) == 8
+
+    report = await engine.cycle()
+
+    assert report.runs == 8
+    assert all(r.status == RUN_SUCCEEDED for r in runs.list_runs())
+    mine = [body["name"] for body in receiver.finished if body["id"] == customers[0]["Id"]]
+    assert mine == [f"Order Co edit {n}" for n in range(5)]  # in the order of the edits
+    tokens = [int(body["token"]) for body in receiver.finished if body["id"] == customers[0]["Id"]]
+    assert tokens == sorted(tokens)
+    assert receiver.most >= 2  # other customers' runs went on beside customer 0's
+
+
+async def test_the_caps_hold(runs: RunStore, qbo_clients: Clients, sandbox: Sandbox, realm: str) -> None:  # noqa: F811
+    receiver = SlowReceiver(lambda body: 0.05)
+    add(runs, updated_workflow())
+    runner = Runner(runs, qbo_clients, retry=FAST, now=sandbox.clock.now,
+                    http_transport=httpx.ASGITransport(app=receiver.app))
+    engine = Engine(runs, qbo_clients, runner, clock=sandbox.clock.now, max_runs=6, runs_per_company=4)
+    sandbox.clock.advance(2)
+    customers = [sandbox.books.create(realm, "Customer", {"DisplayName": f"Cap Co {n}"}) for n in range(12)]
+    sandbox.clock.advance(2)
+    await poll_now(engine, runs)
+    sandbox.clock.advance(1)
+    for n, customer in enumerate(customers):
+        sandbox.books.update(realm, "Customer", {"Id": customer["Id"], "SyncToken": customer["SyncToken"],
+                                                 "sparse": True, "CompanyName": f"Cap Co edit {n}"})
+    sandbox.clock.advance(1)
+    await poll_now(engine, runs)
+
+    report = await engine.cycle()
+
+    assert report.runs == 12 and len(receiver.finished) == 12
+    assert receiver.most == 4  # one company: its share (4), under the global cap (6)
