@@ -57,7 +57,7 @@ log = logging.getLogger("qbflow.engine.live")
 RECENT_RUNS = 15
 RECENT_PROBLEMS = 5
 REFRESH_SECONDS = 1.0
-STOP_HINT = "Ctrl-C stops it (runs in flight finish first)."
+STOP_HINT = "Ctrl-C stops it (runs in flight get 20 s to finish; the rest resume at the next start)."
 _MAX_PROBLEMS_KEPT = 200
 _STATUS_STYLE = {RUN_SUCCEEDED: "green", RUN_FAILED: "red", RUN_RUNNING: "cyan", "queued": "blue",
                  RUN_WAITING_RETRY: "yellow", "cancelled": "dim"}

@@ -147,6 +147,7 @@ class Engine:
         self.runs = runs
         self.max_runs = max_runs
         self.runs_per_company = runs_per_company
+        self._top_up = max(1, runs_per_company // 4)
         self.grace = grace
         self.loop_limit = loop_limit
         self.loop_window = loop_window
@@ -365,7 +366,10 @@ class Engine:
         if free <= 0:
             return 0
         # Companies in turn, so one with a long queue does not keep the others waiting for the free places.
-        lanes = [lane for lane in self._lanes_with_work if self._lane_room(lane) > 0]
+        # A company with runs in flight is topped up a few places at a time (a quarter of its share): one claim
+        # per finished run would cost a transaction each, and its runs in flight keep its limit busy meanwhile.
+        lanes = [lane for lane in self._lanes_with_work
+                 if self._lane_room(lane) >= (self._top_up if self._in_flight.get(lane) else 1)]
         if not lanes:
             return 0
         self._turn = (self._turn + 1) % len(lanes)

@@ -37,7 +37,7 @@ __all__ = ["DEFAULT_PORT", "ServeError", "ServeOptions", "ServedApp", "bind", "i
            "stop_on_signals", "token_lines", "url_for"]
 
 DEFAULT_PORT = 8000
-STOP_HINT = "Ctrl-C stops it (the run in flight finishes first)."
+STOP_HINT = "Ctrl-C stops it (runs in flight get 20 s to finish; the rest resume at the next start)."
 _LOCAL_ADDRESSES = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
 
 
