@@ -883,7 +883,7 @@ def run_engine(
         "--live/--plain", help="Live view (triggers, recent runs, problems) or one plain line per busy cycle. "
                                "Default: live on a terminal, plain otherwise.", show_default=False)] = None,
     max_runs: Annotated[int | None, typer.Option(min=1, help="Runs in flight at once, over all companies "
-                                                             "[default: QBFLOW_MAX_RUNS or 50].",
+                                                             "[default: QBFLOW_MAX_RUNS or 200].",
                                                  show_default=False)] = None,
     runs_per_company: Annotated[int | None, typer.Option(min=1, help="Runs in flight at once per company "
                                                                      "[default: QBFLOW_RUNS_PER_COMPANY or 20].",

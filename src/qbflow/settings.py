@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     )
 
     max_runs: int = Field(
-        default=50, ge=1,
+        default=200, ge=1,
         description="Runs in flight at once in one engine (`qbflow run`, `serve`, `up`), over all companies.",
     )
     runs_per_company: int = Field(

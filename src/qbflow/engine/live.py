@@ -485,8 +485,8 @@ class _CountingRunner:
         self._runner = runner
         self._stats = stats
 
-    async def run_once(self, run_id: int, claimed: Any = None) -> Any:
-        record = await self._runner.run_once(run_id, claimed)
+    async def run_once(self, run_id: int, claimed: Any = None, *, detail: bool = True) -> Any:
+        record = await self._runner.run_once(run_id, claimed, detail=detail)
         self._stats.add_run(record)
         return record
 

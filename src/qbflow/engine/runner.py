@@ -237,6 +237,7 @@ class _RunState:
     references: dict[str, ReferenceCache] = field(default_factory=dict)
     # Step outcomes stored with the run's next write (a "sent" mark or the run's end): see StepOutcome.
     pending: list[StepOutcome] = field(default_factory=list)
+    final: RunRecord | None = None  # the run as its end was recorded (without its steps)
 
     def done(self, step_id: str, position: int, status: str, *, started_at: dt.datetime | None = None,
              **fields: Any) -> None:
@@ -300,9 +301,10 @@ class Runner:
         """Execute every run a crash left "running" (call at start, before claiming new ones)."""
         return [await self.run_once(run.id) for run in self.runs.unfinished_runs()]
 
-    async def run_once(self, run_id: int, claimed: RunRecord | None = None) -> RunRecord:
-        """Execute one claimed (status "running") run to its outcome; returns the run as stored after.
-        `claimed`: the record `claim_next_run` gave (with its event and steps), saving a read."""
+    async def run_once(self, run_id: int, claimed: RunRecord | None = None, *, detail: bool = True) -> RunRecord:
+        """Execute one claimed (status "running") run to its outcome; returns the run as stored after (without
+        its event and steps unless `detail`: the engine needs only the outcome, and reading them back costs a
+        query per run). `claimed`: the record `claim_next_run` gave (with its event and steps), saving a read."""
         run = claimed if claimed is not None and claimed.id == run_id else self.runs.get_run(run_id)
         if run.status != RUN_RUNNING:
             raise RunNotClaimed(f"run {run_id} is {run.status!r}, not running: claim it first")
@@ -322,6 +324,8 @@ class Runner:
                         await client.aclose()
                     except Exception:  # closing must not hide the run's outcome
                         log.warning("closing a client failed", exc_info=True)
+        if not detail and state.final is not None:
+            return state.final
         return self.runs.get_run(run.id)
 
     # -- a run -------------------------------------------------------------------------------------
@@ -344,7 +348,7 @@ class Runner:
                 return
             if ran:
                 outputs[step.id] = output
-        self.runs.finish_run(run.id, RUN_SUCCEEDED, steps=state.take())
+        state.final = self.runs.finish_run(run.id, RUN_SUCCEEDED, steps=state.take())
 
     def _fail_run(self, run: RunRecord, step: Step, failure: _StepFailed, state: _RunState) -> None:
         reason = f"step {step.id!r} ({step.action}): {failure.error.get('message')}"
@@ -353,18 +357,19 @@ class Runner:
         budget = self.retry
         if failure.kind == "reconnect":
             later = now + dt.timedelta(seconds=budget.reconnect_wait)
-            self.runs.finish_run(run.id, RUN_WAITING_RETRY, reason, later, steps=steps)
+            state.final = self.runs.finish_run(run.id, RUN_WAITING_RETRY, reason, later, steps=steps)
         elif failure.kind == "transient":
             spent = (now - failure.first_try).total_seconds() if failure.first_try is not None else 0.0
             if failure.tries >= budget.attempts or spent >= budget.total:
-                self.runs.finish_run(run.id, RUN_FAILED, f"gave up after {failure.tries} tries in {spent:.0f} s: "
-                                                         f"{reason}", steps=steps)
+                state.final = self.runs.finish_run(
+                    run.id, RUN_FAILED, f"gave up after {failure.tries} tries in {spent:.0f} s: {reason}", steps=steps)
             else:
                 wait = max(budget.wait(failure.tries), failure.retry_after or 0.0)
-                self.runs.finish_run(run.id, RUN_WAITING_RETRY, f"try {failure.tries} of {budget.attempts}: {reason}",
-                                     now + dt.timedelta(seconds=wait), steps=steps)
+                state.final = self.runs.finish_run(run.id, RUN_WAITING_RETRY,
+                                                   f"try {failure.tries} of {budget.attempts}: {reason}",
+                                                   now + dt.timedelta(seconds=wait), steps=steps)
         else:
-            self.runs.finish_run(run.id, RUN_FAILED, reason, steps=steps)
+            state.final = self.runs.finish_run(run.id, RUN_FAILED, reason, steps=steps)
         log.info("run %s: %s", run.id, reason)
 
     # -- a step ------------------------------------------------------------------------------------

@@ -47,10 +47,11 @@ ClientFactory = Callable[[str], Awaitable[Any]]  # connection name -> QBOClient
 # Records of one entity one poll reads at most in query mode (a backfill): memory stays flat.
 BACKFILL_SLICE = 2000
 
-# Runs in flight at once in one engine, over all companies (each holds a little memory and a database session
-# now and then; 50 suits a laptop), and per company: twice Intuit's 10 requests in flight, so a company's
-# limit stays busy while its runs do their own work between requests (the pacer holds the excess).
-DEFAULT_MAX_RUNS = 50
+# Runs in flight at once in one engine, over all companies (each holds its event's record and a coroutine, some
+# kilobytes: 200 is a few MB, and lets ten companies each keep Intuit's 10 requests in flight with runs to
+# spare), and per company: twice Intuit's 10 requests in flight, so a company's limit stays busy while its runs
+# do their own work between requests (the pacer holds the excess).
+DEFAULT_MAX_RUNS = 200
 DEFAULT_RUNS_PER_COMPANY = 20
 # Seconds runs in flight get to finish after a stop before they are interrupted (and resumed at the next start).
 DEFAULT_GRACE = 20.0
@@ -63,7 +64,9 @@ _OTHERS = None  # the lane of runs whose company is not among the enabled workfl
 
 
 class RunExecutor(Protocol):
-    async def run_once(self, run_id: int) -> Any: ...
+    """Executes one claimed run to its outcome (`qbflow.engine.runner.Runner`)."""
+
+    async def run_once(self, run_id: int, claimed: RunRecord | None = None, *, detail: bool = True) -> Any: ...
 
 
 @dataclass
@@ -399,7 +402,7 @@ class Engine:
 
     async def _execute(self, run: RunRecord, lane: str | None) -> None:
         try:
-            done = await self.runner.run_once(run.id, run)
+            done = await self.runner.run_once(run.id, run, detail=False)
             self._report.runs += 1
             self._note_waiting(done)
         except asyncio.CancelledError:

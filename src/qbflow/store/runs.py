@@ -792,13 +792,25 @@ class RunStore:
     @staticmethod
     def _write_outcomes(connection: Connection, uid: str, run_id: int, outcomes: Sequence[StepOutcome],
                         now: datetime) -> None:
+        # One executemany per statement variant (most runs: one), no rows read back: this is on every run's path.
+        batches: dict[tuple[bool, bool], builtins.list[dict[str, Any]]] = {}
         for outcome in outcomes:
             if outcome.status not in STEP_STATUSES:
                 raise ValueError(f"unknown step status {outcome.status!r}")
-            finished = outcome.finished_at or (now if outcome.status in _FINISHED_STEP else None)
-            _write_step(connection, uid, run_id, outcome.step_id, outcome.position, outcome.started_at or now,
-                        status=outcome.status, output=outcome.output, error=outcome.error, input=outcome.input,
-                        keep_input=outcome.input is None, add_attempts=outcome.attempts, finished_at=finished)
+            if outcome.position is None:  # needs the count of the run's steps: the one-row path
+                _write_step(connection, uid, run_id, outcome.step_id, None, outcome.started_at or now,
+                            status=outcome.status, output=outcome.output, error=outcome.error, input=outcome.input,
+                            keep_input=outcome.input is None, add_attempts=outcome.attempts,
+                            finished_at=outcome.finished_at or (now if outcome.status in _FINISHED_STEP else None))
+                continue
+            batches.setdefault((outcome.input is None, False), []).append({
+                "run_id": run_id, "step_id": outcome.step_id, "position": outcome.position, "status": outcome.status,
+                "request_id": request_id_for(uid, outcome.step_id), "input": outcome.input, "output": outcome.output,
+                "error": outcome.error, "started_at": outcome.started_at or now, "attempts": outcome.attempts,
+                "finished_at": outcome.finished_at or (now if outcome.status in _FINISHED_STEP else None)})
+        for (keep_input, keep_position), rows in batches.items():
+            connection.execute(_step_upsert(connection.dialect.name, keep_input, keep_position, returning=False),
+                               rows)
 
     def _uid(self, connection: Connection, run_id: int) -> str:
         """A run's uid (fixed at creation), remembered: every step write needs it for its request id."""
@@ -944,11 +956,12 @@ def _own_write_insert(dialect: str) -> Any:
 
 
 @functools.lru_cache(maxsize=16)
-def _step_upsert(dialect: str, keep_input: bool, keep_position: bool) -> Any:
-    """INSERT ... ON CONFLICT (run_id, step_id) DO UPDATE ... RETURNING *, built once per variant."""
+def _step_upsert(dialect: str, keep_input: bool, keep_position: bool, *, returning: bool = True) -> Any:
+    """INSERT ... ON CONFLICT (run_id, step_id) DO UPDATE ... (RETURNING * when `returning`), built once per
+    variant."""
     stmt = _insert_for_dialect(dialect)(_STEPS).values({name: bindparam(name) for name in _STEP_VALUES})
     new = stmt.excluded
-    return stmt.on_conflict_do_update(index_elements=["run_id", "step_id"], set_={
+    stmt = stmt.on_conflict_do_update(index_elements=["run_id", "step_id"], set_={
         "status": new.status,
         "output": new.output,
         "error": new.error,
@@ -957,7 +970,8 @@ def _step_upsert(dialect: str, keep_input: bool, keep_position: bool) -> Any:
         "started_at": func.coalesce(_STEPS.c.started_at, new.started_at),
         "finished_at": new.finished_at,
         "position": _STEPS.c.position if keep_position else new.position,
-    }).returning(*_STEPS.c)
+    })
+    return stmt.returning(*_STEPS.c) if returning else stmt
 
 
 def _write_step(connection: Connection, uid: str, run_id: int, step_id: str, position: int | None,
