@@ -49,6 +49,7 @@ from qbflow.connector.refs import AmbiguousReference, RefObject, RefValue, candi
 from qbflow.errors import QBFlowError
 from qbflow.qbo.errors import DuplicateName
 from qbflow.qbo.query import Query
+from qbflow.qbo.tls import tls_context
 
 __all__ = ["MAX_ATTACHMENT_BYTES", "NameTaken", "JournalLine", "generate_special"]
 
@@ -340,7 +341,7 @@ async def _read_source(ctx: ActionContext, model: UploadAttachmentInput) -> tupl
         return await asyncio.to_thread(path.read_bytes), path.name, None
     url = model.url
     default_name = _source_name(model)
-    client = ctx.http or httpx.AsyncClient(follow_redirects=True, timeout=60.0)
+    client = ctx.http or httpx.AsyncClient(follow_redirects=True, timeout=60.0, verify=tls_context())
     try:
         async with client.stream("GET", url) as response:
             if response.status_code >= 400:

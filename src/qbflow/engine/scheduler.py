@@ -415,7 +415,9 @@ class Engine:
         finally:
             self._in_flight[lane] -= 1
             self._lanes_with_work.add(lane)
-            self._run_tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
+            this = asyncio.current_task()
+            if this is not None:
+                self._run_tasks.discard(this)
             self._wake.set()
 
     def _note_waiting(self, done: Any) -> None:

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from qbflow.connector.base import ActionInputError, problems_of
 from qbflow.engine.workflow import GENERIC_STEPS, HttpRequestInput, LogInput
 from qbflow.errors import QBFlowError
+from qbflow.qbo.tls import tls_context
 
 __all__ = ["HttpStepError", "http_request", "log_message", "parse_generic"]
 
@@ -84,7 +85,8 @@ async def http_request(
     kwargs: dict[str, Any] = {"headers": headers}
     if model.body is not None:
         kwargs["json"] = model.body
-    async with httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=True) as http:
+    async with httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=True,
+                                 verify=tls_context()) as http:
         response = await http.request(model.method, model.url, **kwargs)
     if not 200 <= response.status_code < 300:
         excerpt = " ".join(response.text[:_BODY_EXCERPT].split())

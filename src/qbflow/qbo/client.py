@@ -51,6 +51,7 @@ from qbflow.qbo.errors import (
 )
 from qbflow.qbo.pacing import Pacer, pacer_for
 from qbflow.qbo.query import MAX_PAGE, Query
+from qbflow.qbo.tls import tls_context
 from qbflow.qbo.tokens import TokenProvider
 
 __all__ = [
@@ -173,7 +174,7 @@ class QBOClient:
         self._pacer: Pacer | None = None if pacer is False else (pacer or pacer_for(realm_id))
         self._api = f"{self.base_url}/v3/company/{realm_id}"
         self._http = httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False,
-                                       headers={"User-Agent": _USER_AGENT})
+                                       headers={"User-Agent": _USER_AGENT}, verify=tls_context())
 
     @property
     def pacer(self) -> Pacer | None:

@@ -39,6 +39,7 @@ with warnings.catch_warnings():
     from authlib.integrations.httpx_client import AsyncOAuth2Client
 
 from qbflow.qbo.errors import AuthError, QBOError, Transient, redact
+from qbflow.qbo.tls import tls_context
 from qbflow.qbo.tokens import TokenSet
 
 __all__ = [
@@ -167,7 +168,7 @@ class IntuitOAuth:
         """Read the discovery document (once) and return the endpoints it names."""
         if self._endpoints is not None:
             return self._endpoints
-        async with httpx.AsyncClient(transport=self._transport, timeout=self._timeout) as http:
+        async with httpx.AsyncClient(transport=self._transport, timeout=self._timeout, verify=tls_context()) as http:
             try:
                 response = await http.get(self.discovery_url, headers={"Accept": "application/json"})
             except httpx.TransportError as exc:
