@@ -18,7 +18,7 @@ from qbflow.engine.scheduler import CycleReport, Engine
 from qbflow.sandbox.app import Sandbox
 from qbflow.store import RunStore
 from qbflow.store.models import RUN_SUCCEEDED
-from tests.engine.test_runner import FAST, runs, store  # noqa: F401  (fixtures)
+from tests.engine.test_runner import FAST
 from tests.engine.test_scheduler import Clients, add, qbo_clients  # noqa: F401  (fixtures)
 
 
@@ -54,6 +54,16 @@ def updated_workflow(name: str = "Tell the shop") -> dict:
                                           "name": "{{ trigger.CompanyName }}"}}}]}
 
 
+def engine_with(runs: RunStore, clients: Clients, sandbox: Sandbox, receiver: SlowReceiver, *,  # noqa: F811
+                max_runs: int, runs_per_company: int) -> Engine:
+    """The engine on the sandbox's clock, its `http.request` steps answered by `receiver`, Updated Customer stored."""
+    add(runs, updated_workflow())
+    runner = Runner(runs, clients, retry=FAST, now=sandbox.clock.now,
+                    http_transport=httpx.ASGITransport(app=receiver.app))
+    return Engine(runs, clients, runner, clock=sandbox.clock.now, max_runs=max_runs,
+                  runs_per_company=runs_per_company)
+
+
 async def poll_now(engine: Engine, runs: RunStore) -> CycleReport:  # noqa: F811
     report = CycleReport()
     records = [w for w in runs.list_workflows(enabled=True)]
@@ -65,10 +75,7 @@ async def test_five_quick_edits_of_one_customer_run_in_order_beside_other_custom
         runs: RunStore, qbo_clients: Clients, sandbox: Sandbox, realm: str) -> None:  # noqa: F811
     # The first edit's run is the slowest: without the order guard the later ones would finish first.
     receiver = SlowReceiver(lambda body: 0.5 - 0.1 * (int(body["name"].rsplit(" ", 1)[1]) % 5))
-    add(runs, updated_workflow())
-    runner = Runner(runs, qbo_clients, retry=FAST, now=sandbox.clock.now,
-                    http_transport=httpx.ASGITransport(app=receiver.app))
-    engine = Engine(runs, qbo_clients, runner, clock=sandbox.clock.now, max_runs=50, runs_per_company=20)
+    engine = engine_with(runs, qbo_clients, sandbox, receiver, max_runs=50, runs_per_company=20)
     sandbox.clock.advance(2)
     customers = [sandbox.books.create(realm, "Customer", {"DisplayName": f"Order Co {n}"}) for n in range(4)]
     sandbox.clock.advance(2)
@@ -103,10 +110,7 @@ async def test_five_quick_edits_of_one_customer_run_in_order_beside_other_custom
 
 async def test_the_caps_hold(runs: RunStore, qbo_clients: Clients, sandbox: Sandbox, realm: str) -> None:  # noqa: F811
     receiver = SlowReceiver(lambda body: 0.05)
-    add(runs, updated_workflow())
-    runner = Runner(runs, qbo_clients, retry=FAST, now=sandbox.clock.now,
-                    http_transport=httpx.ASGITransport(app=receiver.app))
-    engine = Engine(runs, qbo_clients, runner, clock=sandbox.clock.now, max_runs=6, runs_per_company=4)
+    engine = engine_with(runs, qbo_clients, sandbox, receiver, max_runs=6, runs_per_company=4)
     sandbox.clock.advance(2)
     customers = [sandbox.books.create(realm, "Customer", {"DisplayName": f"Cap Co {n}"}) for n in range(12)]
     sandbox.clock.advance(2)

@@ -7,7 +7,6 @@ import itertools
 import logging
 import os
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,7 +25,7 @@ from qbflow.engine.runner import RetrySettings, Runner
 from qbflow.engine.workflow import Workflow, load_workflow_text
 from qbflow.qbo import RetryPolicy, StaticTokens
 from qbflow.sandbox.app import Sandbox
-from qbflow.store import RunStore, SecretBox, Store, open_store
+from qbflow.store import RunStore
 from tests.qbo.conftest import make_client
 
 CONNECTION = "acme"
@@ -35,25 +34,7 @@ FAST = RetrySettings(attempts=3, wait_initial=30.0)
 _numbers = itertools.count(1)
 
 
-@pytest.fixture(autouse=True)
-def _no_real_user_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("QBFLOW_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("QBFLOW_DATA_DIR", str(tmp_path / "data"))
-
-
-@pytest.fixture
-def store(db_url: str) -> Store:
-    """The engine's store on SQLite and on PostgreSQL (when a server is given): every test here runs on both."""
-    opened = open_store(url=db_url, box=SecretBox([SecretBox.generate_key()]))
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
-def runs(store: Store) -> RunStore:
-    return RunStore(store.engine)
+pytestmark = pytest.mark.usefixtures("isolated_data_dir")
 
 
 @pytest.fixture

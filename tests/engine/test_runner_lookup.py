@@ -12,7 +12,6 @@ import os
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,8 +23,10 @@ from qbflow.engine.runner import RetrySettings, Runner
 from qbflow.engine.workflow import load_workflow_text
 from qbflow.qbo import RetryPolicy, StaticTokens
 from qbflow.sandbox.app import FaultPlan, Sandbox
-from qbflow.store import RunStore, SecretBox, Store, open_store
+from qbflow.store import RunStore
 from tests.qbo.conftest import make_client
+
+pytestmark = pytest.mark.usefixtures("isolated_data_dir")
 
 CONNECTION = "acme"
 NO_CLIENT_RETRY = RetryPolicy(attempts=1, timeout=10.0, wait_initial=0.001, wait_max=0.001, wait_jitter=0.0)
@@ -67,19 +68,6 @@ class LostAnswerTransport(httpx.AsyncBaseTransport):
         return await self.inner.handle_async_request(request)
 
 
-@pytest.fixture(autouse=True)
-def _no_real_user_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("QBFLOW_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("QBFLOW_DATA_DIR", str(tmp_path / "data"))
-
-
-@pytest.fixture
-def runs(db_url: str) -> RunStore:
-    store: Store = open_store(url=db_url, box=SecretBox([SecretBox.generate_key()]))
-    yield RunStore(store.engine)
-    store.close()
 
 
 def run_of(runs: RunStore, steps: str, record: dict[str, Any]) -> int:

@@ -18,7 +18,7 @@ from qbflow.qbo.errors import NeedsReconnect, Transient
 from qbflow.sandbox.app import Sandbox
 from qbflow.store import RunStore
 from qbflow.store.models import RUN_SUCCEEDED, RUN_WAITING_RETRY
-from tests.engine.test_runner import FAST, NO_CLIENT_RETRY, runs, store  # noqa: F401  (fixtures)
+from tests.engine.test_runner import FAST, NO_CLIENT_RETRY
 from tests.qbo.conftest import CountingTransport, make_client
 
 NEW_AND_UPDATED = [key for key, t in TRIGGERS.items() if not key.startswith("deleted_")]

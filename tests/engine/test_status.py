@@ -34,13 +34,6 @@ def add_connection(store: Store, name: str, realm: str) -> None:
 
 
 @pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    opened = open_store(url=db_url, box=SecretBox([SecretBox.generate_key()]))
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
 def pg_store() -> Iterator[Store]:
     with postgres_database() as url:
         opened = open_store(url=url, box=SecretBox([SecretBox.generate_key()]))
