@@ -209,6 +209,24 @@ def test_claim_takes_due_runs_oldest_first(runs: RunStore, workflow_id: int) -> 
         runs.finish_run(10_000, "failed")
 
 
+def test_runs_for_one_record_are_claimed_in_their_events_order(runs: RunStore, workflow_id: int) -> None:
+    """An Updated run never overtakes an earlier one of its workflow for the same record, whichever way it is
+    claimed (the embedded engine's `claim_runs`, `claim_next_run`, a worker's `claim_run`); other records go on."""
+    (first,) = runs.record_poll(workflow_id, "updated_invoice", "acme", REALM, [event("7", "1", "updated_invoice")],
+                                cursor_json())
+    second, other = runs.record_poll(workflow_id, "updated_invoice", "acme", REALM,
+                                     [event("7", "2", "updated_invoice"), event("8", "1", "updated_invoice")],
+                                     cursor_json(1))
+    assert [r.id for r in runs.claim_runs({"acme": 10})] == [first, other]  # the second edit of 7 waits
+    assert runs.claim_run(second) is None and runs.claim_next_run() is None
+    later = datetime.now(UTC) + timedelta(minutes=1)
+    runs.finish_run(first, "waiting_retry", error="503", next_attempt_at=later)
+    assert runs.claim_run(second) is None  # still behind the first, which waits to be tried again
+    assert runs.claim_run(first, now=later).id == first
+    runs.finish_run(first, "succeeded")
+    assert runs.claim_run(second).id == second
+
+
 def test_concurrent_claimers_never_share_a_run(runs: RunStore, store: Store, workflow_id: int) -> None:
     events = [event(str(i)) for i in range(40)]
     ids = runs.record_poll(workflow_id, "new_invoice", "acme", REALM, events, cursor_json())

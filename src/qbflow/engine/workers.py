@@ -44,7 +44,7 @@ import os
 import socket
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, make_url, text
@@ -59,7 +59,7 @@ from qbflow.engine.scheduler import (
 )
 from qbflow.engine.scheduler import Engine as Scheduler
 from qbflow.errors import QBFlowError
-from qbflow.store.models import RUN_RUNNING, RUN_WAITING_RETRY
+from qbflow.store.models import RUN_QUEUED, RUN_RUNNING, RUN_WAITING_RETRY
 from qbflow.store.runs import RunNotFound, RunStore
 
 __all__ = ["QUEUES", "WorkerOptions", "Workers", "WorkersUnavailable", "enqueue_runs", "ensure_schema",
@@ -148,6 +148,9 @@ def enqueue_runs(db: Connection, run_ids: Sequence[int], *, at: datetime | None 
 # Runs that no job will deliver: none waiting ("todo", its queueing lock) and none being done ("doing", its lock).
 # Due ones (queued, or waiting with their time come), and "running" ones: a run is running only while the job that
 # claimed it is being done, so one without a job lost it (a dead worker's job that was dropped or failed for good).
+# How soon a run waiting behind an earlier run of the same record is delivered again.
+ORDER_RECHECK = timedelta(seconds=1)
+
 _UNDELIVERED_RUNS = text("""
 SELECT runs.id FROM runs
  WHERE (runs.status IN ('queued', 'running')
@@ -309,9 +312,15 @@ class Workers:
                 # job lost since and re-delivered by `schedule`).
                 log.warning("run %s was left running by a worker that stopped: resuming it", run_id)
                 claimed = current
-            elif current.status == RUN_WAITING_RETRY and current.next_attempt_at is not None:
+            elif (current.status == RUN_WAITING_RETRY and current.next_attempt_at is not None
+                  and current.next_attempt_at > self.clock()):
                 await self.defer_run(run_id, at=current.next_attempt_at)  # delivered early (clocks): wait
                 return "not due yet"
+            elif current.status in (RUN_QUEUED, RUN_WAITING_RETRY):
+                # Due, but an earlier run of its workflow for the same record is unfinished: runs of one record
+                # keep their events' order, so this one comes back shortly.
+                await self.defer_run(run_id, at=self.clock() + ORDER_RECHECK)
+                return "waits for an earlier run of the same record"
             else:
                 return f"nothing to do: run is {current.status}"
         record = await self.runner.run_once(run_id, claimed)

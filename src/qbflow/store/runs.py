@@ -548,17 +548,11 @@ class RunStore:
     # -- runs: the seam ----------------------------------------------------------------------------
 
     def claim_next_run(self, now: datetime | None = None) -> RunRecord | None:
-        """Take the oldest due run (queued, or waiting_retry whose `next_attempt_at` has come) and mark it
-        running, attempt + 1. Concurrent claimers never get the same run. None when nothing is due."""
-        now = now or utcnow()
-        with write_connection(self.engine) as connection:
-            run_id = connection.execute(_CLAIM_NEXT, {"now": now}).scalar()
-            if run_id is None:
-                return None
-            connection.execute(_MARK_RUNNING, {"run_id": run_id, "now": now})
-            run = _load_run(connection, run_id, detail=True)
-        self._remember_uid(run.id, run.uid)
-        return run
+        """Take the oldest due run (queued, or waiting_retry whose `next_attempt_at` has come, and not behind an
+        unfinished earlier run of its workflow for the same record) and mark it running, attempt + 1.
+        Concurrent claimers never get the same run. None when nothing is due. (`claim_runs` takes several.)"""
+        claimed = self.claim_runs({}, others=1, now=now)
+        return claimed[0] if claimed else None
 
     def claim_runs(self, rooms: Mapping[str | None, int], *, others: int = 0, now: datetime | None = None
                    ) -> builtins.list[RunRecord]:
@@ -629,8 +623,9 @@ class RunStore:
 
     def claim_run(self, run_id: int, now: datetime | None = None) -> RunRecord | None:
         """`claim_next_run` for one given run (a task queue delivered its id): mark it running, attempt + 1, if it
-        is queued, or waiting_retry with `next_attempt_at` come. None if it is not claimable (already claimed,
-        finished, or not due yet); one UPDATE decides, so concurrent claimers never both get it."""
+        is queued, or waiting_retry with `next_attempt_at` come, and no earlier run of its workflow for the same
+        record is unfinished. None if it is not claimable (already claimed, finished, not due yet, or behind an
+        earlier run); one UPDATE decides, so concurrent claimers never both get it."""
         now = now or utcnow()
         with write_connection(self.engine) as connection:
             claimed = connection.execute(_CLAIM_ONE, {"run_id": run_id, "now": now}).scalar()
@@ -884,14 +879,6 @@ _RUN_BRIEF = _run_select(False)
 _RUN_DETAIL = _run_select(True)
 _RUN_STEPS = (select(_STEPS).where(_STEPS.c.run_id == bindparam("run_id"))
               .order_by(_STEPS.c.position, _STEPS.c.id))
-_CLAIM_NEXT = (
-    select(_RUNS.c.id)
-    .where(or_(_RUNS.c.status == RUN_QUEUED,
-               (_RUNS.c.status == RUN_WAITING_RETRY) & (_RUNS.c.next_attempt_at <= bindparam("now"))))
-    .order_by(func.coalesce(_RUNS.c.next_attempt_at, _RUNS.c.created_at), _RUNS.c.id)
-    .limit(1)
-    .with_for_update(skip_locked=True)  # PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises
-)
 _UNCOUNT_ATTEMPT = case((_RUNS.c.attempt > 0, _RUNS.c.attempt - 1), else_=0)
 _UNFINISHED_RUN = (RUN_QUEUED, RUN_RUNNING, RUN_WAITING_RETRY)
 _CLAIM_MANY = (
@@ -903,14 +890,18 @@ _CLAIM_MANY = (
             next_attempt_at=None)
     .returning(_RUNS.c.id)
 )
-_MARK_RUNNING = update(_RUNS).where(_RUNS.c.id == bindparam("run_id")).values(
-    status=RUN_RUNNING, attempt=_RUNS.c.attempt + 1, started_at=bindparam("now"),
-    finished_at=None, next_attempt_at=None)
+_EARLIER = _RUNS.alias("earlier")
 _CLAIM_ONE = (
     update(_RUNS)
     .where(_RUNS.c.id == bindparam("run_id"),
            or_(_RUNS.c.status == RUN_QUEUED,
-               (_RUNS.c.status == RUN_WAITING_RETRY) & (_RUNS.c.next_attempt_at <= bindparam("now"))))
+               (_RUNS.c.status == RUN_WAITING_RETRY) & (_RUNS.c.next_attempt_at <= bindparam("now"))),
+           # not behind an unfinished earlier run of its workflow for the same record (their events' order)
+           or_(_RUNS.c.order_key.is_(None),
+               ~select(_EARLIER.c.id).where(_EARLIER.c.order_key == _RUNS.c.order_key,
+                                            _EARLIER.c.workflow_id == _RUNS.c.workflow_id,
+                                            _EARLIER.c.id < _RUNS.c.id,
+                                            _EARLIER.c.status.in_(_UNFINISHED_RUN)).exists()))
     .values(status=RUN_RUNNING, attempt=_RUNS.c.attempt + 1, started_at=bindparam("now"), finished_at=None,
             next_attempt_at=None)
     .returning(_RUNS.c.id)
