@@ -15,7 +15,17 @@ transaction (`RunStore.record_polls`): a crash before it repeats the window, a c
 nothing. Events a trigger's `filter` rejects are not stored; the cursor still moves past them.
 
 A backfill (a `since:` long ago, or an engine stopped for weeks) is read in slices of `max_records` per
-entity; the next slice is read in the next cycle, after the runs of this one.
+entity; the next slice is read in the next cycle (its runs wait in the database, not in memory).
+
+Runs run concurrently (`run_forever`): claimed whenever there is room, at most `max_runs` in all and
+`runs_per_company` per lane (the trigger's connection: the company whose limits the run uses), lanes taking
+turns; polls run in background tasks, companies in parallel. A workflow's runs for one record are claimed one at
+a time in their events' order (`RunStore.claim_runs`). A stop takes no new work and gives runs in flight `grace`
+seconds before putting them back in the queue.
+
+Loops: a change qbflow itself wrote (recorded by the runner in `own_writes`) does not start the workflow that
+wrote it (`trigger.skip_changes_by`); a record that starts a workflow more than `loop_limit` times within
+`loop_window` while qbflow workflows write it pauses that workflow with one message (`_break_loops`).
 
 A connection that needs reconnecting pauses its workflows: one message when it happens, no polling (the
 cursors stay where they were) until `qbflow connect NAME` makes it usable again; then polling carries on
