@@ -166,9 +166,13 @@ def test_sigkill_ten_times_during_200_events_leaves_one_run_and_one_invoice_each
     try:
         for kill, (target, aimed, delay) in enumerate(zip(targets, in_flight, delays, strict=True)):
             engine = EngineProcess(env, tmp_path / f"engine-{kill}.log", "--tick", "0.2")
-            wait_for(succeeded(target), 120, f"{target} succeeded runs", engine)
-            if aimed:
-                wait_for(lambda: tally(db)[2] > 0, 60, "a request in flight", engine, every=0.005)
+            try:
+                wait_for(succeeded(target), 120, f"{target} succeeded runs", engine)
+                if aimed:
+                    wait_for(lambda: tally(db)[2] > 0, 60, "a request in flight", engine, every=0.005)
+            except BaseException:
+                engine.kill()  # a failing test leaves no engine behind
+                raise
             time.sleep(delay)  # the random moment (the wait is the point, not a race fix)
             engine.kill()
             events, runs, sent = tally(db)

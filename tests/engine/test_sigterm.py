@@ -40,12 +40,19 @@ def test_sigterm_while_steps_retry_stops_within_30_s_and_the_next_start_finishes
         assert qbflow(env, "workflow", "add", str(flow)).returncode == 0
         customers = [books.new_customer(f"{PREFIX} {n:03d}") for n in range(CUSTOMERS)]
         db = make_engine(env["QBFLOW_DATABASE_URL"])
-        # Half the API answers fail: 503s and resets make steps retry, and some answers hang for two minutes.
-        faults(base, rate=0.5, kinds=["503", "reset", "slow"], slow_seconds=120)
-
+        # The first steps are slow (the customers' events are stored, and runs start, before the faults come)...
+        faults(base, rate=1.0, kinds=["slow"], slow_seconds=2)
         engine = EngineProcess(env, tmp_path / "engine-1.log", "--tick", "0.2", "--plain")
-        wait_for(lambda: tally(db)[1][RUN_WAITING_RETRY] > 0 and tally(db)[1][RUN_RUNNING] > 0, 60,
-                 "runs waiting to retry while others are in flight", engine)
+        try:
+            wait_for(lambda: tally(db)[0] == CUSTOMERS and tally(db)[1][RUN_RUNNING] > 0, 60, "runs in flight",
+                     engine)
+            # ...then half the API answers fail: 503s and resets make steps retry, some answers hang two minutes.
+            faults(base, rate=0.5, kinds=["503", "reset", "slow"], slow_seconds=120)
+            wait_for(lambda: tally(db)[1][RUN_WAITING_RETRY] > 0 and tally(db)[1][RUN_RUNNING] > 0, 60,
+                     "runs waiting to retry while others are in flight", engine)
+        except BaseException:
+            engine.kill()  # a failing test leaves no engine behind
+            raise
         asked = time.monotonic()
         code = engine.terminate(timeout=90)
         took = time.monotonic() - asked

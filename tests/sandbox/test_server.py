@@ -4,10 +4,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,37 +35,40 @@ def free_port() -> int:
 
 @contextmanager
 def running_sandbox(*args: str, log: Path | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
-    """Start `qbflow sandbox` and wait until it answers; stop it at the end. Its output goes to a pipe, or to the
-    file `log` for a long run (a pipe nobody reads fills up and stops the sandbox once it logs a lot)."""
+    """Start `qbflow sandbox` and wait until it answers; stop it at the end. Its output goes to the file `log` (a
+    temporary file without it), never to a pipe: a pipe nobody reads fills up once the sandbox logs a lot (errors
+    of clients killed mid-request, injected faults), and the sandbox then blocks on its next log line and stops
+    answering every request."""
     port = free_port()
     command = [sys.executable, "-m", "qbflow.cli", "sandbox", "--port", str(port), *args]
-    log_file = log.open("w") if log is not None else None
-    process = subprocess.Popen(command, stdout=log_file or subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "COLUMNS": "200"})
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                said = process.stdout.read() if log is None else log.read_text(errors="replace")
-                raise AssertionError(f"sandbox exited early:\n{said}")
-            try:
-                httpx.get(f"{base}/.well-known/openid_sandbox_configuration", timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise AssertionError("sandbox did not start within 30 s") from None
-                time.sleep(0.1)
-        yield base, process
-    finally:
-        process.terminate()
+    with contextlib.ExitStack() as cleanup:
+        if log is None:
+            folder = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="qbflow-sandbox-")))
+            log = folder / "sandbox.log"
+        log_file = cleanup.enter_context(log.open("w"))
+        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, text=True,
+                                   env={**os.environ, "COLUMNS": "200"})
+        base = f"http://127.0.0.1:{port}"
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if log_file is not None:
-            log_file.close()
+            deadline = time.monotonic() + 30
+            while True:
+                if process.poll() is not None:
+                    raise AssertionError(f"sandbox exited early:\n{log.read_text(errors='replace')}")
+                try:
+                    httpx.get(f"{base}/.well-known/openid_sandbox_configuration", timeout=1)
+                    break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline:
+                        raise AssertionError("sandbox did not start within 30 s") from None
+                    time.sleep(0.1)
+            yield base, process
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def connect(base: str) -> tuple[AuthClient, str]:
@@ -114,14 +119,15 @@ def test_intuit_oauth_client_runs_the_whole_flow_against_the_sandbox(tmp_path: P
 def test_books_and_tokens_survive_a_restart_on_the_same_data_file(tmp_path: Path):
     data = tmp_path / "sandbox.sqlite3"
     args = ("--auto-approve", "--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET, "--data", str(data))
-    with running_sandbox(*args) as (base, process):
+    log = tmp_path / "sandbox.log"
+    with running_sandbox(*args, log=log) as (base, _process):
         auth, realm = connect(base)
         headers = {"Authorization": f"Bearer {auth.access_token}", "Accept": "application/json"}
         created = httpx.post(f"{base}/v3/company/{realm}/customer", json={"DisplayName": "Survivor Supply"},
                              headers=headers)
         assert created.status_code == 200
         customer = created.json()["Customer"]
-    output = process.stdout.read()
+    output = log.read_text()
     assert realm in output and CLIENT_ID in output and "/v3/company/" in output
     with running_sandbox(*args) as (base, _process):
         again = httpx.get(f"{base}/v3/company/{realm}/customer/{customer['Id']}", headers=headers)
