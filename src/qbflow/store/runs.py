@@ -584,11 +584,6 @@ class RunStore:
     def _due_ids(connection: Connection, now: datetime, limit: int, *, lane_is: str | None = None,
                  lane_not_in: Sequence[str] | None = None) -> builtins.list[int]:
         runs = _RUNS
-        earlier = _RUNS.alias("earlier")
-        blocked = (select(earlier.c.id)
-                   .where(earlier.c.order_key == runs.c.order_key, earlier.c.workflow_id == runs.c.workflow_id,
-                          earlier.c.id < runs.c.id, earlier.c.status.in_(_UNFINISHED_RUN))
-                   .exists())
         if lane_not_in is not None:
             lane = or_(runs.c.lane.is_(None), runs.c.lane.not_in(lane_not_in)) if lane_not_in else true()
         else:
@@ -596,7 +591,7 @@ class RunStore:
         ids: builtins.list[int] = []
         for due in (runs.c.status == RUN_QUEUED,
                     (runs.c.status == RUN_WAITING_RETRY) & (runs.c.next_attempt_at <= now)):
-            stmt = (select(runs.c.id).where(due, lane, or_(runs.c.order_key.is_(None), ~blocked))
+            stmt = (select(runs.c.id).where(due, lane, _NOT_BEHIND_EARLIER)
                     .order_by(runs.c.id).limit(limit))
             if connection.dialect.name == "postgresql":
                 stmt = stmt.with_for_update(skip_locked=True, of=runs)
@@ -788,24 +783,23 @@ class RunStore:
     def _write_outcomes(connection: Connection, uid: str, run_id: int, outcomes: Sequence[StepOutcome],
                         now: datetime) -> None:
         # One executemany per statement variant (most runs: one), no rows read back: this is on every run's path.
-        batches: dict[tuple[bool, bool], builtins.list[dict[str, Any]]] = {}
+        batches: dict[bool, builtins.list[dict[str, Any]]] = {}  # keep_input -> rows
         for outcome in outcomes:
             if outcome.status not in STEP_STATUSES:
                 raise ValueError(f"unknown step status {outcome.status!r}")
+            finished = outcome.finished_at or (now if outcome.status in _FINISHED_STEP else None)
             if outcome.position is None:  # needs the count of the run's steps: the one-row path
                 _write_step(connection, uid, run_id, outcome.step_id, None, outcome.started_at or now,
                             status=outcome.status, output=outcome.output, error=outcome.error, input=outcome.input,
-                            keep_input=outcome.input is None, add_attempts=outcome.attempts,
-                            finished_at=outcome.finished_at or (now if outcome.status in _FINISHED_STEP else None))
+                            keep_input=outcome.input is None, add_attempts=outcome.attempts, finished_at=finished)
                 continue
-            batches.setdefault((outcome.input is None, False), []).append({
+            batches.setdefault(outcome.input is None, []).append({
                 "run_id": run_id, "step_id": outcome.step_id, "position": outcome.position, "status": outcome.status,
                 "request_id": request_id_for(uid, outcome.step_id), "input": outcome.input, "output": outcome.output,
                 "error": outcome.error, "started_at": outcome.started_at or now, "attempts": outcome.attempts,
-                "finished_at": outcome.finished_at or (now if outcome.status in _FINISHED_STEP else None)})
-        for (keep_input, keep_position), rows in batches.items():
-            connection.execute(_step_upsert(connection.dialect.name, keep_input, keep_position, returning=False),
-                               rows)
+                "finished_at": finished})
+        for keep_input, rows in batches.items():
+            connection.execute(_step_upsert(connection.dialect.name, keep_input, False, returning=False), rows)
 
     def _uid(self, connection: Connection, run_id: int) -> str:
         """A run's uid (fixed at creation), remembered: every step write needs it for its request id."""
@@ -881,6 +875,14 @@ _RUN_STEPS = (select(_STEPS).where(_STEPS.c.run_id == bindparam("run_id"))
               .order_by(_STEPS.c.position, _STEPS.c.id))
 _UNCOUNT_ATTEMPT = case((_RUNS.c.attempt > 0, _RUNS.c.attempt - 1), else_=0)
 _UNFINISHED_RUN = (RUN_QUEUED, RUN_RUNNING, RUN_WAITING_RETRY)
+_EARLIER = _RUNS.alias("earlier")
+# A run is not behind an unfinished earlier run of its workflow for the same record: runs of one record keep
+# their events' order, whoever claims them (`claim_runs`, `claim_next_run`, a worker's `claim_run`).
+_NOT_BEHIND_EARLIER = or_(
+    _RUNS.c.order_key.is_(None),
+    ~select(_EARLIER.c.id).where(_EARLIER.c.order_key == _RUNS.c.order_key,
+                                 _EARLIER.c.workflow_id == _RUNS.c.workflow_id, _EARLIER.c.id < _RUNS.c.id,
+                                 _EARLIER.c.status.in_(_UNFINISHED_RUN)).exists())
 _CLAIM_MANY = (
     update(_RUNS)
     .where(_RUNS.c.id.in_(bindparam("run_ids", expanding=True)),
@@ -890,18 +892,12 @@ _CLAIM_MANY = (
             next_attempt_at=None)
     .returning(_RUNS.c.id)
 )
-_EARLIER = _RUNS.alias("earlier")
 _CLAIM_ONE = (
     update(_RUNS)
     .where(_RUNS.c.id == bindparam("run_id"),
            or_(_RUNS.c.status == RUN_QUEUED,
                (_RUNS.c.status == RUN_WAITING_RETRY) & (_RUNS.c.next_attempt_at <= bindparam("now"))),
-           # not behind an unfinished earlier run of its workflow for the same record (their events' order)
-           or_(_RUNS.c.order_key.is_(None),
-               ~select(_EARLIER.c.id).where(_EARLIER.c.order_key == _RUNS.c.order_key,
-                                            _EARLIER.c.workflow_id == _RUNS.c.workflow_id,
-                                            _EARLIER.c.id < _RUNS.c.id,
-                                            _EARLIER.c.status.in_(_UNFINISHED_RUN)).exists()))
+           _NOT_BEHIND_EARLIER)
     .values(status=RUN_RUNNING, attempt=_RUNS.c.attempt + 1, started_at=bindparam("now"), finished_at=None,
             next_attempt_at=None)
     .returning(_RUNS.c.id)
