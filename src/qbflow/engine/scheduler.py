@@ -325,30 +325,21 @@ class Engine:
 
     # -- polls ---------------------------------------------------------------------------------------
 
-    async def _poll_all(self, report: CycleReport, *, force: bool, hinted: set[str],
-                        by_connection: dict[str, list[WorkflowRecord]]) -> None:
-        """Poll every company that is due (or hinted, or all with `force`), the companies in parallel."""
-        cursors = cursors_by_trigger(self.runs) if by_connection else {}
-        polls = [self.poll_connection(connection, records, report, force=force or connection in hinted,
-                                      cursors=cursors)
-                 for connection, records in by_connection.items() if connection not in self._polling]
-        if polls:
-            await asyncio.gather(*polls)
-
-    def _start_polls(self, hinted: set[str],
-                     by_connection: dict[str, list[WorkflowRecord]]) -> None:
-        """`_poll_all` in the background: a slow poll of one company holds neither the others nor the runs."""
+    def _start_polls(self, hinted: set[str], by_connection: dict[str, list[WorkflowRecord]], *,
+                     force: bool = False) -> None:
+        """Poll, each in a background task, every company that is due, hinted (`request_poll`) or, with `force`,
+        all: companies in parallel, and a slow poll of one holds neither the others nor the runs."""
         cursors = cursors_by_trigger(self.runs) if by_connection else {}
         for connection, records in by_connection.items():
             if connection in self._polling:
                 if connection in hinted:
                     self._poll_again.add(connection)  # asked during a poll: poll again once it is done
                 continue
-            force = connection in hinted
-            if not force and connection not in self.paused and not connection_due(records, cursors, self.clock()):
-                continue
+            forced = force or connection in hinted
+            if not forced and connection not in self.paused and not connection_due(records, cursors, self.clock()):
+                continue  # no task, no client, no request until one of its workflows is due
             self._polling.add(connection)
-            task = asyncio.create_task(self._poll_in_background(connection, records, force, cursors))
+            task = asyncio.create_task(self._poll_in_background(connection, records, forced, cursors))
             self._poll_tasks.add(task)
             task.add_done_callback(self._poll_tasks.discard)
 
@@ -440,10 +431,12 @@ class Engine:
         if self._next_due is None or moment < self._next_due:
             self._next_due = moment
 
-    def _refresh_lanes(self, by_connection: dict[str, list[WorkflowRecord]]) -> None:
-        """Every company (and the runs of no known company) may have due runs: ask each again."""
-        self._known_lanes = set(by_connection)
-        self._lanes_with_work |= self._known_lanes | {_OTHERS}
+    def _refresh_lanes(self, by_connection: dict[str, list[WorkflowRecord]] | None = None) -> None:
+        """Every company (and the runs of no known company) may have due runs: ask each again. `by_connection`:
+        the companies of the enabled workflows now (default: those known already)."""
+        if by_connection is not None:
+            self._known_lanes = set(by_connection)
+        self._lanes_with_work |= (self._known_lanes or set()) | {_OTHERS}
 
     # -- the loops -------------------------------------------------------------------------------------
 
@@ -455,7 +448,9 @@ class Engine:
         hinted, self._hints = self._hints, set()
         self._wake.clear()
         by_connection = enabled_by_connection(self.runs)
-        await self._poll_all(report, force=force, hinted=hinted, by_connection=by_connection)
+        self._start_polls(hinted, by_connection, force=force)
+        if self._poll_tasks:
+            await asyncio.wait(set(self._poll_tasks))
         self._refresh_lanes(by_connection)
         while not self._stop.is_set():
             self._fill()
@@ -488,7 +483,7 @@ class Engine:
                     self._start_polls(hinted, by_connection)
                 if self._next_due is not None and self._next_due <= self.clock():
                     self._next_due = None
-                    self._lanes_with_work |= (self._known_lanes or set()) | {_OTHERS}
+                    self._refresh_lanes()
                 self._wake.clear()
                 self._fill()
                 if now >= next_tick:
