@@ -466,11 +466,15 @@ class Runner:
         if the_action is None:  # http.request
             return await http_request(model, request_id=request_id, transport=self.http_transport,
                                       timeout=self.http_timeout)
-        name = step.connection or ""
-        references = state.references.setdefault(name, ReferenceCache())
-        ctx = ActionContext(client, request_id=request_id, references=references)
         with single_try():  # the step's budget (RetrySettings) counts every request: no retries inside
-            return await the_action.run(ctx, model)
+            return await the_action.run(self._context(step, client, request_id, state), model)
+
+    @staticmethod
+    def _context(step: Step, client: QBOClient | None, request_id: str, state: _RunState) -> ActionContext:
+        """What an action (or the create lookup) runs with: the client, the request id and the run's reference
+        cache for the step's connection."""
+        references = state.references.setdefault(step.connection or "", ReferenceCache())
+        return ActionContext(client, request_id=request_id, references=references)
 
     async def _find_created(self, step: Step, the_action: Any, model: BaseModel, request_id: str,
                             since: dt.datetime | None, client: QBOClient | None, state: _RunState) -> dict | None:
@@ -478,10 +482,8 @@ class Runner:
         by the fields it sent), or None; several candidates raise AmbiguousCreate, which fails the step."""
         if client is None or since is None:
             return None
-        references = state.references.setdefault(step.connection or "", ReferenceCache())
-        ctx = ActionContext(client, request_id=request_id, references=references)
         with single_try():  # its requests count against the step's budget too
-            found = await find_created(ctx, the_action, model, since)
+            found = await find_created(self._context(step, client, request_id, state), the_action, model, since)
         if found is not None:
             log.info("found %s %s made by an earlier attempt; not creating it again", the_action.entity,
                      found.get("Id"))
