@@ -582,7 +582,7 @@ def workflow_validate(
                 err_console.print(str(problem), markup=False, highlight=False)
             continue
         workflow = load_workflow(path, connections=connections)
-        console.print(f"{path}: ok: {workflow.name!r}, trigger {workflow.trigger.key}, "
+        console.print(f"{path}: ok: {workflow.name!r}, trigger {workflow.trigger.label}, "
                       f"{len(workflow.steps)} step(s)", markup=False, highlight=False)
     if failed:
         raise typer.Exit(1)
@@ -684,7 +684,7 @@ def workflow_add(
                 continue
             record, verb = store_workflow(runs, workflow, str(path.resolve()), enabled=not disabled)
             added[workflow.name] = path
-            console.print(f"{path}: ok: {workflow.name!r}, trigger {workflow.trigger.key}, "
+            console.print(f"{path}: ok: {workflow.name!r}, trigger {workflow.trigger.label}, "
                           f"{len(workflow.steps)} step(s): {verb} ({'enabled' if record.enabled else 'disabled'})",
                           markup=False, highlight=False)
     if failed:

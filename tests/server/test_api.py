@@ -154,8 +154,8 @@ async def test_add_a_workflow_as_json_then_as_yaml_text(api: httpx.AsyncClient, 
     assert created.status_code == 201, created.text
     body = created.json()
     assert body["name"] == "welcome" and body["enabled"] is True and body["steps"] == 1
-    assert body["trigger"] == {"key": "new_customer", "connection": CONNECTION, "poll_interval_seconds": 60.0,
-                               "filter": None}
+    assert body["trigger"] == {"kind": "qbo", "key": "new_customer", "connection": CONNECTION,
+                               "poll_interval_seconds": 60.0, "filter": None}
     assert body["description"] == "Say hello to every new customer."
     assert body["definition"]["steps"][0]["action"] == "log"
     assert body["last_run"] is None and body["source_path"] is None

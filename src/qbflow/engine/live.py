@@ -41,6 +41,7 @@ from rich.table import Table
 from rich.text import Text
 
 from qbflow.engine.clients import ClientPool
+from qbflow.engine.workflow import trigger_kind
 from qbflow.settings import get_settings
 from qbflow.store.models import RUN_FAILED, RUN_RUNNING, RUN_SUCCEEDED, RUN_WAITING_RETRY
 from qbflow.store.runs import CursorRecord, RunRecord, RunStore, WorkflowRecord
@@ -208,6 +209,8 @@ def _trigger_of(workflow: WorkflowRecord) -> tuple[str, str]:
     trigger = workflow.definition.get("trigger") if isinstance(workflow.definition, dict) else None
     if not isinstance(trigger, dict):
         return "?", "?"
+    if trigger_kind(trigger) != "qbo":
+        return trigger_kind(trigger), str(workflow.definition.get("connection") or "-")
     return str(trigger.get("key") or "?"), str(trigger.get("connection") or "?")
 
 

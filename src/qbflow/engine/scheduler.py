@@ -44,7 +44,7 @@ from typing import Any, Protocol
 from qbflow.connector.polling import PollCursor, poll_shared
 from qbflow.connector.triggers import trigger as trigger_for
 from qbflow.engine.templates import make_context, render_condition
-from qbflow.engine.workflow import Workflow
+from qbflow.engine.workflow import Workflow, trigger_kind
 from qbflow.errors import QBFlowError
 from qbflow.qbo.errors import NeedsReconnect
 from qbflow.store.models import RUN_WAITING_RETRY
@@ -124,8 +124,10 @@ def enabled_by_connection(runs: RunStore) -> dict[str, list[WorkflowRecord]]:
     by_connection: dict[str, list[WorkflowRecord]] = {}
     for record in runs.list_workflows(enabled=True):
         # Stored definitions were validated when added; reading the one field (as `connection_due` reads the
-        # trigger key) spares a full validation of every workflow on every tick.
-        by_connection.setdefault(record.definition["trigger"]["connection"], []).append(record)
+        # trigger key) spares a full validation of every workflow on every tick. Other trigger kinds poll nothing.
+        trig = record.definition["trigger"]
+        if trigger_kind(trig) == "qbo":
+            by_connection.setdefault(trig["connection"], []).append(record)
     return by_connection
 
 

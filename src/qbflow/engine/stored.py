@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from qbflow.engine.workflow import Workflow, WorkflowInvalid, WorkflowProblem, load_workflow_text
+from qbflow.engine.workflow import TriggerSpec, Workflow, WorkflowInvalid, WorkflowProblem, load_workflow_text
 from qbflow.errors import QBFlowError
 from qbflow.store.models import RUN_CANCELLED, RUN_FAILED, RUN_QUEUED, RUN_SUCCEEDED, RUN_WAITING_RETRY
 from qbflow.store.runs import CursorRecord, RunRecord, RunStore, WorkflowNotFound, WorkflowRecord
@@ -45,7 +45,8 @@ def stored_definition(workflow: Workflow) -> dict[str, Any]:
     """A workflow as the store keeps it: `Workflow.model_validate(definition)` gives the same workflow back."""
     definition = workflow.model_dump(mode="json")
     # JSON would write the interval as "PT30S", which the workflow format does not read back: seconds do.
-    definition["trigger"]["poll_interval"] = workflow.trigger.poll_interval.total_seconds()
+    if isinstance(workflow.trigger, TriggerSpec):
+        definition["trigger"]["poll_interval"] = workflow.trigger.poll_interval.total_seconds()
     return definition
 
 

@@ -32,13 +32,22 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import re
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from qbflow.connector.base import MISSING, ActionInput, problems_of
 from qbflow.connector.registry import UnknownAction, action
@@ -52,7 +61,12 @@ __all__ = [
     "HttpRequestInput",
     "LogInput",
     "Step",
+    "TRIGGER_KINDS",
+    "AnyTrigger",
+    "ManualTrigger",
+    "ScheduleTrigger",
     "TriggerSpec",
+    "WebhookTrigger",
     "Workflow",
     "WorkflowInvalid",
     "WorkflowProblem",
@@ -60,6 +74,7 @@ __all__ = [
     "load_workflow",
     "load_workflow_text",
     "parse_interval",
+    "trigger_kind",
     "validate_workflow",
     "validate_workflow_text",
 ]
@@ -125,8 +140,10 @@ class _Strict(BaseModel):
 
 
 class TriggerSpec(_Strict):
-    """What starts the workflow: a trigger key on one connection, polled every `poll_interval`."""
+    """A QuickBooks trigger (`kind: qbo`, the default): a trigger key on one connection, polled every
+    `poll_interval`."""
 
+    kind: Literal["qbo"] = "qbo"
     key: str
     connection: str = Field(min_length=1)
     poll_interval: dt.timedelta = DEFAULT_POLL_INTERVAL
@@ -149,6 +166,71 @@ class TriggerSpec(_Strict):
     def _aware(cls, value: dt.datetime | None) -> dt.datetime | None:
         # a naive time is taken as UTC so cursors compare with QBO's timestamps
         return value.replace(tzinfo=dt.UTC) if value is not None and value.tzinfo is None else value
+
+    @property
+    def label(self) -> str:
+        """How lists show the trigger."""
+        return self.key
+
+    @property
+    def polled_connection(self) -> str | None:
+        """The connection whose QuickBooks changes start the workflow (None for other kinds)."""
+        return self.connection
+
+
+class _OtherTrigger(_Strict):
+    """A trigger that is not a QuickBooks poll: its runs use the workflow's `connection` for QuickBooks steps."""
+
+    kind: str
+
+    @property
+    def label(self) -> str:
+        """How lists show the trigger."""
+        return self.kind
+
+    @property
+    def polled_connection(self) -> str | None:
+        """None: nothing is polled in QuickBooks for it."""
+        return None
+
+
+class WebhookTrigger(_OtherTrigger):
+    """An inbound webhook (`kind: webhook`): `POST /hooks/<id>` on qbflow's server starts a run."""
+
+    kind: Literal["webhook"]
+
+
+
+class ScheduleTrigger(_OtherTrigger):
+    """A schedule (`kind: schedule`): cron expression with a time zone, or an interval."""
+
+    kind: Literal["schedule"]
+
+
+
+class ManualTrigger(_OtherTrigger):
+    """Started by a person (`kind: manual`): `qbflow workflow run`, the API or the dashboard's "Run now"."""
+
+    kind: Literal["manual"]
+
+
+
+TRIGGER_KINDS: dict[str, type[BaseModel]] = {
+    "qbo": TriggerSpec, "webhook": WebhookTrigger, "schedule": ScheduleTrigger, "manual": ManualTrigger}
+
+
+def trigger_kind(value: Any) -> str:
+    """The kind of a trigger given as data or model: its `kind`, "qbo" when it names none (older files)."""
+    if isinstance(value, Mapping):
+        return str(value.get("kind") or "qbo")
+    return str(getattr(value, "kind", "qbo"))
+
+
+AnyTrigger = Annotated[
+    Annotated[TriggerSpec, Tag("qbo")] | Annotated[WebhookTrigger, Tag("webhook")]
+    | Annotated[ScheduleTrigger, Tag("schedule")] | Annotated[ManualTrigger, Tag("manual")],
+    Discriminator(trigger_kind),
+]
 
 
 class Step(_Strict):
@@ -178,15 +260,18 @@ class Workflow(_Strict):
 
     name: str = Field(min_length=1)
     description: str | None = None
-    trigger: TriggerSpec
+    trigger: AnyTrigger
+    # The connection of QuickBooks steps that name none: the trigger's for a `qbo` trigger, else this one.
+    connection: str | None = Field(default=None, min_length=1)
     steps: list[Step] = Field(min_length=1)
     source: str | None = Field(default=None, exclude=True)  # the file it came from
 
     @model_validator(mode="after")
     def _default_connections(self) -> Workflow:
+        default = self.trigger.polled_connection or self.connection
         for step in self.steps:
             if step.connection is None and not step.is_generic:
-                step.connection = self.trigger.connection
+                step.connection = default
         return self
 
     def step(self, step_id: str) -> Step:
@@ -323,6 +408,7 @@ class _Checker:
         self.connections = None if connections is None else set(connections)
         self.problems: list[WorkflowProblem] = []
         self.lines: _Lines | None = None
+        self.data: Any = None
 
     def add(self, path: Path_, message: str, *, line: int | None = None, at: str = "value") -> None:
         if line is None and self.lines is not None:
@@ -370,12 +456,20 @@ class _Checker:
 
     def _check_structure(self, data: dict) -> Workflow | None:
         """Required keys, unknown keys and value types, from the models."""
+        self.data = data
         try:
             return Workflow.model_validate({**data, "source": self.source})
         except ValidationError as error:
             for item in error.errors(include_url=False):
                 path = tuple(item["loc"])
                 if path and path[0] == "source":
+                    continue
+                if len(path) >= 2 and path[0] == "trigger" and path[1] in TRIGGER_KINDS:
+                    path = (path[0], *path[2:])  # the union's tag is not a key of the file
+                if item["type"] == "union_tag_invalid":
+                    kind = item["input"].get("kind") if isinstance(item["input"], Mapping) else None
+                    self.add((*path, "kind"), f"unknown trigger kind {kind!r}{_suggest(str(kind), TRIGGER_KINDS)} "
+                             f"(known: {', '.join(TRIGGER_KINDS)})")
                     continue
                 if len(path) >= 4 and path[0] == "steps" and path[2] == "input":
                     continue  # inputs are checked against the action's model below, with templates in mind
@@ -396,11 +490,11 @@ class _Checker:
         parent = path[:-1]
         return self.lines.of_key(parent) if parent else 1
 
-    @staticmethod
-    def _known_keys(path: Path_) -> list[str]:
+    def _known_keys(self, path: Path_) -> list[str]:
         model: type[BaseModel] = Workflow
         if path[0] == "trigger":
-            model = TriggerSpec
+            spec = self.data.get("trigger") if isinstance(self.data, dict) else None
+            model = TRIGGER_KINDS.get(trigger_kind(spec if isinstance(spec, Mapping) else {}), TriggerSpec)
         elif path[0] == "steps":
             model = Step
         return [name for name in model.model_fields if name != "source"]
@@ -408,8 +502,10 @@ class _Checker:
     def _check_meaning(self, data: dict) -> None:
         """Keys that exist, connections, inputs and templates."""
         spec = data.get("trigger")
-        trigger_connection = None
-        if isinstance(spec, dict):
+        trigger_connection = data.get("connection")
+        if isinstance(trigger_connection, str):
+            self._check_connection(("connection",), trigger_connection)
+        if isinstance(spec, dict) and trigger_kind(spec) == "qbo":
             key = spec.get("key")
             if isinstance(key, str):
                 try:
@@ -443,6 +539,10 @@ class _Checker:
             if isinstance(step_id, str):
                 earlier.append(step_id)
 
+    def _qbo_trigger(self) -> bool:
+        spec = self.data.get("trigger") if isinstance(self.data, dict) else None
+        return not isinstance(spec, Mapping) or trigger_kind(spec) == "qbo"
+
     def _check_connection(self, path: Path_, name: Any, *, inherited: bool = False) -> None:
         if self.connections is None or not isinstance(name, str) or name in self.connections:
             return
@@ -467,6 +567,9 @@ class _Checker:
         if model is not None and key not in GENERIC_STEPS:
             if "connection" in step:
                 self._check_connection((*base, "connection"), step["connection"])
+            elif trigger_connection is None and not self._qbo_trigger():
+                self.add((*base, "action"), f"{key!r} works on a QuickBooks company, and this workflow's trigger "
+                         "has no connection: set `connection:` on the step or on the workflow")
             else:
                 self._check_connection((*base, "connection"), trigger_connection, inherited=True)
         if isinstance(step.get("when"), str):

@@ -21,7 +21,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from qbflow.engine.status import system_status
 from qbflow.engine.stored import RetryRefused, WorkflowOverview, retry_run, store_workflow, workflow_overviews
-from qbflow.engine.workflow import WorkflowInvalid, WorkflowProblem, load_workflow_text, validate_workflow_text
+from qbflow.engine.workflow import (
+    WorkflowInvalid,
+    WorkflowProblem,
+    load_workflow_text,
+    trigger_kind,
+    validate_workflow_text,
+)
 from qbflow.redaction import redacted
 from qbflow.server.auth import require_api_token
 from qbflow.server.webhooks import webhook_stats
@@ -65,8 +71,9 @@ class ConnectionRemovedOut(BaseModel):
 
 
 class TriggerOut(BaseModel):
-    key: str
-    connection: str
+    kind: str = Field(default="qbo", description="qbo, webhook, schedule or manual.")
+    key: str = Field(description="The QuickBooks trigger's key; the kind for other kinds.")
+    connection: str = Field(description="The connection a qbo trigger polls (or the workflow's, for other kinds).")
     poll_interval_seconds: float | None
     filter: str | None = None
 
@@ -323,7 +330,8 @@ def _workflow_fields(overview: WorkflowOverview) -> dict[str, Any]:
         "description": definition.get("description"),
         "enabled": record.enabled,
         "paused_reason": record.paused_reason,
-        "trigger": TriggerOut(key=str(trigger.get("key", "")), connection=str(trigger.get("connection", "")),
+        "trigger": TriggerOut(kind=trigger_kind(trigger), key=str(trigger.get("key", trigger_kind(trigger))),
+                              connection=str(trigger.get("connection", definition.get("connection") or "")),
                               poll_interval_seconds=float(interval) if isinstance(interval, int | float) else None,
                               filter=trigger.get("filter")),
         "steps": len(definition.get("steps") or []),
@@ -469,7 +477,7 @@ async def validate_workflow(request: Request) -> ValidationOut:
     if problems:
         return ValidationOut(valid=False, problems=_problems(problems))
     workflow = load_workflow_text(text, connections=connections)
-    return ValidationOut(valid=True, name=workflow.name, trigger=workflow.trigger.key, steps=len(workflow.steps),
+    return ValidationOut(valid=True, name=workflow.name, trigger=workflow.trigger.label, steps=len(workflow.steps),
                          problems=[])
 
 

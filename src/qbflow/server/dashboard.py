@@ -25,7 +25,7 @@ from fastapi.templating import Jinja2Templates
 
 from qbflow.engine.status import system_status
 from qbflow.engine.stored import stored_definition
-from qbflow.engine.workflow import WorkflowInvalid, load_workflow_text, validate_workflow_text
+from qbflow.engine.workflow import WorkflowInvalid, load_workflow_text, trigger_kind, validate_workflow_text
 from qbflow.redaction import redacted
 from qbflow.server import auth
 from qbflow.server import connect as connect_flow
@@ -201,7 +201,8 @@ def _workflow_rows(runs: RunStore) -> list[dict[str, Any]]:
             next_poll = "at the next cycle"
         else:
             next_poll = _at(polls[record.id])
-        rows.append({"record": record, "trigger": trigger.get("key", "?"), "connection": trigger.get("connection", "?"),
+        rows.append({"record": record, "trigger": trigger.get("key", trigger_kind(trigger)),
+                     "connection": trigger.get("connection", definition.get("connection") or "-"),
                      "steps": len(definition.get("steps") or []), "last": last, "next_poll": next_poll,
                      "polled": record.id in polls})
     return rows
@@ -329,7 +330,7 @@ async def upload_workflow(request: Request, file: Annotated[UploadFile | None, F
     record = runs.upsert_workflow(workflow.name, f"upload:{filename}", stored_definition(workflow),
                                   enabled=bool(enable))
     flash(request, f"{filename}: workflow {record.name!r} {verb} ({'on' if record.enabled else 'off'}), trigger "
-                   f"{workflow.trigger.key}, {len(workflow.steps)} step(s).")
+                   f"{workflow.trigger.label}, {len(workflow.steps)} step(s).")
     return _redirect("/workflows")
 
 

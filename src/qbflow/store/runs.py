@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import builtins
 import functools
+import hashlib
 import json
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -522,6 +523,49 @@ class RunStore:
         cursor.last_error = None
         cursor.updated_at = now
         return run_ids
+
+    def record_event(
+        self,
+        workflow_id: int,
+        *,
+        kind: str,
+        dedup_key: str,
+        payload: Any,
+        lane: str | None = None,
+        order_key: str | None = None,
+        now: datetime | None = None,
+        on_runs: RunsHook | None = None,
+    ) -> int | None:
+        """Store one event of a trigger source other than a QuickBooks poll (a webhook delivery, a schedule's fire
+        time, a manual run) and its queued run, in ONE transaction: "accepted" means stored. Returns the new run's
+        id, or None when this workflow already has an event with `dedup_key` (a retried delivery, a fire time
+        another worker fired): nothing is stored twice.
+
+        `payload` is what the run's templates see as `trigger`. `lane`: the connection whose limits the run uses
+        (the workflow's). `order_key`: runs with the same one run one at a time, in order (None: freely).
+        `on_runs(db, [run_id])` is called inside the transaction when a run was made (see `record_polls`)."""
+        if not dedup_key:
+            raise ValueError("an event needs a dedup_key")
+        if len(dedup_key) > 255:  # the column's size; a long delivery id is kept as its digest
+            dedup_key = "sha256:" + hashlib.sha256(dedup_key.encode()).hexdigest()
+        now = now or utcnow()
+        row = {"workflow_id": workflow_id, "realm_id": "", "trigger_key": kind, "entity": "", "record_id": "",
+               "sync_token": None, "dedup_key": dedup_key, "record": payload, "changed_at": now, "seen_at": now}
+        with write_session(self.engine) as session:
+            table = Event.__table__
+            stmt = (_insert_for(session)(table).values(row)
+                    .on_conflict_do_nothing(index_elements=["workflow_id", "realm_id", "dedup_key"])
+                    .returning(table.c.id))
+            event_id = session.scalars(stmt).one_or_none()
+            if event_id is None:
+                return None
+            runs = Run.__table__
+            run_id = session.scalars(runs.insert().returning(runs.c.id), [{
+                "uid": str(uuid.uuid4()), "workflow_id": workflow_id, "event_id": event_id, "status": RUN_QUEUED,
+                "attempt": 0, "created_at": now, "order_key": order_key, "lane": lane}]).one()
+            if on_runs is not None:
+                on_runs(session.connection(), [run_id])
+        return run_id
 
     def record_poll_error(
         self,
