@@ -432,3 +432,25 @@ async def test_the_redirect_uri_is_the_configured_public_url(tmp_path: Path, mon
             assert query["redirect_uri"] == "https://qbflow.example.com/oauth/callback"
     finally:
         store.close()
+
+
+async def test_pending_approvals_are_listed_and_decided_on_the_dashboard(dashboard: Dashboard) -> None:
+    from qbflow.server.approvals import approval_store
+
+    workflow_id = add_workflow(dashboard.runs)
+    run_id = add_runs(dashboard.runs, workflow_id, 1)[0]
+    approvals = approval_store(dashboard.store)
+    record = approvals.request(run_id, workflow_id, "ok", message="Pay bill 1042 (7,500.00)?", approvers=["ana"],
+                               expires_at=datetime.now(UTC) + timedelta(days=3))
+    assert (await dashboard.client.get("/approvals")).status_code in (302, 303, 307)  # a login first
+    await dashboard.login()
+    page = await dashboard.page("/approvals")
+    assert "Pay bill 1042 (7,500.00)?" in page and f'data-approval="{record.id}"' in page
+    csrf = await dashboard.csrf("/approvals")
+    done = await dashboard.client.post(f"/approvals/{record.id}/decide",
+                                       data={"csrf": csrf, "decision": "approved", "comment": "ok by phone"})
+    assert done.status_code == 303
+    decided = approvals.get(record.id)
+    assert (decided.status, decided.decided_by, decided.comment) == ("approved", "dashboard", "ok by phone")
+    page = await dashboard.page("/approvals")
+    assert "Nothing is waiting for an answer." in page and "ok by phone" in page

@@ -23,7 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.middleware.sessions import SessionMiddleware
 
-from qbflow.server import api, dashboard, webhooks
+from qbflow.server import api, approvals, dashboard, webhooks
 from qbflow.server.auth import SESSION_COOKIE, ApiToken, LoginRequired
 from qbflow.settings import Settings
 
@@ -100,6 +100,8 @@ def create_app(config: ServerConfig) -> FastAPI:
         return JSONResponse(body)
 
     app.include_router(api.router)
+    app.include_router(approvals.api_router)
+    app.include_router(approvals.router)
     app.include_router(webhooks.router)
     app.include_router(dashboard.router)
     return app

@@ -306,3 +306,39 @@ class PacerRequest(Base):
     admitted_at: Mapped[float] = mapped_column(Double)
     expires_at: Mapped[float] = mapped_column(Double)
     ended_at: Mapped[float | None] = mapped_column(Double)
+
+
+APPROVAL_PENDING = "pending"
+APPROVAL_APPROVED = "approved"
+APPROVAL_REJECTED = "rejected"
+APPROVAL_TIMED_OUT = "timed_out"
+APPROVAL_STATUSES = (APPROVAL_PENDING, APPROVAL_APPROVED, APPROVAL_REJECTED, APPROVAL_TIMED_OUT)
+
+
+class Approval(Base):
+    """A run's question to people (an `approval` step): who is asked, until when, and the one decision.
+
+    The links sent to approvers are signed (`nonce` is part of what is signed, so a link cannot be made from the
+    database alone) and work once: the first decision closes the approval."""
+
+    __tablename__ = "approvals"
+    __table_args__ = (
+        CheckConstraint(f"status IN {APPROVAL_STATUSES!r}", name="status"),
+        UniqueConstraint("run_id", "step_path"),
+        Index("ix_approvals_status_expires_at", "status", "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    workflow_id: Mapped[int] = mapped_column(ForeignKey("workflows.id", ondelete="CASCADE"))
+    step_path: Mapped[str] = mapped_column(String(255))
+    message: Mapped[str] = mapped_column(Text, default="")
+    approvers: Mapped[Any] = mapped_column(JSONValue)  # the names asked, in order
+    nonce: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20), default=APPROVAL_PENDING)
+    on_timeout: Mapped[str] = mapped_column(String(20), default=APPROVAL_REJECTED)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    decided_at: Mapped[datetime | None] = mapped_column()
+    decided_by: Mapped[str | None] = mapped_column(String(255))
+    comment: Mapped[str | None] = mapped_column(Text)
