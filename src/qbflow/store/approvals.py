@@ -23,9 +23,9 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import CursorResult, Engine, select, update
 
 from qbflow.store.db import read_session, write_session
 from qbflow.store.errors import StoreError
@@ -204,11 +204,11 @@ class ApprovalStore:
             raise ValueError(f"a decision is one of {', '.join(DECISIONS)}, got {decision!r}")
         now = now or utcnow()
         with write_session(self.engine) as session:
-            changed = session.execute(
+            changed = cast(CursorResult[Any], session.execute(
                 update(Approval)
                 .where(Approval.id == approval_id, Approval.status == APPROVAL_PENDING, Approval.expires_at > now)
                 .values(status=decision, decided_by=by[:255], decided_at=now, comment=comment or None)
-            ).rowcount
+            )).rowcount
             row = session.get(Approval, approval_id, populate_existing=True)
             if row is None:
                 raise ApprovalNotFound(approval_id)
