@@ -385,7 +385,8 @@ async def test_a_name_no_database_can_hold_is_a_problem_not_a_crash(api: httpx.A
     answer = await api.post("/api/workflows", json={"yaml": text})
     assert answer.status_code == 422
     assert answer.json()["problems"] == [{"line": None, "field": "name",
-                                          "message": "a workflow name cannot contain a NUL character (\\0)"}]
+                                          "message": "a workflow name cannot contain a NUL character (\\0)",
+                                          "severity": "error"}]
     assert runs.list_workflows() == []
     assert (await api.get("/api/workflows/wel%00come")).status_code == 404
     assert (await api.get("/api/runs", params={"workflow": "wel\0come"})).status_code == 404
