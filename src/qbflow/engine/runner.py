@@ -35,7 +35,7 @@ import copy
 import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import httpx
@@ -283,7 +283,7 @@ class TestReport:
 
     def to_dict(self) -> dict[str, Any]:
         return jsonable({"workflow": self.workflow, "live": self.live, "ok": self.ok, "trigger": self.trigger,
-                          "steps": [vars(step) for step in self.steps]})
+                          "steps": [asdict(step) for step in self.steps]})
 
 
 async def test_workflow(

@@ -774,7 +774,8 @@ class _Checker:
                 self.add(path, f"template uses steps.{step_id}, but {where}")
             elif step_id in scope.maybe:
                 self.add(path, f"template uses steps.{step_id}, which may not have run here (it "
-                               f"{scope.maybe[step_id]}); `| default(...)` or a `when` covers that",
+                               f"{scope.maybe[step_id]}); test `'{step_id}' in steps` first, or give this "
+                               "step a `when`",
                          severity="warning")
             elif step_id in scope.hidden:
                 loop = scope.hidden[step_id]
