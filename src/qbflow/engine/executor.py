@@ -188,10 +188,10 @@ class Execution:
         except WaitUntil:
             raise
         except Exception as error:  # every failure is classified; none may escape a run
-            failure = self._failed(step, at, error, began)
+            recorded = self._failed(step, at, error, began)
             if report is not None:
-                report.error = failure.error
-            raise _named(failure, at, step) from None
+                report.error = recorded.error
+            raise _named(recorded, at, step) from None
         finally:
             if report is not None:
                 report.ms = round((time.perf_counter() - started) * 1000, 3)

@@ -276,7 +276,7 @@ class Step(_Strict):
         """The registered step type: a generic action's key ("http.request", "log"), "action" for connector
         actions, else the kind."""
         if self.kind == "action":
-            return self.action if self.action in GENERIC_STEPS else "action"  # type: ignore[return-value]
+            return self.action if self.action is not None and self.action in GENERIC_STEPS else "action"
         return self.kind
 
     @property
@@ -564,7 +564,7 @@ class _Checker:
                 if kind == "missing":
                     self.add(path, f"required key {path[-1]!r} is missing", line=self._parent_line(path))
                 elif kind == "extra_forbidden":
-                    self.add(path, f"unknown key {path[-1]!r}{_suggest(path[-1], self._known_keys(path))}",
+                    self.add(path, f"unknown key {path[-1]!r}{_suggest(str(path[-1]), self._known_keys(path))}",
                              at="key")
                 else:
                     message = re.sub(r"^(Value error, )", "", item["msg"]).replace("Input should be", "expected")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel
 
@@ -36,7 +36,7 @@ from qbflow.engine.steps.base import (
 )
 from qbflow.engine.steps.generic import http_request, log_message, parse_generic
 from qbflow.engine.templates import TemplateError
-from qbflow.engine.workflow import GENERIC_STEPS, Step, input_model_for
+from qbflow.engine.workflow import GENERIC_STEPS, LogInput, Step, input_model_for
 from qbflow.errors import QBFlowError
 from qbflow.qbo.client import QBOClient, single_try
 from qbflow.store.models import STEP_FAILED, STEP_SENT, STEP_SUCCEEDED, utcnow
@@ -101,10 +101,10 @@ class ActionType:
             ex.done(at, STEP_FAILED, error=data, input=jsonable(rendered), started_at=began)
             raise StepFailed("permanent", data) from None
         if step.action == "log":
-            output = log_message(model, workflow=ex.workflow.name, run_id=ex.run.id if ex.run else None,
-                                 step_id=at.path)  # type: ignore[arg-type]
-            ex.done(at, STEP_SUCCEEDED, output=output, input=rendered, started_at=began)
-            return output
+            logged = log_message(cast(LogInput, model), workflow=ex.workflow.name,
+                                 run_id=ex.run.id if ex.run else None, step_id=at.path)
+            ex.done(at, STEP_SUCCEEDED, output=logged, input=rendered, started_at=began)
+            return logged
 
         entry = at.entry
         # An earlier attempt may have written already: a crash after "sent", or a transient failure.
@@ -126,7 +126,7 @@ class ActionType:
             sent = ex.mark_sent(at, rendered)
             assert sent is not None
             started_at = started_at or _aware(sent.started_at)
-            output = None
+            output: Any = None
             if ambiguous and the_action is not None:
                 output = await self._find_created(ex, step, the_action, model, sent.request_id, started_at, client)
             if output is None:
@@ -188,7 +188,7 @@ class ActionType:
                 raise ActionInputError(error.action_title, real or list(error.problems)) from None
             model = None  # only the placeholders of earlier dry-run steps do not fit: fine for a dry run
         if step.action == "log" and model is not None:
-            item.output = log_message(model, workflow=ex.workflow.name, step_id=at.path)  # type: ignore[arg-type]
+            item.output = log_message(cast(LogInput, model), workflow=ex.workflow.name, step_id=at.path)
             return item.output
         if ex.dry_run:
             item.dry_run = True
@@ -204,6 +204,7 @@ class ActionType:
 def _context(ex: Execution, step: Step, client: QBOClient | None, request_id: str) -> ActionContext:
     """What an action (or the create lookup) runs with: the client, the request id and the run's reference
     cache for the step's connection."""
+    assert client is not None  # QuickBooks actions always have one
     return ActionContext(client, request_id=request_id, references=ex.references(step.connection or ""))
 
 

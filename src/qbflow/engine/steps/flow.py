@@ -100,7 +100,7 @@ class IfType(_Flow):
     """`if: COND` with `then` and optional `else`: output {"branch": "then" | "else" | null, "condition": bool}."""
 
     name = key = "if"
-    options = ("then", "else")
+    options: tuple[str, ...] = ("then", "else")
     condition = True
 
     async def run(self, ex: Execution, step: Step, at: At, context: dict[str, Any]) -> Any:
@@ -115,7 +115,7 @@ class SwitchType(_Flow):
     runs; output {"case": the key or null, "branch": "cases" | "default" | null, "value": the value}."""
 
     name = key = "switch"
-    options = ("cases", "default")
+    options: tuple[str, ...] = ("cases", "default")
 
     async def run(self, ex: Execution, step: Step, at: At, context: dict[str, Any]) -> Any:
         value = templates.render(step.switch or "", context)
@@ -137,7 +137,7 @@ class ForEachType(_Flow):
     more than `max_items` items fail the step."""
 
     name = key = "for_each"
-    options = ("steps", "as", "concurrency", "max_items")
+    options: tuple[str, ...] = ("steps", "as", "concurrency", "max_items")
 
     async def run(self, ex: Execution, step: Step, at: At, context: dict[str, Any]) -> Any:
         items = self._items(ex, step, at, context)
@@ -228,7 +228,6 @@ class WaitType(_Flow):
     place up (nothing holds it meanwhile); claimed again after, the step succeeds with {"waited_until": ...}."""
 
     name = key = "wait"
-    options = ()
 
     async def run(self, ex: Execution, step: Step, at: At, context: dict[str, Any]) -> Any:
         entry = at.entry
