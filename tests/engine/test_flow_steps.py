@@ -392,3 +392,41 @@ async def test_a_failing_nested_step_fails_the_test_report(clients) -> None:
     loop = report.steps[1]
     assert loop.error is not None and loop.error["step"] == "each[0].broken"
     assert loop.steps[0].error is not None and "Missing" in loop.steps[0].error["message"]
+
+
+async def test_a_resumed_if_keeps_the_branch_it_took(runs, sandbox, realm, token) -> None:
+    steps = """
+  - id: check
+    if: "{{ trigger.Flag }}"
+    then:
+      - id: first
+        action: create_customer
+        input: {display_name: "Branch One"}
+      - id: second
+        action: create_customer
+        input: {display_name: "Branch Two"}
+    else:
+      - id: other
+        set: {never: true}
+"""
+    crash = CrashAfter(sandbox, "Branch One")
+
+    async def crashing(name: str):
+        return make_client(sandbox, realm, StaticTokens(token), retry=NO_CLIENT_RETRY, transport=crash)
+
+    run_id = add_run(runs, workflow_text(steps), {"Flag": True})
+    with pytest.raises(Crash):
+        await run_it(runs, crashing, run_id)
+    left = runs.get_run(run_id)
+    assert left.step("check").status == "pending" and left.step("check").output["branch"] == "then"
+    # The condition would now choose the other branch (the workflow was edited meanwhile).
+    runs.upsert_workflow("flow", None, yaml.safe_load(workflow_text(steps.replace("trigger.Flag", "not trigger.Flag"))))
+
+    async def healthy(name: str):
+        return make_client(sandbox, realm, StaticTokens(token), retry=NO_CLIENT_RETRY)
+
+    (done,) = await Runner(runs, healthy).resume_unfinished()
+    assert done.status == "succeeded", done.error
+    assert done.step("check").status == "succeeded" and done.step("check").output["branch"] == "then"
+    assert done.step("check.other") is None
+    assert await customers(sandbox, realm, token, "Branch ") == ["Branch One", "Branch Two"]

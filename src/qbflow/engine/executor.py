@@ -53,18 +53,19 @@ ClientFactory = Callable[[str], Awaitable[QBOClient]]
 class RunState:
     clients: dict[str, QBOClient] = field(default_factory=dict)
     references: dict[str, ReferenceCache] = field(default_factory=dict)
-    # Step outcomes stored with the run's next write (a "sent" mark or the run's end): see StepOutcome.
-    pending: list[StepOutcome] = field(default_factory=list)
+    # Step outcomes stored with the run's next write (a "sent" mark or the run's end): see StepOutcome. By
+    # path: a later outcome of the same execution (an `if` decided, then done) replaces the earlier one.
+    pending: dict[str, StepOutcome] = field(default_factory=dict)
     final: RunRecord | None = None  # the run as its end was recorded (without its steps)
     client_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def done(self, step_id: str, position: int, status: str, *, started_at: dt.datetime | None = None,
              finished: bool = True, **fields: Any) -> None:
-        self.pending.append(StepOutcome(step_id, position, status, started_at=started_at,
-                                        finished_at=utcnow() if finished else None, **fields))
+        self.pending[step_id] = StepOutcome(step_id, position, status, started_at=started_at,
+                                           finished_at=utcnow() if finished else None, **fields)
 
     def take(self) -> list[StepOutcome]:
-        taken, self.pending = self.pending, []
+        taken, self.pending = list(self.pending.values()), {}
         return taken
 
 

@@ -80,6 +80,23 @@ class _Flow:
         return output
 
     @staticmethod
+    def decided(at: At) -> dict[str, Any] | None:
+        """The branch an earlier attempt took (recorded "pending" with the decision), if it got that far."""
+        entry = at.entry
+        if entry is not None and entry.status == STEP_PENDING and isinstance(entry.output, dict) \
+                and "branch" in entry.output:
+            return entry.output
+        return None
+
+    @staticmethod
+    def decide(ex: Execution, at: At, decision: dict[str, Any]) -> dict[str, Any]:
+        """Record the branch taken ("pending", stored with the run's next write, i.e. before any write inside
+        the branch), so a resumed run takes the same branch even if its condition would now say otherwise."""
+        decision = jsonable(unplaceholder(decision)) if not ex.dry_run else decision
+        ex.done(at, STEP_PENDING, output=decision, started_at=utcnow(), finished=False)
+        return decision
+
+    @staticmethod
     async def branch(ex: Execution, at: At, steps: list[Step]) -> None:
         """Run a branch's steps: under `<path>.`, their outputs visible after the step too."""
         await ex.run_steps(steps, prefix=at.path + ".", position=at.position, outputs=at.outputs, names=at.names,
@@ -104,10 +121,13 @@ class IfType(_Flow):
     condition = True
 
     async def run(self, ex: Execution, step: Step, at: At, context: dict[str, Any]) -> Any:
-        condition = templates.render_condition(step.if_ or "", context)
-        branch = "then" if condition else ("else" if step.else_ is not None else None)
-        await self.branch(ex, at, (step.then or []) if condition else (step.else_ or []))
-        return self.finish(ex, at, {"branch": branch, "condition": condition})
+        decided = self.decided(at)
+        if decided is None:
+            condition = templates.render_condition(step.if_ or "", context)
+            decided = self.decide(ex, at, {"branch": "then" if condition else (
+                "else" if step.else_ is not None else None), "condition": condition})
+        await self.branch(ex, at, (step.then or []) if decided["condition"] else (step.else_ or []))
+        return self.finish(ex, at, decided)
 
 
 class SwitchType(_Flow):
@@ -118,16 +138,21 @@ class SwitchType(_Flow):
     options: tuple[str, ...] = ("cases", "default")
 
     async def run(self, ex: Execution, step: Step, at: At, context: dict[str, Any]) -> Any:
-        value = templates.render(step.switch or "", context)
-        text = _case_text(value)
-        cases = step.cases or {}
-        if text in cases:
-            await self.branch(ex, at, cases[text])
-            return self.finish(ex, at, {"case": text, "branch": "cases", "value": value})
-        if step.default is not None:
-            await self.branch(ex, at, step.default)
-            return self.finish(ex, at, {"case": None, "branch": "default", "value": value})
-        return self.finish(ex, at, {"case": None, "branch": None, "value": value})
+        decided = self.decided(at)
+        if decided is None:
+            value = templates.render(step.switch or "", context)
+            text = _case_text(value)
+            cases = step.cases or {}
+            if text in cases:
+                decided = {"case": text, "branch": "cases", "value": value}
+            else:
+                decided = {"case": None, "branch": "default" if step.default is not None else None, "value": value}
+            decided = self.decide(ex, at, decided)
+        if decided["branch"] == "cases":
+            await self.branch(ex, at, (step.cases or {}).get(decided["case"], []))
+        elif decided["branch"] == "default":
+            await self.branch(ex, at, step.default or [])
+        return self.finish(ex, at, decided)
 
 
 class ForEachType(_Flow):
