@@ -116,6 +116,7 @@ class ActionType:
         first_try = started_at or _aware(began)
         try:
             client = None
+            output: Any = None
             if the_action is not None:
                 client = await ex.client(step.connection or "")
             if reading:
@@ -126,7 +127,6 @@ class ActionType:
             sent = ex.mark_sent(at, rendered)
             assert sent is not None
             started_at = started_at or _aware(sent.started_at)
-            output: Any = None
             if ambiguous and the_action is not None:
                 output = await self._find_created(ex, step, the_action, model, sent.request_id, started_at, client)
             if output is None:
