@@ -576,10 +576,10 @@ def workflow_validate(
     failed = False
     for path in paths:
         problems = validate_workflow(path, connections=connections)
-        if problems:
+        for problem in problems:  # warnings too; only errors fail
+            err_console.print(str(problem), markup=False, highlight=False)
+        if any(problem.is_error for problem in problems):
             failed = True
-            for problem in problems:
-                err_console.print(str(problem), markup=False, highlight=False)
             continue
         workflow = load_workflow(path, connections=connections)
         console.print(f"{path}: ok: {workflow.name!r}, trigger {workflow.trigger.label}, "
@@ -594,7 +594,7 @@ runs_app = typer.Typer(help="Runs: what happened to each trigger event, step by 
 app.add_typer(runs_app, name="runs")
 
 _STATUS_STYLE = {"succeeded": "green", "failed": "red", "running": "cyan", "queued": "blue",
-                 "waiting_retry": "yellow", "cancelled": "dim", "sent": "cyan", "skipped": "dim",
+                 "waiting_retry": "yellow", "waiting": "yellow", "cancelled": "dim", "sent": "cyan", "skipped": "dim",
                  "pending": "blue"}
 
 
@@ -666,10 +666,10 @@ def workflow_add(
         added: dict[str, Path] = {}
         for path in paths:
             problems = validate_workflow(path, connections=connections)
-            if problems:
+            for problem in problems:  # warnings too; only errors fail
+                err_console.print(str(problem), markup=False, highlight=False)
+            if any(problem.is_error for problem in problems):
                 failed = True
-                for problem in problems:
-                    err_console.print(str(problem), markup=False, highlight=False)
                 continue
             try:
                 workflow = load_workflow(path, connections=connections)
@@ -870,7 +870,7 @@ def workflow_test(
         report = asyncio.run(test_workflow(workflow, live=live, clients=store_clients(store)))
     result = report.to_dict()
     typer.echo(json.dumps(result, indent=2, default=str))
-    if any(step.get("error") for step in result.get("steps", [])):
+    if not report.ok:
         raise typer.Exit(1)
 
 

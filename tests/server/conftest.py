@@ -149,7 +149,7 @@ def add_run(runs: RunStore, workflow: str, record_id: str, *, status: str = "que
         if step.get("status", "succeeded") != "sent":
             runs.finish_step(run_id, step["step_id"], output=step.get("output"), error=step.get("error"),
                              status=step.get("status", "succeeded"))
-    if status == "waiting_retry":
+    if status in ("waiting_retry", "waiting"):
         runs.finish_run(run_id, status, error=error, next_attempt_at=datetime.now(UTC) + timedelta(hours=1))
     elif status != "running":
         runs.finish_run(run_id, status, error=error)

@@ -271,6 +271,19 @@ async def test_runs_newest_first_filtered_and_paged(api: httpx.AsyncClient, runs
     assert [r["id"] for r in page["runs"]] == [ids[0]] and page["next_before_id"] is None
 
 
+async def test_a_waiting_run_is_listed_filtered_and_shown(api: httpx.AsyncClient, runs: RunStore,
+                                                        connection: ConnectionRecord) -> None:
+    await add_workflow(api)
+    add_run(runs, "welcome", "1", status="succeeded")
+    waiting = add_run(runs, "welcome", "2", status="waiting", steps=[
+        {"step_id": "later", "status": "pending", "input": {"until": "2030-01-01T00:00:00+00:00"}}])
+    listed = (await api.get("/api/runs", params={"status": "waiting"})).json()["runs"]
+    assert [(r["id"], r["status"]) for r in listed] == [(waiting, "waiting")]
+    assert listed[0]["next_attempt_at"] is not None
+    shown = (await api.get(f"/api/runs/{waiting}")).json()
+    assert shown["status"] == "waiting" and shown["steps"][0]["step_id"] == "later"
+
+
 async def test_runs_filters_that_name_nothing(api: httpx.AsyncClient) -> None:
     unknown = await api.get("/api/runs", params={"workflow": "nope"})
     assert unknown.status_code == 404
@@ -385,7 +398,8 @@ async def test_a_name_no_database_can_hold_is_a_problem_not_a_crash(api: httpx.A
     answer = await api.post("/api/workflows", json={"yaml": text})
     assert answer.status_code == 422
     assert answer.json()["problems"] == [{"line": None, "field": "name",
-                                          "message": "a workflow name cannot contain a NUL character (\\0)"}]
+                                          "message": "a workflow name cannot contain a NUL character (\\0)",
+                                          "severity": "error"}]
     assert runs.list_workflows() == []
     assert (await api.get("/api/workflows/wel%00come")).status_code == 404
     assert (await api.get("/api/runs", params={"workflow": "wel\0come"})).status_code == 404

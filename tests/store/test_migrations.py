@@ -24,7 +24,7 @@ def test_upgrade_creates_the_schema_on_a_new_database(db_url: str) -> None:
     try:
         assert {"connections", "workflows", "events", "runs", "step_results", "trigger_cursors", "own_writes",
                 "alembic_version"} <= set(inspect(engine).get_table_names())
-        assert current_revision(engine) == head() == "0005"
+        assert current_revision(engine) == head() == "0006"
         upgrade(engine)  # again: nothing to do
         assert current_revision(engine) == head()
     finally:

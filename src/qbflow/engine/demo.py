@@ -113,7 +113,7 @@ def load_examples(connection: str = SANDBOX_CONNECTION) -> list[Workflow]:
         if connection != SANDBOX_CONNECTION:
             if workflow.trigger.connection == SANDBOX_CONNECTION:
                 workflow.trigger.connection = connection
-            for step in workflow.steps:
+            for step in workflow.walk():  # nested steps too
                 if step.connection == SANDBOX_CONNECTION:
                     step.connection = connection
         workflows.append(workflow)

@@ -33,41 +33,24 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import json
 import logging
-import time
-import uuid
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import httpx
-from pydantic import BaseModel, TypeAdapter
+from pydantic import TypeAdapter
 
-from qbflow.connector.base import ActionContext, ActionInputError, ReferenceCache
-from qbflow.connector.lookup import find_created
-from qbflow.connector.refs import ReferenceError as RefError
-from qbflow.connector.registry import UnknownAction, action
 from qbflow.connector.triggers import trigger as trigger_def
-from qbflow.engine import templates
-from qbflow.engine.steps import HttpStepError, http_request, log_message, parse_generic
-from qbflow.engine.templates import TemplateError, make_context
-from qbflow.engine.workflow import GENERIC_STEPS, Step, Workflow
-from qbflow.errors import QBFlowError
-from qbflow.qbo.client import QBOClient, single_try
-from qbflow.qbo.errors import NeedsReconnect, QBOError, RateLimited, Transient
-from qbflow.store.models import (
-    RUN_FAILED,
-    RUN_RUNNING,
-    RUN_SUCCEEDED,
-    RUN_WAITING_RETRY,
-    STEP_FAILED,
-    STEP_SENT,
-    STEP_SKIPPED,
-    STEP_SUCCEEDED,
-    utcnow,
-)
-from qbflow.store.runs import RunRecord, RunStore, StepOutcome, StepRecord, request_id_for
+from qbflow.engine.executor import ClientFactory, Execution, RunState
+from qbflow.engine.steps.actions import READ_OPERATIONS, WRITE_OPERATIONS
+from qbflow.engine.steps.base import StepFailed, StepReport, WaitUntil, classify, error_json, jsonable
+from qbflow.engine.steps.base import render_input as _render_input
+from qbflow.engine.templates import make_context
+from qbflow.engine.workflow import Workflow
+from qbflow.qbo.client import QBOClient
+from qbflow.store.models import RUN_FAILED, RUN_RUNNING, RUN_SUCCEEDED, RUN_WAITING, RUN_WAITING_RETRY
+from qbflow.store.runs import RunRecord, RunStore
 
 __all__ = [
     "WRITE_OPERATIONS",
@@ -84,19 +67,9 @@ __all__ = [
     "workflow_from_definition",
 ]
 
+_ = (READ_OPERATIONS, _render_input, make_context)  # re-exported
+
 log = logging.getLogger("qbflow.runner")
-
-ClientFactory = Callable[[str], Awaitable[QBOClient]]
-
-# Operations that change QuickBooks; anything not listed as a read is treated as a write (the safe side).
-WRITE_OPERATIONS = frozenset({"create", "update", "delete", "void", "send", "upload", "find_or_create", "deactivate"})
-READ_OPERATIONS = frozenset({"get", "find", "pdf"})
-# Writes whose answer is a version of a record qbflow made (find_or_create may only have found one; sending
-# an invoice changes no SyncToken, so its answer is the version someone else made).
-_OWN_WRITES = frozenset({"create", "update", "void", "deactivate", "upload"})
-
-Kind = Literal["transient", "reconnect", "permanent"]
-
 
 @dataclass(frozen=True)
 class RetrySettings:
@@ -126,81 +99,6 @@ class RunNotClaimed(ValueError):
     """`run_once` was given a run that is not "running" (claim it first with `claim_next_run`)."""
 
 
-# --- errors ----------------------------------------------------------------------------------------------
-
-def classify(error: BaseException) -> Kind:
-    """transient (retry later), reconnect (the connection needs `qbflow connect`), or permanent."""
-    if isinstance(error, NeedsReconnect):
-        return "reconnect"
-    if isinstance(error, Transient | RateLimited | httpx.TransportError):
-        return "transient"
-    if isinstance(error, HttpStepError):
-        return "transient" if error.transient else "permanent"
-    return "permanent"
-
-
-def _field_of(error: BaseException) -> str | None:
-    if isinstance(error, ActionInputError) and error.problems:
-        return error.problems[0].field
-    if isinstance(error, RefError):
-        return error.field
-    if isinstance(error, QBOError):
-        return error.element
-    return getattr(error, "field", None) if isinstance(getattr(error, "field", None), str) else None
-
-
-def error_json(error: BaseException, *, field: str | None = None) -> dict[str, Any]:
-    """The error as stored in the ledger: type, message, field (when known), and more where it helps."""
-    data: dict[str, Any] = {"type": type(error).__name__, "message": str(error) or type(error).__name__}
-    field = field or _field_of(error)
-    if field:
-        data["field"] = field
-    if isinstance(error, ActionInputError):
-        data["problems"] = [{"field": p.field, "expected": p.expected} for p in error.problems]
-    if isinstance(error, QBOError):
-        data.update({k: v for k, v in (("code", error.code), ("status", error.status_code),
-                                       ("intuit_tid", error.intuit_tid)) if v is not None})
-    if isinstance(error, HttpStepError):
-        data["status"] = error.status
-    if isinstance(error, NeedsReconnect):
-        data["connection"] = error.connection
-    return data
-
-
-class _StepFailed(Exception):
-    def __init__(self, kind: Kind, error: dict[str, Any], retry_after: float | None = None, *, tries: int = 1,
-                 first_try: dt.datetime | None = None) -> None:
-        self.kind = kind
-        self.error = error
-        self.retry_after = retry_after
-        self.tries = tries  # tries of the failed step so far, this one included
-        self.first_try = first_try
-        super().__init__(error.get("message", ""))
-
-
-# --- rendering -------------------------------------------------------------------------------------------
-
-def _render_input(value: Any, context: Mapping[str, Any], path: str = "") -> Any:
-    """`templates.render` recursively, naming the input field of a failing template."""
-    if isinstance(value, str):
-        try:
-            return templates.render(value, context)
-        except TemplateError as error:
-            error.field = path or "input"  # type: ignore[attr-defined]
-            raise
-    if isinstance(value, Mapping):
-        return {key: _render_input(item, context, f"{path}.{key}" if path else str(key))
-                for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_render_input(item, context, f"{path}[{i}]") for i, item in enumerate(value)]
-    return value
-
-
-def _jsonable(value: Any) -> Any:
-    """Plain JSON data (what the ledger keeps): dates and other objects become text."""
-    return json.loads(json.dumps(value, default=str))
-
-
 def workflow_from_definition(definition: Any) -> Workflow:
     """The `Workflow` of a stored definition: the file's data as parsed YAML, or `model_dump(mode="json")`."""
     if isinstance(definition, Workflow):
@@ -214,12 +112,6 @@ def workflow_from_definition(definition: Any) -> Workflow:
     return Workflow.model_validate(data)
 
 
-def _aware(moment: dt.datetime | None) -> dt.datetime | None:
-    if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=dt.UTC)
-    return moment
-
-
 def store_clients(store: Any, **options: Any) -> ClientFactory:
     """A client factory over stored connections (`qbflow.qbo.connections.client_for`)."""
     from qbflow.qbo.connections import client_for
@@ -231,24 +123,6 @@ def store_clients(store: Any, **options: Any) -> ClientFactory:
 
 
 # --- the runner ------------------------------------------------------------------------------------------
-
-@dataclass
-class _RunState:
-    clients: dict[str, QBOClient] = field(default_factory=dict)
-    references: dict[str, ReferenceCache] = field(default_factory=dict)
-    # Step outcomes stored with the run's next write (a "sent" mark or the run's end): see StepOutcome.
-    pending: list[StepOutcome] = field(default_factory=list)
-    final: RunRecord | None = None  # the run as its end was recorded (without its steps)
-
-    def done(self, step_id: str, position: int, status: str, *, started_at: dt.datetime | None = None,
-             **fields: Any) -> None:
-        self.pending.append(StepOutcome(step_id, position, status, started_at=started_at, finished_at=utcnow(),
-                                        **fields))
-
-    def take(self) -> list[StepOutcome]:
-        taken, self.pending = self.pending, []
-        return taken
-
 
 class Runner:
     """Executes claimed runs against the store's ledger.
@@ -309,7 +183,7 @@ class Runner:
         run = claimed if claimed is not None and claimed.id == run_id else self.runs.get_run(run_id)
         if run.status != RUN_RUNNING:
             raise RunNotClaimed(f"run {run_id} is {run.status!r}, not running: claim it first")
-        state = _RunState()
+        state = RunState()
         try:
             try:
                 workflow = self.workflows(run)
@@ -331,219 +205,66 @@ class Runner:
 
     # -- a run -------------------------------------------------------------------------------------
 
-    async def _execute(self, run: RunRecord, workflow: Workflow, state: _RunState) -> None:
-        record = run.event.record if run.event is not None else {}
+    async def _execute(self, run: RunRecord, workflow: Workflow, state: RunState) -> None:
+        ex = Execution(workflow, run.event.record if run.event is not None else {}, clients=self.clients,
+                       state=state, runs=self.runs, run=run, http_transport=self.http_transport,
+                       http_timeout=self.http_timeout, now=self.now)
         outputs: dict[str, Any] = {}
-        for position, step in enumerate(workflow.steps):
-            entry = run.step(step.id)
-            if entry is not None and entry.status == STEP_SUCCEEDED:
-                outputs[step.id] = entry.output
-                continue
-            if entry is not None and entry.status == STEP_SKIPPED:
-                continue
-            context = make_context(trigger=record, steps=outputs, run_id=run.id, started_at=run.created_at)
-            try:
-                ran, output = await self._step(run, workflow, position, step, entry, context, state)
-            except _StepFailed as failure:
-                self._fail_run(run, step, failure, state)
-                return
-            if ran:
-                outputs[step.id] = output
+        try:
+            await ex.run_steps(workflow.steps, outputs=outputs)
+        except StepFailed as failure:
+            await self._fail_run(run, workflow, ex, outputs, failure)
+            return
+        except WaitUntil as wait:
+            state.final = self.runs.finish_run(run.id, RUN_WAITING, None, wait.until, steps=state.take())
+            log.info("run %s: step %s waits until %s", run.id, wait.path, wait.until.isoformat())
+            return
         state.final = self.runs.finish_run(run.id, RUN_SUCCEEDED, steps=state.take())
 
-    def _fail_run(self, run: RunRecord, step: Step, failure: _StepFailed, state: _RunState) -> None:
-        reason = f"step {step.id!r} ({step.action}): {failure.error.get('message')}"
+    async def _fail_run(self, run: RunRecord, workflow: Workflow, ex: Execution, outputs: dict[str, Any],
+                        failure: StepFailed) -> None:
+        state = ex.state
+        reason = f"step {failure.path!r} ({failure.label}): {failure.error.get('message')}"
         now = self.now()
-        steps = state.take()
         budget = self.retry
         if failure.kind == "reconnect":
             later = now + dt.timedelta(seconds=budget.reconnect_wait)
-            state.final = self.runs.finish_run(run.id, RUN_WAITING_RETRY, reason, later, steps=steps)
-        elif failure.kind == "transient":
-            spent = (now - failure.first_try).total_seconds() if failure.first_try is not None else 0.0
-            if failure.tries >= budget.attempts or spent >= budget.total:
-                state.final = self.runs.finish_run(
-                    run.id, RUN_FAILED, f"gave up after {failure.tries} tries in {spent:.0f} s: {reason}", steps=steps)
-            else:
-                wait = max(budget.wait(failure.tries), failure.retry_after or 0.0)
-                state.final = self.runs.finish_run(run.id, RUN_WAITING_RETRY,
-                                                   f"try {failure.tries} of {budget.attempts}: {reason}",
-                                                   now + dt.timedelta(seconds=wait), steps=steps)
+            state.final = self.runs.finish_run(run.id, RUN_WAITING_RETRY, reason, later, steps=state.take())
+        elif failure.kind == "transient" and not self._spent(failure, now):
+            wait = max(budget.wait(failure.tries), failure.retry_after or 0.0)
+            state.final = self.runs.finish_run(run.id, RUN_WAITING_RETRY,
+                                               f"try {failure.tries} of {budget.attempts}: {reason}",
+                                               now + dt.timedelta(seconds=wait), steps=state.take())
         else:
-            state.final = self.runs.finish_run(run.id, RUN_FAILED, reason, steps=steps)
+            if failure.kind == "transient":
+                spent = (now - failure.first_try).total_seconds() if failure.first_try is not None else 0.0
+                reason = f"gave up after {failure.tries} tries in {spent:.0f} s: {reason}"
+            await self._on_error(run, workflow, ex, outputs, failure)
+            state.final = self.runs.finish_run(run.id, RUN_FAILED, reason, steps=state.take())
         log.info("run %s: %s", run.id, reason)
 
-    # -- a step ------------------------------------------------------------------------------------
+    def _spent(self, failure: StepFailed, now: dt.datetime) -> bool:
+        """Whether a transient failure used the step's budget up (tries or time)."""
+        spent = (now - failure.first_try).total_seconds() if failure.first_try is not None else 0.0
+        return failure.tries >= self.retry.attempts or spent >= self.retry.total
 
-    async def _step(self, run: RunRecord, workflow: Workflow, position: int, step: Step,
-                    entry: StepRecord | None, context: dict, state: _RunState) -> tuple[bool, Any]:
-        """(True, output) when the step ran, (False, None) when skipped; _StepFailed otherwise."""
-        rendered: Any = step.input
-        began = utcnow()
-        try:
-            if step.when is not None and not templates.render_condition(step.when, context):
-                state.done(step.id, position, STEP_SKIPPED, started_at=began)
-                return False, None
-            rendered = _jsonable(_render_input(step.input, context))
-            if step.action in GENERIC_STEPS:
-                the_action, model = None, parse_generic(step.action, rendered)
-            else:
-                the_action = action(step.action)
-                model = the_action.parse(rendered)
-        except (TemplateError, ActionInputError, UnknownAction) as error:
-            data = error_json(error, field=getattr(error, "field", None) if isinstance(error, TemplateError) else None)
-            state.done(step.id, position, STEP_FAILED, error=data, input=_jsonable(rendered), started_at=began)
-            raise _StepFailed("permanent", data) from None
-
-        if step.action == "log":
-            output = log_message(model, workflow=workflow.name, run_id=run.id, step_id=step.id)
-            state.done(step.id, position, STEP_SUCCEEDED, output=output, input=rendered, started_at=began)
-            return True, output
-
-        # An earlier attempt may have written already: a crash after "sent", or a transient failure.
-        ambiguous = entry is not None and (entry.status == STEP_SENT or (
-            entry.status == STEP_FAILED and isinstance(entry.error, dict) and bool(entry.error.get("transient"))))
-        started_at = _aware(entry.started_at) if entry is not None else None
-        reading = the_action is not None and the_action.operation in READ_OPERATIONS
-        request_id = request_id_for(run.uid, step.id)
-        tries = (entry.attempts if entry is not None else 0) + 1  # this one included
-        first_try = started_at or _aware(began)
-        try:
-            client = None
-            if the_action is not None:
-                client = await self._client(step, state)
-            if reading:
-                # Nothing to undo or repeat safely: no "sent" mark before a read (one write less per step).
-                output = _jsonable(await self._call(step, the_action, model, request_id, client, state))
-                state.done(step.id, position, STEP_SUCCEEDED, output=output, input=rendered, attempts=1,
-                           started_at=began)
-                return True, output
-            sent = self.runs.mark_step_sent(run.id, step.id, rendered, position=position, before=state.take())
-            started_at = started_at or _aware(sent.started_at)
-            output = None
-            if ambiguous and the_action is not None:
-                output = await self._find_created(step, the_action, model, sent.request_id, started_at,
-                                                  client, state)
-            if output is None:
-                output = _jsonable(await self._call(step, the_action, model, sent.request_id, client, state))
-            self._note_own_write(run, the_action, client, output)
-            # Recorded with the next write: a crash before that leaves it "sent", and the resumed run
-            # repeats it under the same request id (QBO answers with the first result).
-            state.done(step.id, position, STEP_SUCCEEDED, output=output)
-            return True, output
-        except Exception as error:  # every failure is classified; none may escape a run
-            kind = classify(error)
-            data = error_json(error)
-            if kind == "transient":
-                data["transient"] = True
-                log.info("run %s step %s: transient failure (try %d): %s", run.id, step.id, tries, error)
-            elif not isinstance(error, QBFlowError):
-                log.exception("run %s step %s failed unexpectedly", run.id, step.id)
-            # A read's tries are counted here; a write's by its "sent" mark.
-            state.done(step.id, position, STEP_FAILED, error=data, started_at=began,
-                       **({"input": rendered, "attempts": 1} if reading else {}))
-            raise _StepFailed(kind, data, getattr(error, "retry_after", None), tries=tries,
-                              first_try=first_try) from None
-
-    def _note_own_write(self, run: RunRecord, the_action: Any, client: QBOClient | None, output: Any) -> None:
-        """Remember the record version this step wrote (at once: the next poll may come any moment), so the change
-        does not start this workflow again (the loop guard; `trigger.skip_changes_by`)."""
-        if (client is None or the_action is None or the_action.operation not in _OWN_WRITES
-                or not isinstance(output, Mapping)):
+    async def _on_error(self, run: RunRecord, workflow: Workflow, ex: Execution, outputs: dict[str, Any],
+                        failure: StepFailed) -> None:
+        """The workflow's `on_error` steps, for a run that fails for good: `error` in their templates, ledgered
+        under `on_error.<id>`. Their own failure is logged; it does not run them again."""
+        if not workflow.on_error:
             return
-        entity, record_id, token = the_action.entity, output.get("Id"), output.get("SyncToken")
-        if entity and record_id is not None and token is not None:
-            self.runs.record_own_write(client.realm_id, entity, str(record_id), str(token), run.workflow_id, run.id)
-
-    async def _client(self, step: Step, state: _RunState) -> QBOClient:
-        name = step.connection or ""
-        if name not in state.clients:
-            state.clients[name] = await self.clients(name)
-        return state.clients[name]
-
-    async def _call(self, step: Step, the_action: Any, model: BaseModel, request_id: str,
-                    client: QBOClient | None, state: _RunState) -> Any:
-        if the_action is None:  # http.request
-            return await http_request(model, request_id=request_id, transport=self.http_transport,
-                                      timeout=self.http_timeout)
-        with single_try():  # the step's budget (RetrySettings) counts every request: no retries inside
-            return await the_action.run(self._context(step, client, request_id, state), model)
-
-    @staticmethod
-    def _context(step: Step, client: QBOClient | None, request_id: str, state: _RunState) -> ActionContext:
-        """What an action (or the create lookup) runs with: the client, the request id and the run's reference
-        cache for the step's connection."""
-        references = state.references.setdefault(step.connection or "", ReferenceCache())
-        return ActionContext(client, request_id=request_id, references=references)
-
-    async def _find_created(self, step: Step, the_action: Any, model: BaseModel, request_id: str,
-                            since: dt.datetime | None, client: QBOClient | None, state: _RunState) -> dict | None:
-        """The record an earlier attempt of this create made (`connector.lookup.find_created`: by DocNumber, else
-        by the fields it sent), or None; several candidates raise AmbiguousCreate, which fails the step."""
-        if client is None or since is None:
-            return None
-        with single_try():  # its requests count against the step's budget too
-            found = await find_created(self._context(step, client, request_id, state), the_action, model, since)
-        if found is not None:
-            log.info("found %s %s made by an earlier attempt; not creating it again", the_action.entity,
-                     found.get("Id"))
-        return found
+        error = {"step": failure.path, "action": failure.label, "kind": failure.kind, **failure.error}
+        try:
+            await ex.run_steps(workflow.on_error, prefix="on_error.", position=len(workflow.steps),
+                               outputs=dict(outputs), names={"error": error})
+        except (StepFailed, WaitUntil) as problem:
+            log.warning("run %s: on_error step %s failed: %s", run.id, getattr(problem, "path", "?"), problem)
+        except Exception:  # on_error must never hide the run's own failure
+            log.exception("run %s: on_error failed unexpectedly", run.id)
 
 
 # --- `qbflow workflow test` ------------------------------------------------------------------------------
-
-_PLACEHOLDER_PREFIX = "<dry run: "
-
-
-class _Placeholder(dict):
-    """A dry-run output: any path into it renders as "<dry run: steps.x.output.a.b>", and it counts as true."""
-
-    def __init__(self, path: str) -> None:
-        super().__init__()
-        self.path = path
-
-    def __missing__(self, key: Any) -> _Placeholder:
-        return _Placeholder(f"{self.path}.{key}")
-
-    def __bool__(self) -> bool:
-        return True
-
-    def __str__(self) -> str:
-        return f"{_PLACEHOLDER_PREFIX}{self.path}>"
-
-    def __deepcopy__(self, memo: dict) -> _Placeholder:
-        return self
-
-
-def _unplaceholder(value: Any) -> Any:
-    if isinstance(value, _Placeholder):
-        return str(value)
-    if isinstance(value, Mapping):
-        return {key: _unplaceholder(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_unplaceholder(item) for item in value]
-    return value
-
-
-def _is_placeholder(value: Any) -> bool:
-    return isinstance(value, str) and _PLACEHOLDER_PREFIX in value
-
-
-@dataclass
-class StepReport:
-    """One step of a test run: its rendered input and output (or error), and how long it took."""
-
-    __test__ = False
-
-    id: str
-    action: str
-    skipped: bool = False
-    dry_run: bool = False
-    input: Any = None
-    output: Any = None
-    error: dict[str, Any] | None = None
-    ms: float = 0.0
-
 
 @dataclass
 class TestReport:
@@ -558,11 +279,11 @@ class TestReport:
 
     @property
     def ok(self) -> bool:
-        return all(step.error is None for step in self.steps)
+        return all(step.ok for step in self.steps)
 
     def to_dict(self) -> dict[str, Any]:
-        return _jsonable({"workflow": self.workflow, "live": self.live, "ok": self.ok, "trigger": self.trigger,
-                          "steps": [vars(step) for step in self.steps]})
+        return jsonable({"workflow": self.workflow, "live": self.live, "ok": self.ok, "trigger": self.trigger,
+                          "steps": [asdict(step) for step in self.steps]})
 
 
 async def test_workflow(
@@ -582,74 +303,18 @@ async def test_workflow(
     runs for real (each write with a fresh requestid). The first failing step ends the test.
     """
     record = copy.deepcopy(dict(sample)) if sample is not None else trigger_def(workflow.trigger.key).sample_record()
-    report = TestReport(workflow=workflow.name, live=live, trigger=_jsonable(record))
-    outputs: dict[str, Any] = {}
-    opened: dict[str, QBOClient] = {}
-    references: dict[str, ReferenceCache] = {}
+    report = TestReport(workflow=workflow.name, live=live, trigger=jsonable(record))
+    state = RunState()
+    ex = Execution(workflow, record, clients=clients, state=state, live=live, http_transport=http_transport)
     try:
-        for step in workflow.steps:
-            item = StepReport(id=step.id, action=step.action)
-            report.steps.append(item)
-            started = time.perf_counter()
-            try:
-                output = await _test_step(step, item, workflow, record, outputs, live=live, clients=clients,
-                                          opened=opened, references=references, http_transport=http_transport)
-            except Exception as error:  # shown in the report, never raised
-                field_name = getattr(error, "field", None) if isinstance(error, TemplateError) else None
-                item.error = error_json(error, field=field_name)
-            finally:
-                item.ms = round((time.perf_counter() - started) * 1000, 3)
-            if item.error is not None:
-                break
-            if not item.skipped:
-                outputs[step.id] = output
+        await ex.run_steps(workflow.steps, reports=report.steps)
+    except (StepFailed, WaitUntil):
+        pass  # shown in the report: the first failing step ends the test
     finally:
         if close_clients:
-            for client in opened.values():
+            for client in state.clients.values():
                 await client.aclose()
     return report
 
 
 test_workflow.__test__ = False  # type: ignore[attr-defined]  # not a pytest test, whatever its name
-
-
-async def _test_step(step: Step, item: StepReport, workflow: Workflow, record: dict, outputs: dict[str, Any], *,
-                     live: bool, clients: ClientFactory | None, opened: dict[str, QBOClient],
-                     references: dict[str, ReferenceCache], http_transport: httpx.AsyncBaseTransport | None) -> Any:
-    context = make_context(trigger=record, steps=outputs, run_id=None,
-                           started_at=dt.datetime.now(dt.UTC))
-    if step.when is not None and not templates.render_condition(step.when, context):
-        item.skipped = True
-        return None
-    rendered = _render_input(step.input, context)
-    item.input = _jsonable(_unplaceholder(rendered))
-    the_action = None if step.action in GENERIC_STEPS else action(step.action)
-    try:
-        model = parse_generic(step.action, item.input) if the_action is None else the_action.parse(item.input)
-    except ActionInputError as error:
-        real = [p for p in error.problems if not _is_placeholder(p.value)]
-        if real or live:
-            raise ActionInputError(error.action_title, real or list(error.problems)) from None
-        model = None  # only the placeholders of earlier dry-run steps do not fit: fine for a dry run
-    if step.action == "log" and model is not None:
-        item.output = log_message(model, workflow=workflow.name, step_id=step.id)
-        return item.output
-    if not live:
-        item.dry_run = True
-        item.output = {"dry_run": True}
-        return _Placeholder(f"steps.{step.id}.output")
-    request_id = str(uuid.uuid4())
-    if the_action is None:
-        output = await http_request(model, request_id=request_id, transport=http_transport)
-    else:
-        if clients is None:
-            raise ValueError("a live test needs `clients` to reach QuickBooks")
-        name = step.connection or ""
-        if name not in opened:
-            opened[name] = await clients(name)
-        ctx = ActionContext(opened[name], request_id=request_id,
-                            references=references.setdefault(name, ReferenceCache()))
-        output = await the_action.run(ctx, model)
-    item.output = _jsonable(output)
-    return item.output
-

@@ -47,7 +47,7 @@ from qbflow.engine.templates import make_context, render_condition
 from qbflow.engine.workflow import Workflow, trigger_kind
 from qbflow.errors import QBFlowError
 from qbflow.qbo.errors import NeedsReconnect
-from qbflow.store.models import RUN_WAITING_RETRY
+from qbflow.store.models import RUN_DELAYED
 from qbflow.store.runs import PollOutcome, RunRecord, RunsHook, RunStore, WorkflowRecord, order_key_for
 
 log = logging.getLogger("qbflow.engine")
@@ -424,9 +424,10 @@ class Engine:
             self._wake.set()
 
     def _note_waiting(self, done: Any) -> None:
-        """A run that now waits for a retry: wake the dispatcher when it is due (nothing holds it meanwhile)."""
+        """A run that now waits (a retry, or a `wait` step): wake the dispatcher when it is due (nothing holds it
+        meanwhile)."""
         moment = getattr(done, "next_attempt_at", None)
-        if getattr(done, "status", None) != RUN_WAITING_RETRY or moment is None:
+        if getattr(done, "status", None) not in RUN_DELAYED or moment is None:
             return
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)

@@ -22,7 +22,7 @@ import datetime as dt
 import functools
 import json as jsonlib
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
@@ -167,8 +167,10 @@ _ENV = _build_environment()
 # --- context ---------------------------------------------------------------------------------------------
 
 def make_context(trigger: Mapping[str, Any] | None = None, steps: Mapping[str, Any] | None = None,
-                 run_id: Any = None, started_at: dt.datetime | str | None = None) -> dict[str, Any]:
-    """The context templates see: `trigger` (the event's record), `steps` (id -> {"output": ...}), `run`.
+                 run_id: Any = None, started_at: dt.datetime | str | None = None,
+                 names: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The context templates see: `trigger` (the event's record), `steps` (id -> {"output": ...}), `run`,
+    and `names` where a step adds some (a `for_each` loop's item and `loop`, `error` in `on_error`).
 
     `steps` maps each finished step's id to its output.
     """
@@ -178,6 +180,7 @@ def make_context(trigger: Mapping[str, Any] | None = None, steps: Mapping[str, A
         "trigger": dict(trigger or {}),
         "steps": {key: {"output": output} for key, output in (steps or {}).items()},
         "run": {"id": run_id, "started_at": started_at},
+        **(names or {}),
     }
 
 
@@ -218,10 +221,11 @@ def referenced_steps(text: str, *, condition: bool = False) -> set[str]:
     return found
 
 
-def unknown_names(text: str, *, condition: bool = False) -> set[str]:
-    """The top-level names a template uses that are neither context names nor globals."""
+def unknown_names(text: str, *, condition: bool = False, known: Collection[str] = ()) -> set[str]:
+    """The top-level names a template uses that are neither context names, globals nor `known` (names a step
+    adds where the template is: a loop's item and `loop`, `error` in `on_error`)."""
     tree = _parse(_condition_text(text) if condition else text)
-    return meta.find_undeclared_variables(tree) - CONTEXT_NAMES - set(_ENV.globals)
+    return meta.find_undeclared_variables(tree) - CONTEXT_NAMES - set(_ENV.globals) - set(known)
 
 
 # --- rendering -------------------------------------------------------------------------------------------

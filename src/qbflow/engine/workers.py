@@ -59,7 +59,7 @@ from qbflow.engine.scheduler import (
 )
 from qbflow.engine.scheduler import Engine as Scheduler
 from qbflow.errors import QBFlowError
-from qbflow.store.models import RUN_QUEUED, RUN_RUNNING, RUN_WAITING_RETRY
+from qbflow.store.models import RUN_DELAYED, RUN_QUEUED, RUN_RUNNING
 from qbflow.store.runs import RunNotFound, RunStore
 
 __all__ = ["QUEUES", "WorkerOptions", "Workers", "WorkersUnavailable", "enqueue_runs", "ensure_schema",
@@ -154,7 +154,7 @@ ORDER_RECHECK = timedelta(seconds=1)
 _UNDELIVERED_RUNS = text("""
 SELECT runs.id FROM runs
  WHERE (runs.status IN ('queued', 'running')
-        OR (runs.status = 'waiting_retry' AND runs.next_attempt_at <= :now))
+        OR (runs.status IN ('waiting_retry', 'waiting') AND runs.next_attempt_at <= :now))
    AND NOT EXISTS (SELECT 1 FROM procrastinate_jobs job
                     WHERE (job.queueing_lock = 'run:' || runs.id AND job.status = 'todo')
                        OR (job.lock = 'run:' || runs.id AND job.status = 'doing'))
@@ -312,11 +312,11 @@ class Workers:
                 # job lost since and re-delivered by `schedule`).
                 log.warning("run %s was left running by a worker that stopped: resuming it", run_id)
                 claimed = current
-            elif (current.status == RUN_WAITING_RETRY and current.next_attempt_at is not None
+            elif (current.status in RUN_DELAYED and current.next_attempt_at is not None
                   and current.next_attempt_at > self.clock()):
                 await self.defer_run(run_id, at=current.next_attempt_at)  # delivered early (clocks): wait
                 return "not due yet"
-            elif current.status in (RUN_QUEUED, RUN_WAITING_RETRY):
+            elif current.status in (RUN_QUEUED, *RUN_DELAYED):
                 # Due, but an earlier run of its workflow for the same record is unfinished: runs of one record
                 # keep their events' order, so this one comes back shortly.
                 await self.defer_run(run_id, at=self.clock() + ORDER_RECHECK)
@@ -324,7 +324,7 @@ class Workers:
             else:
                 return f"nothing to do: run is {current.status}"
         record = await self.runner.run_once(run_id, claimed)
-        if record.status == RUN_WAITING_RETRY and record.next_attempt_at is not None:
+        if record.status in RUN_DELAYED and record.next_attempt_at is not None:
             # After the outcome's commit: a crash in between leaves a due run without a job, which `schedule`
             # re-delivers.
             await self.defer_run(run_id, at=record.next_attempt_at)

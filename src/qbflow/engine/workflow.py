@@ -33,7 +33,7 @@ import datetime as dt
 import difflib
 import re
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -46,6 +46,7 @@ from pydantic import (
     Tag,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -56,7 +57,9 @@ from qbflow.engine import templates
 from qbflow.errors import QBFlowError
 
 __all__ = [
+    "DEFAULT_MAX_ITEMS",
     "GENERIC_STEPS",
+    "STEP_KINDS",
     "MIN_POLL_INTERVAL",
     "HttpRequestInput",
     "LogInput",
@@ -233,14 +236,57 @@ AnyTrigger = Annotated[
 ]
 
 
+# The YAML key that says what kind of step a mapping is, and the other keys each kind takes (besides `id` and
+# `when`). `engine/steps` registers how each kind validates and runs; a step has exactly one kind key.
+STEP_KINDS: dict[str, tuple[str, ...]] = {
+    "action": ("connection", "input"),
+    "set": (),
+    "if": ("then", "else"),
+    "switch": ("cases", "default"),
+    "for_each": ("steps", "as", "concurrency", "max_items"),
+    "wait": (),
+    "until": (),
+}
+DEFAULT_MAX_ITEMS = 1000
+MAX_CONCURRENCY = 50
+_COMMON_KEYS = ("id", "when")
+
+
 class Step(_Strict):
-    """One step: an action (connector key, "http.request" or "log") with its templated input."""
+    """One step of a workflow. What it is comes from its one kind key:
+
+    - `action: KEY` (a connector action, "http.request" or "log") with `input` and `connection`;
+    - `set: {name: template}`;
+    - `if: COND` with `then: [steps]` and optional `else: [steps]`;
+    - `switch: VALUE` with `cases: {value: [steps]}` and optional `default: [steps]`;
+    - `for_each: LIST` with `steps: [steps]`, `as` (default "item"), `concurrency` (default 1), `max_items`;
+    - `wait: DURATION` ("30s", "3d") or `until: TIME` (a template giving an ISO date-time).
+
+    Every step may have `when: COND` (false: the step is skipped).
+    """
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, populate_by_name=True,
+                              serialize_by_alias=True)
 
     id: str
-    action: str
+    when: str | None = None
+    action: str | None = None
     connection: str | None = None
     input: dict[str, Any] = Field(default_factory=dict)
-    when: str | None = None
+    set_: dict[str, Any] | None = Field(default=None, alias="set")
+    if_: str | None = Field(default=None, alias="if")
+    then: list[Step] | None = None
+    else_: list[Step] | None = Field(default=None, alias="else")
+    switch: str | None = None
+    cases: dict[str, list[Step]] | None = None
+    default: list[Step] | None = None
+    for_each: str | list[Any] | None = None
+    steps: list[Step] | None = None
+    as_: str = Field(default="item", alias="as")
+    concurrency: int = Field(default=1, ge=1, le=MAX_CONCURRENCY)
+    max_items: int = Field(default=DEFAULT_MAX_ITEMS, ge=1)
+    wait: str | int | float | None = None
+    until: str | None = None
 
     @field_validator("id")
     @classmethod
@@ -248,11 +294,134 @@ class Step(_Strict):
         if not _STEP_ID.match(value):
             raise ValueError(f"a step id is letters, digits and underscores, not starting with a digit "
                              f"(templates use it as steps.<id>), got {value!r}")
+        if len(value) > MAX_STEP_ID:
+            raise ValueError(f"a step id is at most {MAX_STEP_ID} characters, got {len(value)}")
         return value
+
+    @field_validator("as_")
+    @classmethod
+    def _as(cls, value: str) -> str:
+        if not _STEP_ID.match(value) or value in ("trigger", "steps", "run", "loop", "error"):
+            raise ValueError(f"`as` names the item in templates: letters, digits and underscores, and not one of "
+                             f"trigger, steps, run, loop, error; got {value!r}")
+        return value
+
+    @field_validator("wait")
+    @classmethod
+    def _wait(cls, value: Any) -> Any:
+        if value is not None:
+            parse_interval(value)
+        return value
+
+    @field_validator("cases", mode="before")
+    @classmethod
+    def _case_keys(cls, value: Any) -> Any:
+        # YAML reads `1:` or `true:` as a number or a bool; a case matches the switch value's text
+        if isinstance(value, dict):
+            return {_case_text(key): item for key, item in value.items()}
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Step:
+        kinds = self.kinds_given()
+        if not kinds:
+            raise ValueError("a step needs one of the keys " + ", ".join(STEP_KINDS)
+                             + " (what the step does)")
+        if len(kinds) > 1:
+            raise ValueError(f"a step has exactly one of {', '.join(STEP_KINDS)}; this one has "
+                             + " and ".join(kinds))
+        kind = kinds[0]
+        allowed = set(STEP_KINDS[kind]) | set(_COMMON_KEYS) | {kind}
+        for name in self.model_fields_set:
+            key = _alias(name)
+            if key not in allowed:
+                raise ValueError(f"{key!r} does not belong to a {kind!r} step (it takes "
+                                 + ", ".join(sorted(allowed - {"id"})) + ")")
+        if kind == "if" and self.then is None:
+            raise ValueError("an `if` step needs `then: [steps]`")
+        if kind == "switch" and self.cases is None:
+            raise ValueError("a `switch` step needs `cases: {value: [steps]}`")
+        if kind == "for_each" and self.steps is None:
+            raise ValueError("a `for_each` step needs `steps: [steps]` (what to do for each item)")
+        return self
+
+    def kinds_given(self) -> list[str]:
+        return [kind for kind in STEP_KINDS if getattr(self, _FIELD.get(kind, kind)) is not None]
+
+    @property
+    def kind(self) -> str:
+        """The step's kind key: "action", "set", "if", "switch", "for_each", or "wait" (for wait and until)."""
+        kind = self.kinds_given()[0]
+        return "wait" if kind == "until" else kind
+
+    @property
+    def type_name(self) -> str:
+        """The registered step type: a generic action's key ("http.request", "log"), "action" for connector
+        actions, else the kind."""
+        if self.kind == "action":
+            return self.action if self.action is not None and self.action in GENERIC_STEPS else "action"
+        return self.kind
+
+    @property
+    def label(self) -> str:
+        """How messages name what the step does: its action key, or its kind."""
+        return self.action if self.action is not None else self.kind
 
     @property
     def is_generic(self) -> bool:
         return self.action in GENERIC_STEPS
+
+    def branches(self) -> list[tuple[str, list[Step]]]:
+        """The nested step lists: ("then", [...]), ("else", [...]), ("cases.X", [...]), ("default", [...]),
+        ("steps", [...])."""
+        found: list[tuple[str, list[Step]]] = []
+        if self.then is not None:
+            found.append(("then", self.then))
+        if self.else_ is not None:
+            found.append(("else", self.else_))
+        for value, steps in (self.cases or {}).items():
+            found.append((f"cases.{value}", steps))
+        if self.default is not None:
+            found.append(("default", self.default))
+        if self.steps is not None:
+            found.append(("steps", self.steps))
+        return found
+
+    def walk(self) -> Iterable[Step]:
+        """This step and every step nested in it, depth first."""
+        yield self
+        for _, steps in self.branches():
+            for step in steps:
+                yield from step.walk()
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> dict[str, Any]:
+        # Only the keys of the step's kind: a stored definition reads like the file it came from.
+        data = handler(self)
+        kinds = self.kinds_given()
+        keep = set(_COMMON_KEYS) | {k for kind in kinds for k in (kind, *STEP_KINDS[kind])}
+        return {key: value for key, value in data.items()
+                if key in keep and (value is not None or key in ("when", "connection"))}
+
+
+_FIELD = {"set": "set_", "if": "if_"}
+_ALIAS = {"set_": "set", "if_": "if", "else_": "else", "as_": "as"}
+MAX_STEP_ID = 64
+
+
+def _alias(name: str) -> str:
+    return _ALIAS.get(name, name)
+
+
+def _case_text(value: Any) -> str:
+    """A switch value or case key as text: true/false lower case, 1.0 as "1", None as ""."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 class Workflow(_Strict):
@@ -264,19 +433,25 @@ class Workflow(_Strict):
     # The connection of QuickBooks steps that name none: the trigger's for a `qbo` trigger, else this one.
     connection: str | None = Field(default=None, min_length=1)
     steps: list[Step] = Field(min_length=1)
+    on_error: list[Step] = Field(default_factory=list)  # run when a run fails for good, `error` in templates
     source: str | None = Field(default=None, exclude=True)  # the file it came from
 
     @model_validator(mode="after")
     def _default_connections(self) -> Workflow:
         default = self.trigger.polled_connection or self.connection
-        for step in self.steps:
-            if step.connection is None and not step.is_generic:
+        for step in self.walk():
+            if step.kind == "action" and step.connection is None and not step.is_generic:
                 step.connection = default
         return self
 
+    def walk(self) -> Iterable[Step]:
+        """Every step, nested ones and `on_error` ones included, depth first."""
+        for step in [*self.steps, *self.on_error]:
+            yield from step.walk()
+
     def step(self, step_id: str) -> Step:
-        """The step with this id (KeyError if none)."""
-        for step in self.steps:
+        """The step with this id, at any depth (KeyError if none)."""
+        for step in self.walk():
             if step.id == step_id:
                 return step
         raise KeyError(step_id)
@@ -292,18 +467,24 @@ class WorkflowProblem:
     line: int | None
     field: str  # e.g. "steps[1].input.customer"; "" for the whole file
     message: str
+    severity: Literal["error", "warning"] = "error"  # a warning is shown but does not make the file invalid
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == "error"
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        message = f"warning: {self.message}" if self.severity == "warning" else self.message
+        return f"{where}: {self.field}: {message}" if self.field else f"{where}: {message}"
 
 
 class WorkflowInvalid(QBFlowError):
-    """A workflow file has problems; `.problems` lists each with file, line and field."""
+    """A workflow file has problems; `.problems` lists each with file, line and field (errors only)."""
 
     def __init__(self, source: str, problems: list[WorkflowProblem]) -> None:
         self.source = source
-        self.problems = tuple(problems)
+        self.problems = tuple(p for p in problems if p.is_error) or tuple(problems)
         lines = "\n".join(f"  {p}" for p in self.problems)
         super().__init__(f"{source}: the workflow is not valid ({len(self.problems)} problems):\n{lines}")
 
@@ -410,10 +591,11 @@ class _Checker:
         self.lines: _Lines | None = None
         self.data: Any = None
 
-    def add(self, path: Path_, message: str, *, line: int | None = None, at: str = "value") -> None:
+    def add(self, path: Path_, message: str, *, line: int | None = None, at: str = "value",
+            severity: Literal["error", "warning"] = "error") -> None:
         if line is None and self.lines is not None:
             line = self.lines.of_key(path) if at == "key" else self.lines.of_value(path)
-        self.problems.append(WorkflowProblem(self.source, line, _path_text(path), message))
+        self.problems.append(WorkflowProblem(self.source, line, _path_text(path), message, severity))
 
     def run(self) -> Workflow | None:
         data = self._parse_yaml()
@@ -422,7 +604,7 @@ class _Checker:
         workflow = self._check_structure(data)
         self._check_meaning(data)
         self.problems.sort(key=lambda p: (p.line or 0, p.field))
-        return workflow if not self.problems else None
+        return workflow if not any(p.is_error for p in self.problems) else None
 
     def _parse_yaml(self) -> dict | None:
         loader = None
@@ -471,13 +653,13 @@ class _Checker:
                     self.add((*path, "kind"), f"unknown trigger kind {kind!r}{_suggest(str(kind), TRIGGER_KINDS)} "
                              f"(known: {', '.join(TRIGGER_KINDS)})")
                     continue
-                if len(path) >= 4 and path[0] == "steps" and path[2] == "input":
+                if _in_input(path):
                     continue  # inputs are checked against the action's model below, with templates in mind
                 kind = item["type"]
                 if kind == "missing":
                     self.add(path, f"required key {path[-1]!r} is missing", line=self._parent_line(path))
                 elif kind == "extra_forbidden":
-                    self.add(path, f"unknown key {path[-1]!r}{_suggest(path[-1], self._known_keys(path))}",
+                    self.add(path, f"unknown key {path[-1]!r}{_suggest(str(path[-1]), self._known_keys(path))}",
                              at="key")
                 else:
                     message = re.sub(r"^(Value error, )", "", item["msg"]).replace("Input should be", "expected")
@@ -495,8 +677,8 @@ class _Checker:
         if path[0] == "trigger":
             spec = self.data.get("trigger") if isinstance(self.data, dict) else None
             model = TRIGGER_KINDS.get(trigger_kind(spec if isinstance(spec, Mapping) else {}), TriggerSpec)
-        elif path[0] == "steps":
-            model = Step
+        elif len(path) > 1:
+            return [_alias(name) for name in Step.model_fields]
         return [name for name in model.model_fields if name != "source"]
 
     def _check_meaning(self, data: dict) -> None:
@@ -517,44 +699,99 @@ class _Checker:
             if isinstance(spec.get("filter"), str):
                 self._check_template(("trigger", "filter"), spec["filter"], earlier=[], condition=True,
                                      where="the trigger's filter runs before any step")
-        steps = data.get("steps")
-        if not isinstance(steps, list):
-            return
-        all_ids: dict[str, int] = {}
-        for index, step in enumerate(steps):
-            if isinstance(step, dict) and isinstance(step.get("id"), str):
-                all_ids.setdefault(step["id"], index)
-        earlier: list[str] = []
+        self._check_all_steps(data, trigger_connection)
+
+    # -- steps: a walk over the tree, with what has run at each place ----------------------------------
+
+    def _check_all_steps(self, data: dict, trigger_connection: Any) -> None:
+        self.trigger_connection = trigger_connection
+        self.all_ids: dict[str, Path_] = {}
+        for key in ("steps", "on_error"):
+            if isinstance(data.get(key), list):
+                self._collect_ids(data[key], (key,))
+        scope = _Scope()
+        if isinstance(data.get("steps"), list):
+            self._check_steps(data["steps"], ("steps",), scope)
+        if isinstance(data.get("on_error"), list):
+            after = _Scope(names={"error"})
+            for step_id in scope.sure | set(scope.maybe):
+                after.maybe[step_id] = "may not have run before the error"
+            self._check_steps(data["on_error"], ("on_error",), after)
+
+    def _collect_ids(self, steps: list, base: Path_) -> None:
         for index, step in enumerate(steps):
             if not isinstance(step, dict):
                 continue
+            path = (*base, index)
             step_id = step.get("id")
             if isinstance(step_id, str):
-                first = all_ids[step_id]
-                if first != index:
-                    line = self.lines.of_value(("steps", first, "id")) if self.lines else None
-                    self.add(("steps", index, "id"), f"duplicate step id {step_id!r}: steps[{first}] "
-                             f"(line {line}) already uses it")
-            self._check_step(index, step, earlier, all_ids, trigger_connection)
-            if isinstance(step_id, str):
-                earlier.append(step_id)
+                first = self.all_ids.get(step_id)
+                if first is None:
+                    self.all_ids[step_id] = path
+                else:
+                    line = self.lines.of_value((*first, "id")) if self.lines else None
+                    self.add((*path, "id"), f"duplicate step id {step_id!r}: {_path_text(first)} (line {line}) "
+                             "already uses it (step ids are unique in the whole workflow)")
+            for child, steps_in in _nested(step, path):
+                self._collect_ids(steps_in, child)
 
     def _qbo_trigger(self) -> bool:
         spec = self.data.get("trigger") if isinstance(self.data, dict) else None
         return not isinstance(spec, Mapping) or trigger_kind(spec) == "qbo"
 
-    def _check_connection(self, path: Path_, name: Any, *, inherited: bool = False) -> None:
-        if self.connections is None or not isinstance(name, str) or name in self.connections:
-            return
-        if inherited:
-            return  # the trigger's missing connection is reported once, at the trigger
-        known = ", ".join(sorted(self.connections)) or "none yet"
-        self.add(path, f"no connection named {name!r}{_suggest(name, self.connections)} "
-                       f"(known: {known}; `qbflow connect` adds one)")
+    def _check_steps(self, steps: list, base: Path_, scope: _Scope) -> None:
+        """Check steps in order; `scope` learns which ids have run after each."""
+        for index, step in enumerate(steps):
+            if isinstance(step, dict):
+                self._check_one(step, (*base, index), scope)
 
-    def _check_step(self, index: int, step: dict, earlier: list[str], all_ids: dict[str, int],
-                    trigger_connection: Any) -> None:
-        base: Path_ = ("steps", index)
+    def _check_one(self, step: dict, path: Path_, scope: _Scope) -> None:
+        from qbflow.engine.steps import step_types  # the registry imports this module
+
+        if isinstance(step.get("when"), str):
+            self._check_template((*path, "when"), step["when"], scope=scope, condition=True)
+        kinds = [kind for kind in STEP_KINDS if step.get(kind) is not None]
+        step_id = step.get("id") if isinstance(step.get("id"), str) else None
+        if len(kinds) == 1:
+            kind = "wait" if kinds[0] == "until" else kinds[0]
+            name = kind
+            if kind == "action" and step.get("action") in GENERIC_STEPS:
+                name = step["action"]
+            step_types()[name].check(self, step, path, scope)
+            self._check_nested(kind, step, path, scope, step_id)
+        if step_id is not None:
+            if step.get("when") is not None:
+                scope.maybe[step_id] = "has a `when`"
+            else:
+                scope.sure.add(step_id)
+
+    def _check_nested(self, kind: str, step: dict, path: Path_, scope: _Scope, step_id: str | None) -> None:
+        label = f"{kind} {step_id!r}" if step_id else kind
+        if kind in ("if", "switch"):
+            for child, steps in _nested(step, path):
+                inner = scope.copy()
+                self._check_steps(steps, child, inner)
+                where = _path_text(child[len(path):])
+                for new in inner.new_since(scope):
+                    scope.maybe[new] = f"runs only in {where} of {label}"
+        elif kind == "for_each":
+            name = step.get("as", "item")
+            inner = scope.copy()
+            inner.names |= {name if isinstance(name, str) else "item", "loop"}
+            for child, steps in _nested(step, path):
+                self._check_steps(steps, child, inner)
+            for new in inner.new_since(scope):
+                scope.hidden[new] = step_id or "?"
+
+    # -- what step types call ------------------------------------------------------------------------
+
+    def check_expression(self, path: Path_, value: Any, scope: _Scope, *, condition: bool = False) -> None:
+        """The templates in a step's option (a text, or a mapping / list of them)."""
+        for inner, text in _strings(value, ()):
+            if templates.is_template(text) or (condition and not inner):
+                self._check_template((*path, *inner), text, scope=scope, condition=condition)
+
+    def check_action_step(self, step: dict, base: Path_, scope: _Scope) -> None:
         key = step.get("action")
         model: type[BaseModel] | None = None
         if isinstance(key, str):
@@ -567,13 +804,11 @@ class _Checker:
         if model is not None and key not in GENERIC_STEPS:
             if "connection" in step:
                 self._check_connection((*base, "connection"), step["connection"])
-            elif trigger_connection is None and not self._qbo_trigger():
+            elif self.trigger_connection is None and not self._qbo_trigger():
                 self.add((*base, "action"), f"{key!r} works on a QuickBooks company, and this workflow's trigger "
                          "has no connection: set `connection:` on the step or on the workflow")
             else:
-                self._check_connection((*base, "connection"), trigger_connection, inherited=True)
-        if isinstance(step.get("when"), str):
-            self._check_template((*base, "when"), step["when"], earlier=earlier, all_ids=all_ids, condition=True)
+                self._check_connection((*base, "connection"), self.trigger_connection, inherited=True)
         raw_input = step.get("input", {})
         if raw_input is None:
             raw_input = {}
@@ -583,9 +818,18 @@ class _Checker:
         for path, text in _strings(raw_input, ()):
             if templates.is_template(text):
                 templated.append(path)
-                self._check_template((*base, "input", *path), text, earlier=earlier, all_ids=all_ids)
+                self._check_template((*base, "input", *path), text, scope=scope)
         if model is not None:
             self._check_input(base, model, raw_input, templated)
+
+    def _check_connection(self, path: Path_, name: Any, *, inherited: bool = False) -> None:
+        if self.connections is None or not isinstance(name, str) or name in self.connections:
+            return
+        if inherited:
+            return  # the trigger's missing connection is reported once, at the trigger
+        known = ", ".join(sorted(self.connections)) or "none yet"
+        self.add(path, f"no connection named {name!r}{_suggest(name, self.connections)} "
+                       f"(known: {known}; `qbflow connect` adds one)")
 
     def _check_input(self, base: Path_, model: type[BaseModel], raw_input: dict, templated: list[Path_]) -> None:
         known = {name for name in model.model_fields} | {
@@ -611,30 +855,80 @@ class _Checker:
             self.add((*base, "input", *path), problem.describe().removeprefix(f"{problem.field}: "),
                      at="key" if problem.value is MISSING else "value")
 
-    def _check_template(self, path: Path_, text: str, *, earlier: list[str], all_ids: dict[str, int] | None = None,
-                        condition: bool = False, where: str = "") -> None:
+    def _check_template(self, path: Path_, text: str, *, earlier: list[str] | None = None,
+                        scope: _Scope | None = None, condition: bool = False, where: str = "") -> None:
+        if scope is None:
+            scope = _Scope(sure=set(earlier or ()))
         try:
             steps_used = templates.referenced_steps(text, condition=condition)
-            names = templates.unknown_names(text, condition=condition)
+            names = templates.unknown_names(text, condition=condition, known=scope.names)
         except templates.TemplateError as error:
             line = self.lines.template_line(path, error.line) if self.lines else None
             self.add(path, f"template {error.problem}", line=line)
             return
         for name in sorted(names):
-            self.add(path, f"unknown name {name!r} in template{_suggest(name, templates.CONTEXT_NAMES)} "
-                           "(templates see trigger, steps and run)")
+            seen = sorted(templates.CONTEXT_NAMES | scope.names)
+            self.add(path, f"unknown name {name!r} in template{_suggest(name, seen)} "
+                           f"(templates see {', '.join(seen)})")
+        all_ids = getattr(self, "all_ids", {})
         for step_id in sorted(steps_used):
-            if step_id in earlier:
+            if step_id in scope.sure:
                 continue
             if where:
                 self.add(path, f"template uses steps.{step_id}, but {where}")
-            elif all_ids is not None and step_id in all_ids:
+            elif step_id in scope.maybe:
+                self.add(path, f"template uses steps.{step_id}, which may not have run here (it "
+                               f"{scope.maybe[step_id]}); test `'{step_id}' in steps` first, or give this "
+                               "step a `when`",
+                         severity="warning")
+            elif step_id in scope.hidden:
+                loop = scope.hidden[step_id]
+                self.add(path, f"template uses steps.{step_id}, which is inside for_each {loop!r}: after the loop "
+                               f"read steps.{loop}.output (one entry per item, e.g. "
+                               f"steps.{loop}.output[0].{step_id})")
+            elif step_id in all_ids:
                 self.add(path, f"template uses steps.{step_id}, which runs at or after this step "
-                               f"(steps[{all_ids[step_id]}]); only earlier steps' outputs are available")
+                               f"({_path_text(all_ids[step_id])}); only earlier steps' outputs are available")
             else:
-                choices = earlier
                 self.add(path, f"template uses steps.{step_id}, but there is no such earlier step"
-                               f"{_suggest(step_id, choices)}")
+                               f"{_suggest(step_id, scope.sure | set(scope.maybe))}")
+
+
+@dataclass
+class _Scope:
+    """What a template at some place of the tree may read: ids that ran on every path to it (`sure`), ids that
+    may not have (`maybe`, with why), ids inside loops it is outside of (`hidden`, id -> loop), and names
+    besides trigger/steps/run (a loop's item and `loop`, `error`)."""
+
+    sure: set[str] = field(default_factory=set)
+    maybe: dict[str, str] = field(default_factory=dict)
+    hidden: dict[str, str] = field(default_factory=dict)
+    names: set[str] = field(default_factory=set)
+
+    def copy(self) -> _Scope:
+        return _Scope(set(self.sure), dict(self.maybe), dict(self.hidden), set(self.names))
+
+    def new_since(self, before: _Scope) -> set[str]:
+        known = before.sure | set(before.maybe) | set(before.hidden)
+        return (self.sure | set(self.maybe) | set(self.hidden)) - known
+
+
+def _nested(step: dict, path: Path_) -> Iterable[tuple[Path_, list]]:
+    """The nested step lists of a step's mapping, with their paths."""
+    for key in ("then", "else", "default", "steps"):
+        if isinstance(step.get(key), list):
+            yield (*path, key), step[key]
+    cases = step.get("cases")
+    if isinstance(cases, dict):
+        for value, steps in cases.items():
+            if isinstance(steps, list):
+                yield (*path, "cases", value), steps
+
+
+def _in_input(path: Path_) -> bool:
+    """Whether a path lies inside a step's `input` (below the input mapping itself)."""
+    return any(part == "input" and i > 0 and isinstance(path[i - 1], int) and i + 1 < len(path)
+               for i, part in enumerate(path))
 
 
 def _related(path: Path_, templated: Path_) -> bool:

@@ -42,7 +42,7 @@ MAX_ID = 2**31 - 1  # ids are 32-bit integers in the database
 MAX_WORKFLOW_BYTES = 1_000_000
 YAML_TYPES = ("text/yaml", "application/yaml", "application/x-yaml", "text/x-yaml", "text/plain")
 
-RunStatus = Literal["queued", "running", "succeeded", "failed", "waiting_retry", "cancelled"]
+RunStatus = Literal["queued", "running", "succeeded", "failed", "waiting_retry", "cancelled", "waiting"]
 
 
 # --- response models --------------------------------------------------------------------------------------
@@ -114,6 +114,8 @@ class ProblemOut(BaseModel):
     line: int | None = Field(description="Line in the YAML text (1-based), when known.")
     field: str = Field(description='The field, e.g. "steps[1].input.customer"; "" for the whole text.')
     message: str
+    severity: Literal["error", "warning"] = Field(default="error", description="A warning does not make the "
+                                                                                "workflow invalid.")
 
 
 class WorkflowInvalidOut(BaseModel):
@@ -358,7 +360,7 @@ def _detail(overview: WorkflowOverview) -> WorkflowDetailOut:
 
 
 def _problems(problems: list[WorkflowProblem] | tuple[WorkflowProblem, ...]) -> list[ProblemOut]:
-    return [ProblemOut(line=p.line, field=p.field, message=p.message) for p in problems]
+    return [ProblemOut(line=p.line, field=p.field, message=p.message, severity=p.severity) for p in problems]
 
 
 def _invalid(problems: list[WorkflowProblem] | tuple[WorkflowProblem, ...]) -> JSONResponse:
@@ -474,11 +476,11 @@ async def validate_workflow(request: Request) -> ValidationOut:
     text = await _workflow_text(request)
     connections = await asyncio.to_thread(_connection_names, request)
     problems = await asyncio.to_thread(validate_workflow_text, text, source="<workflow>", connections=connections)
-    if problems:
+    if any(problem.is_error for problem in problems):
         return ValidationOut(valid=False, problems=_problems(problems))
     workflow = load_workflow_text(text, connections=connections)
     return ValidationOut(valid=True, name=workflow.name, trigger=workflow.trigger.label, steps=len(workflow.steps),
-                         problems=[])
+                         problems=_problems(problems))
 
 
 @router.post("/workflows", response_model=WorkflowDetailOut, status_code=status.HTTP_201_CREATED, tags=["workflows"],

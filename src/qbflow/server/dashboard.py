@@ -314,7 +314,7 @@ async def upload_workflow(request: Request, file: Annotated[UploadFile | None, F
     except UnicodeDecodeError:
         return again(400, upload_error=f"{filename} is not UTF-8 text; upload the workflow's YAML file.")
     connections = [record.name for record in await asyncio.to_thread(_store(request).connections.list)]
-    problems = validate_workflow_text(text, source=filename, connections=connections)
+    problems = [p for p in validate_workflow_text(text, source=filename, connections=connections) if p.is_error]
     if not problems:
         try:
             workflow = load_workflow_text(text, source=filename, connections=connections)

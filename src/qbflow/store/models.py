@@ -39,7 +39,10 @@ RUN_SUCCEEDED = "succeeded"
 RUN_FAILED = "failed"
 RUN_WAITING_RETRY = "waiting_retry"
 RUN_CANCELLED = "cancelled"
-RUN_STATUSES = (RUN_QUEUED, RUN_RUNNING, RUN_SUCCEEDED, RUN_FAILED, RUN_WAITING_RETRY, RUN_CANCELLED)
+RUN_WAITING = "waiting"  # a `wait` step: due again at next_attempt_at, like waiting_retry
+RUN_STATUSES = (RUN_QUEUED, RUN_RUNNING, RUN_SUCCEEDED, RUN_FAILED, RUN_WAITING_RETRY, RUN_CANCELLED, RUN_WAITING)
+# Statuses of runs that become due again at their next_attempt_at (every claim path treats them alike).
+RUN_DELAYED = (RUN_WAITING_RETRY, RUN_WAITING)
 
 STEP_PENDING = "pending"
 STEP_SENT = "sent"
@@ -260,7 +263,7 @@ class StepResult(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
-    step_id: Mapped[str] = mapped_column(String(100))
+    step_id: Mapped[str] = mapped_column(String(500))  # the step's ledger path (engine.steps.base)
     position: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(20), default=STEP_PENDING)
     request_id: Mapped[str] = mapped_column(String(36))

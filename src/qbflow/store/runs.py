@@ -40,6 +40,7 @@ from qbflow.store.db import read_session, write_connection, write_session
 from qbflow.store.errors import StoreError
 from qbflow.store.models import (
     RUN_CANCELLED,
+    RUN_DELAYED,
     RUN_FAILED,
     RUN_QUEUED,
     RUN_RUNNING,
@@ -316,7 +317,7 @@ class RunStore:
             row.updated_at = utcnow()
             if order_key is not None:
                 session.execute(update(Run).where(Run.workflow_id == workflow_id, Run.order_key == order_key,
-                                                  Run.status.in_([RUN_QUEUED, RUN_WAITING_RETRY]))
+                                                  Run.status.in_([RUN_QUEUED, *RUN_DELAYED]))
                                 .values(status=RUN_CANCELLED, error=reason, finished_at=utcnow(),
                                         next_attempt_at=None))
             return True
@@ -592,8 +593,8 @@ class RunStore:
     # -- runs: the seam ----------------------------------------------------------------------------
 
     def claim_next_run(self, now: datetime | None = None) -> RunRecord | None:
-        """Take the oldest due run (queued, or waiting_retry whose `next_attempt_at` has come, and not behind an
-        unfinished earlier run of its workflow for the same record) and mark it running, attempt + 1.
+        """Take the oldest due run (queued, or waiting_retry or waiting whose `next_attempt_at` has come, and not
+        behind an unfinished earlier run of its workflow for the same record) and mark it running, attempt + 1.
         Concurrent claimers never get the same run. None when nothing is due. (`claim_runs` takes several.)"""
         claimed = self.claim_runs({}, others=1, now=now)
         return claimed[0] if claimed else None
@@ -604,10 +605,10 @@ class RunStore:
         `rooms[lane]` of each lane (a lane is the trigger's connection, i.e. the company whose limits the run
         uses; None: runs without one), and at most `others` of lanes not named. Oldest first within a lane.
 
-        A run is due when queued, or waiting_retry with `next_attempt_at` come, and no earlier run of its
-        workflow for the same record (`order_key`) is unfinished: runs for one record keep their events'
-        order. Each claimed run is marked running, attempt + 1, in one transaction; concurrent claimers never
-        get the same run."""
+        A run is due when queued, or waiting_retry or waiting (a `wait` step) with `next_attempt_at` come, and
+        no earlier run of its workflow for the same record (`order_key`) is unfinished: runs for one record keep
+        their events' order. Each claimed run is marked running, attempt + 1, in one transaction; concurrent
+        claimers never get the same run."""
         now = now or utcnow()
         with write_connection(self.engine) as connection:
             chosen: builtins.list[int] = []
@@ -634,7 +635,7 @@ class RunStore:
             lane = runs.c.lane.is_(None) if lane_is is None else runs.c.lane == lane_is
         ids: builtins.list[int] = []
         for due in (runs.c.status == RUN_QUEUED,
-                    (runs.c.status == RUN_WAITING_RETRY) & (runs.c.next_attempt_at <= now)):
+                    runs.c.status.in_(RUN_DELAYED) & (runs.c.next_attempt_at <= now)):
             stmt = (select(runs.c.id).where(due, lane, _NOT_BEHIND_EARLIER)
                     .order_by(runs.c.id).limit(limit))
             if connection.dialect.name == "postgresql":
@@ -662,8 +663,8 @@ class RunStore:
 
     def claim_run(self, run_id: int, now: datetime | None = None) -> RunRecord | None:
         """`claim_next_run` for one given run (a task queue delivered its id): mark it running, attempt + 1, if it
-        is queued, or waiting_retry with `next_attempt_at` come, and no earlier run of its workflow for the same
-        record is unfinished. None if it is not claimable (already claimed, finished, not due yet, or behind an
+        is queued, or waiting_retry or waiting with `next_attempt_at` come, and no earlier run of its workflow for
+        the same record is unfinished. None if it is not claimable (already claimed, finished, not due yet, or behind an
         earlier run); one UPDATE decides, so concurrent claimers never both get it."""
         now = now or utcnow()
         with write_connection(self.engine) as connection:
@@ -684,13 +685,13 @@ class RunStore:
         now: datetime | None = None,
         steps: Sequence[StepOutcome] = (),
     ) -> RunRecord:
-        """Record a run's outcome: succeeded, failed, cancelled; waiting_retry (needs `next_attempt_at`);
+        """Record a run's outcome: succeeded, failed, cancelled; waiting_retry or waiting (need `next_attempt_at`);
         or queued again (`qbflow runs retry`). `steps`: outcomes not recorded yet, stored in the same
         transaction."""
         if status not in RUN_STATUSES or status == RUN_RUNNING:
             raise ValueError(f"a run cannot be finished as {status!r}")
-        if status == RUN_WAITING_RETRY and next_attempt_at is None:
-            raise ValueError("waiting_retry needs next_attempt_at")
+        if status in RUN_DELAYED and next_attempt_at is None:
+            raise ValueError(f"{status} needs next_attempt_at")
         now = now or utcnow()
         json.dumps([outcome.output for outcome in steps])
         with write_connection(self.engine) as connection:
@@ -698,7 +699,7 @@ class RunStore:
                 self._write_outcomes(connection, self._uid(connection, run_id), run_id, steps, now)
             changed = connection.execute(_FINISH_RUN, {
                 "run_id": run_id, "status": status, "error": error,
-                "next_attempt_at": next_attempt_at if status == RUN_WAITING_RETRY else None,
+                "next_attempt_at": next_attempt_at if status in RUN_DELAYED else None,
                 "finished_at": now if status in _FINISHED_RUN else None})
             if changed.rowcount == 0:
                 raise RunNotFound(run_id)
@@ -918,7 +919,7 @@ _RUN_DETAIL = _run_select(True)
 _RUN_STEPS = (select(_STEPS).where(_STEPS.c.run_id == bindparam("run_id"))
               .order_by(_STEPS.c.position, _STEPS.c.id))
 _UNCOUNT_ATTEMPT = case((_RUNS.c.attempt > 0, _RUNS.c.attempt - 1), else_=0)
-_UNFINISHED_RUN = (RUN_QUEUED, RUN_RUNNING, RUN_WAITING_RETRY)
+_UNFINISHED_RUN = (RUN_QUEUED, RUN_RUNNING, *RUN_DELAYED)
 _EARLIER = _RUNS.alias("earlier")
 # A run is not behind an unfinished earlier run of its workflow for the same record: runs of one record keep
 # their events' order, whoever claims them (`claim_runs`, `claim_next_run`, a worker's `claim_run`).
@@ -931,7 +932,7 @@ _CLAIM_MANY = (
     update(_RUNS)
     .where(_RUNS.c.id.in_(bindparam("run_ids", expanding=True)),
            or_(_RUNS.c.status == RUN_QUEUED,
-               (_RUNS.c.status == RUN_WAITING_RETRY) & (_RUNS.c.next_attempt_at <= bindparam("now"))))
+               _RUNS.c.status.in_(RUN_DELAYED) & (_RUNS.c.next_attempt_at <= bindparam("now"))))
     .values(status=RUN_RUNNING, attempt=_RUNS.c.attempt + 1, started_at=bindparam("now"), finished_at=None,
             next_attempt_at=None)
     .returning(_RUNS.c.id)
@@ -940,7 +941,7 @@ _CLAIM_ONE = (
     update(_RUNS)
     .where(_RUNS.c.id == bindparam("run_id"),
            or_(_RUNS.c.status == RUN_QUEUED,
-               (_RUNS.c.status == RUN_WAITING_RETRY) & (_RUNS.c.next_attempt_at <= bindparam("now"))),
+               _RUNS.c.status.in_(RUN_DELAYED) & (_RUNS.c.next_attempt_at <= bindparam("now"))),
            _NOT_BEHIND_EARLIER)
     .values(status=RUN_RUNNING, attempt=_RUNS.c.attempt + 1, started_at=bindparam("now"), finished_at=None,
             next_attempt_at=None)
