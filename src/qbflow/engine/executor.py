@@ -39,6 +39,7 @@ from qbflow.engine.templates import TemplateError, make_context
 from qbflow.engine.workflow import Step, Workflow
 from qbflow.errors import QBFlowError
 from qbflow.qbo.client import QBOClient
+from qbflow.store.approvals import ApprovalStore
 from qbflow.store.models import STEP_FAILED, STEP_SKIPPED, STEP_SUCCEEDED, utcnow
 from qbflow.store.runs import RunRecord, RunStore, StepOutcome, StepRecord, request_id_for
 
@@ -69,6 +70,9 @@ class RunState:
         return taken
 
 
+# Where approvers' links point when the server's address is not configured (`QBFLOW_PUBLIC_URL`).
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
+
 class Execution:
     """One execution of a workflow's steps: for a run (with the ledger) or a test (`ledger=False`)."""
 
@@ -85,8 +89,12 @@ class Execution:
         http_transport: httpx.AsyncBaseTransport | None = None,
         http_timeout: float = 30.0,
         now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        approvals: ApprovalStore | None = None,
+        public_url: str = DEFAULT_PUBLIC_URL,
     ) -> None:
         self.workflow = workflow
+        self.approvals = approvals  # where `approval` steps store what they ask
+        self.public_url = public_url  # the server's address, in approvers' links
         self.record = record
         self.clients = clients
         self.state = state

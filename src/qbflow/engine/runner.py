@@ -42,13 +42,15 @@ import httpx
 from pydantic import TypeAdapter
 
 from qbflow.connector.triggers import trigger as trigger_def
-from qbflow.engine.executor import ClientFactory, Execution, RunState
+from qbflow.engine.executor import DEFAULT_PUBLIC_URL, ClientFactory, Execution, RunState
+from qbflow.engine.sources import SOURCES
 from qbflow.engine.steps.actions import READ_OPERATIONS, WRITE_OPERATIONS
 from qbflow.engine.steps.base import StepFailed, StepReport, WaitUntil, classify, error_json, jsonable
 from qbflow.engine.steps.base import render_input as _render_input
 from qbflow.engine.templates import make_context
-from qbflow.engine.workflow import Workflow
+from qbflow.engine.workflow import TriggerSpec, Workflow
 from qbflow.qbo.client import QBOClient
+from qbflow.store.approvals import ApprovalStore
 from qbflow.store.models import RUN_FAILED, RUN_RUNNING, RUN_SUCCEEDED, RUN_WAITING, RUN_WAITING_RETRY
 from qbflow.store.runs import RunRecord, RunStore
 
@@ -144,7 +146,11 @@ class Runner:
         workflows: Callable[[RunRecord], Workflow] | None = None,
         close_clients: bool = True,
         now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        approvals: ApprovalStore | None = None,
+        public_url: str = DEFAULT_PUBLIC_URL,
     ) -> None:
+        self.approvals = approvals
+        self.public_url = public_url
         self.runs = runs
         self.clients = clients
         self.retry = retry or RetrySettings()
@@ -208,7 +214,8 @@ class Runner:
     async def _execute(self, run: RunRecord, workflow: Workflow, state: RunState) -> None:
         ex = Execution(workflow, run.event.record if run.event is not None else {}, clients=self.clients,
                        state=state, runs=self.runs, run=run, http_transport=self.http_transport,
-                       http_timeout=self.http_timeout, now=self.now)
+                       http_timeout=self.http_timeout, now=self.now, approvals=self.approvals,
+                       public_url=self.public_url)
         outputs: dict[str, Any] = {}
         try:
             await ex.run_steps(workflow.steps, outputs=outputs)
@@ -218,6 +225,9 @@ class Runner:
         except WaitUntil as wait:
             state.final = self.runs.finish_run(run.id, RUN_WAITING, None, wait.until, steps=state.take())
             log.info("run %s: step %s waits until %s", run.id, wait.path, wait.until.isoformat())
+            if wait.recheck is not None and wait.recheck():
+                self.runs.wake_run(run.id, self.now())
+                state.final = None  # due again at once: the engine reads it back
             return
         state.final = self.runs.finish_run(run.id, RUN_SUCCEEDED, steps=state.take())
 
@@ -266,6 +276,15 @@ class Runner:
 
 # --- `qbflow workflow test` ------------------------------------------------------------------------------
 
+def sample_trigger(workflow: Workflow) -> dict[str, Any]:
+    """What a dry run's templates see as `trigger` when no sample is given: the QuickBooks trigger's sample
+    record, or the trigger source's sample (a webhook's body, a schedule's next fire time, manual inputs)."""
+    if isinstance(workflow.trigger, TriggerSpec):
+        return trigger_def(workflow.trigger.key).sample_record()
+    source = SOURCES.get(workflow.trigger.kind)
+    return dict(source.sample(workflow)) if source is not None else {}
+
+
 @dataclass
 class TestReport:
     """What `qbflow workflow test NAME` shows: the trigger record used and every step's report."""
@@ -302,7 +321,7 @@ async def test_workflow(
     "<dry run: steps.x.output...>" text. `log` steps run (they write only to the log). With `live` every step
     runs for real (each write with a fresh requestid). The first failing step ends the test.
     """
-    record = copy.deepcopy(dict(sample)) if sample is not None else trigger_def(workflow.trigger.key).sample_record()
+    record = copy.deepcopy(dict(sample)) if sample is not None else sample_trigger(workflow)
     report = TestReport(workflow=workflow.name, live=live, trigger=jsonable(record))
     state = RunState()
     ex = Execution(workflow, record, clients=clients, state=state, live=live, http_transport=http_transport)

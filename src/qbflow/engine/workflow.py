@@ -246,10 +246,35 @@ STEP_KINDS: dict[str, tuple[str, ...]] = {
     "for_each": ("steps", "as", "concurrency", "max_items"),
     "wait": (),
     "until": (),
+    "approval": ("notify",),
 }
 DEFAULT_MAX_ITEMS = 1000
 MAX_CONCURRENCY = 50
 _COMMON_KEYS = ("id", "when")
+
+
+class ApprovalSpec(_Strict):
+    """What an `approval` step asks: `message` and `approvers` (templates), how long they have, and the outcome
+    when nobody answers in time."""
+
+    message: str = ""
+    approvers: list[str] | str = Field(default_factory=list)
+    timeout: dt.timedelta = dt.timedelta(days=3)
+    on_timeout: Literal["approved", "rejected"] = "rejected"
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _timeout(cls, value: Any) -> dt.timedelta:
+        interval = parse_interval(value)
+        if interval <= dt.timedelta(0):
+            raise ValueError(f"must be a positive duration such as '3d' or '4h', got {value!r}")
+        return interval
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        data["timeout"] = self.timeout.total_seconds()  # read back by parse_interval
+        return data
 
 
 class Step(_Strict):
@@ -260,7 +285,9 @@ class Step(_Strict):
     - `if: COND` with `then: [steps]` and optional `else: [steps]`;
     - `switch: VALUE` with `cases: {value: [steps]}` and optional `default: [steps]`;
     - `for_each: LIST` with `steps: [steps]`, `as` (default "item"), `concurrency` (default 1), `max_items`;
-    - `wait: DURATION` ("30s", "3d") or `until: TIME` (a template giving an ISO date-time).
+    - `wait: DURATION` ("30s", "3d") or `until: TIME` (a template giving an ISO date-time);
+    - `approval: {message, approvers, timeout, on_timeout}` with optional `notify: [steps]` (run once the
+      approval exists, with `approval.url` & co. in their templates); the run then waits for the decision.
 
     Every step may have `when: COND` (false: the step is skipped).
     """
@@ -287,6 +314,8 @@ class Step(_Strict):
     max_items: int = Field(default=DEFAULT_MAX_ITEMS, ge=1)
     wait: str | int | float | None = None
     until: str | None = None
+    approval: ApprovalSpec | None = None
+    notify: list[Step] | None = None
 
     @field_validator("id")
     @classmethod
@@ -385,6 +414,8 @@ class Step(_Strict):
             found.append(("default", self.default))
         if self.steps is not None:
             found.append(("steps", self.steps))
+        if self.notify is not None:
+            found.append(("notify", self.notify))
         return found
 
     def walk(self) -> Iterable[Step]:
@@ -677,6 +708,8 @@ class _Checker:
         if path[0] == "trigger":
             spec = self.data.get("trigger") if isinstance(self.data, dict) else None
             model = TRIGGER_KINDS.get(trigger_kind(spec if isinstance(spec, Mapping) else {}), TriggerSpec)
+        elif len(path) > 2 and path[-2] == "approval":
+            return list(ApprovalSpec.model_fields)
         elif len(path) > 1:
             return [_alias(name) for name in Step.model_fields]
         return [name for name in model.model_fields if name != "source"]
@@ -782,6 +815,13 @@ class _Checker:
                 self._check_steps(steps, child, inner)
             for new in inner.new_since(scope):
                 scope.hidden[new] = step_id or "?"
+        elif kind == "approval":
+            inner = scope.copy()
+            inner.names |= {"approval"}
+            for child, steps in _nested(step, path):
+                self._check_steps(steps, child, inner)
+            scope.sure |= inner.sure  # notify steps run before the run waits, on every path through the step
+            scope.maybe.update({k: v for k, v in inner.maybe.items() if k not in scope.maybe})
 
     # -- what step types call ------------------------------------------------------------------------
 
@@ -915,7 +955,7 @@ class _Scope:
 
 def _nested(step: dict, path: Path_) -> Iterable[tuple[Path_, list]]:
     """The nested step lists of a step's mapping, with their paths."""
-    for key in ("then", "else", "default", "steps"):
+    for key in ("then", "else", "default", "steps", "notify"):
         if isinstance(step.get(key), list):
             yield (*path, key), step[key]
     cases = step.get("cases")

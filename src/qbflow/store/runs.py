@@ -735,6 +735,14 @@ class RunStore:
             session.flush()
             return _load_run(session.connection(), row.id, detail=False)
 
+    def wake_run(self, run_id: int, now: datetime | None = None) -> bool:
+        """Make one waiting run due now (what it waited for came early, e.g. an approval's decision)."""
+        now = now or utcnow()
+        with write_session(self.engine) as session:
+            result = session.execute(update(Run).where(Run.id == run_id, Run.status.in_(RUN_DELAYED),
+                                                       Run.next_attempt_at > now).values(next_attempt_at=now))
+            return bool(getattr(result, "rowcount", 0))
+
     def wake_waiting(self, workflow_ids: Sequence[int], now: datetime | None = None) -> int:
         """Make the waiting runs (waiting_retry) of these workflows due at once, e.g. when their connection
         works again after `qbflow connect`. Returns how many were woken."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -139,7 +139,7 @@ def register(kind: StepType) -> StepType:
 
 def step_types() -> dict[str, StepType]:
     """Every registered step type by name."""
-    from qbflow.engine.steps import actions, flow  # noqa: F401  (registering happens on import)
+    from qbflow.engine.steps import actions, approval, flow  # noqa: F401  (registering happens on import)
 
     return dict(_REGISTRY)
 
@@ -171,9 +171,11 @@ class StepFailed(Exception):
 class WaitUntil(Exception):  # noqa: N818 - a control signal, not an error
     """A `wait` step's time has not come: the run is stored as waiting until `until` and gives its place up."""
 
-    def __init__(self, until: dt.datetime, path: str) -> None:
+    def __init__(self, until: dt.datetime, path: str, *, recheck: Callable[[], bool] | None = None) -> None:
         self.until = until
         self.path = path
+        # Asked once the run is stored as waiting: True when what it waits for came meanwhile (it is due now).
+        self.recheck = recheck
         super().__init__(f"step {path!r} waits until {until.isoformat()}")
 
 
