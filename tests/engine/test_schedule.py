@@ -6,6 +6,8 @@ make one run. On SQLite and PostgreSQL (`runs`)."""
 from __future__ import annotations
 
 import textwrap
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -261,3 +263,20 @@ async def test_a_disabled_schedule_does_not_fire(runs: RunStore, sandbox: Sandbo
     runs.set_enabled("Monday reminder", False)
     clock.set(ny(2026, 3, 2, 8, 0, 1))
     assert (await qbflow.cycle()).runs == 0
+
+
+def test_two_collectors_racing_on_one_fire_time_store_it_once(runs: RunStore) -> None:
+    reminder(runs)
+    start, fire = ny(2026, 3, 1, 12, 0), ny(2026, 3, 2, 8, 0)
+    collect_schedules(runs, start)
+    barrier = threading.Barrier(4)
+
+    def collector(late: int) -> list[int]:
+        source = ScheduleSource()
+        workflows = source.workflows(runs)
+        barrier.wait()
+        return source.collect_now(runs, workflows, fire + timedelta(seconds=late))
+
+    with ThreadPoolExecutor(4) as pool:
+        made = [run_id for ids in pool.map(collector, range(1, 5)) for run_id in ids]
+    assert len(made) == 1 and [r.id for r in runs.list_runs()] == made

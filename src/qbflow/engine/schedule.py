@@ -152,7 +152,10 @@ register_source(SCHEDULES)
 
 
 def collect_schedules(runs: RunStore, now: datetime, *, on_runs: RunsHook | None = None,
-                      records: Sequence[WorkflowRecord] | None = None) -> list[int]:
+                      records: Sequence[WorkflowRecord] | None = None, source: ScheduleSource | None = None
+                      ) -> list[int]:
     """Store the fire times due by `now` of every enabled schedule workflow (`records`: the enabled workflows,
-    if the caller has them); the new runs' ids. The engine and the workers call it on each tick."""
-    return SCHEDULES.collect_now(runs, SCHEDULES.workflows(runs, records), now, on_runs=on_runs)
+    if the caller has them); the new runs' ids. The engine and the workers call it on each tick, each with a
+    `source` of its own (default: this process's)."""
+    source = source or SCHEDULES
+    return source.collect_now(runs, source.workflows(runs, records), now, on_runs=on_runs)

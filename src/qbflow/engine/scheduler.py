@@ -43,7 +43,7 @@ from typing import Any, Protocol
 
 from qbflow.connector.polling import PollCursor, poll_shared
 from qbflow.connector.triggers import trigger as trigger_for
-from qbflow.engine.schedule import collect_schedules
+from qbflow.engine.schedule import ScheduleSource, collect_schedules
 from qbflow.engine.templates import make_context, render_condition
 from qbflow.engine.workflow import Workflow, trigger_kind
 from qbflow.errors import QBFlowError
@@ -185,6 +185,7 @@ class Engine:
         self.max_records = max_records
         self.paused: dict[str, str] = {}  # connection -> why (needs reconnecting)
         self._hints: set[str] = set()  # connections to poll at once (request_poll)
+        self._schedules = ScheduleSource()  # this engine's memory of the schedules' next fire times
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()  # run_forever's stop, seen between runs
 
@@ -323,7 +324,7 @@ class Engine:
     def collect_due(self) -> list[int]:
         """Store the fire times that are due of schedule workflows, with their runs (`engine.schedule`)."""
         try:
-            created = collect_schedules(self.runs, self.clock(), on_runs=self.on_runs)
+            created = collect_schedules(self.runs, self.clock(), on_runs=self.on_runs, source=self._schedules)
         except Exception as error:  # a bug or the database: report it, keep the engine alive (the next tick retries)
             log.exception("collecting due schedules failed")
             self._report.errors.append(f"schedules: unexpected error: {error!r}")
