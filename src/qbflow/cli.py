@@ -709,8 +709,8 @@ def workflow_list() -> None:
     for record, last in rows:
         definition = record.definition if isinstance(record.definition, dict) else {}
         trigger = definition.get("trigger") or {}
-        table.add_row(escape(record.name), escape(str(trigger.get("key", "?"))),
-                      escape(str(trigger.get("connection", "?"))),
+        table.add_row(escape(record.name), escape(str(trigger.get("key") or trigger.get("kind") or "?")),
+                      escape(str(trigger.get("connection") or definition.get("connection") or "-")),
                       "[green]on[/green]" if record.enabled else "[dim]off[/dim]",
                       str(len(definition.get("steps") or [])),
                       f"#{last.id} {_styled(last.status)}" if last else "never",
@@ -867,7 +867,12 @@ def workflow_test(
     with _clear_errors(), _open_store() as store:
         record = RunStore(store.engine).get_workflow(name)
         workflow = workflow_from_definition(record.definition)
-        report = asyncio.run(test_workflow(workflow, live=live, clients=store_clients(store)))
+        sample = None
+        if workflow.trigger.kind in ("schedule", "manual"):  # a fire time's trigger, or the inputs' defaults
+            from qbflow.engine.sources import source_for
+
+            sample = source_for(workflow.trigger.kind).sample(workflow)
+        report = asyncio.run(test_workflow(workflow, live=live, clients=store_clients(store), sample=sample))
     result = report.to_dict()
     typer.echo(json.dumps(result, indent=2, default=str))
     if any(step.get("error") for step in result.get("steps", [])):

@@ -149,3 +149,20 @@ def test_workflow_run_on_the_command_line(tmp_path: Path) -> None:
     assert "Statement for Birch Bay over 7 days" in shown.output
     listed = cli(tmp_path, key, "runs", "list")
     assert "queued" in listed.output and "succeeded" in listed.output
+
+
+def test_workflow_test_and_list_show_manual_and_schedule_workflows(tmp_path: Path) -> None:
+    key = SecretBox.generate_key()
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "flows" / "statement.yaml").write_text(STATEMENT)
+    (tmp_path / "flows" / "tick.yaml").write_text(
+        "name: Tick\ntrigger: {kind: schedule, every: 1h}\n"
+        "steps: [{id: a, action: log, input: {message: 'tick {{ trigger.fire_time }}'}}]\n")
+    assert cli(tmp_path, key, "workflow", "add", str(tmp_path / "flows")).exit_code == 0
+    tested = cli(tmp_path, key, "workflow", "test", "Send statement")
+    assert tested.exit_code == 0, tested.output
+    assert "Statement for example over 30 days" in tested.output
+    tick = cli(tmp_path, key, "workflow", "test", "Tick")
+    assert tick.exit_code == 0 and ":00:00Z" in json.loads(tick.output)["trigger"]["fire_time"]
+    listed = cli(tmp_path, key, "workflow", "list").output
+    assert "manual" in listed and "schedule" in listed

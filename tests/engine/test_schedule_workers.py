@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
+from qbflow.engine.manual import start_manual_run
 from qbflow.engine.stored import store_workflow
 from qbflow.engine.workers import QUEUE_RUNS, TASK_RUN, Workers
 from qbflow.engine.workflow import load_workflow_text
@@ -61,3 +62,8 @@ async def test_a_schedule_fires_once_across_two_workers(two_workers: tuple[Clock
     clock.set(ny(2026, 3, 9, 8, 0, 1))
     assert sum("schedule runs 1" in answer for answer in await tick()) == 1
     assert len(runs.list_runs()) == 2
+
+    # "Run now" (CLI, API, dashboard) stores a run without a job: the next schedule tick delivers it, once.
+    by_hand = start_manual_run(runs, "Monday reminder", {}, started_by="api")
+    assert sum("runs re-delivered 1" in answer for answer in await tick()) == 1
+    assert [job.args for job in jobs(pg, TASK_RUN) if job.status == "todo"][-1] == {"run_id": by_hand}

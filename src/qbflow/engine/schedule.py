@@ -94,7 +94,11 @@ class ScheduleSource:
                 continue
             key = self._key(runs, record)
             if key not in self._parsed:
-                self._parsed[key] = Workflow.model_validate(record.definition)
+                try:
+                    self._parsed[key] = Workflow.model_validate(record.definition)
+                except ValueError as error:  # stored by an older qbflow, say: one bad workflow stops no other
+                    log.warning("schedule of workflow %r cannot be read, so it does not fire: %s", record.name, error)
+                    continue
             found.append((record, self._parsed[key]))
         return found
 
