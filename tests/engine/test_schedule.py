@@ -5,6 +5,7 @@ make one run. On SQLite and PostgreSQL (`runs`)."""
 
 from __future__ import annotations
 
+import asyncio
 import textwrap
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -280,3 +281,28 @@ def test_two_collectors_racing_on_one_fire_time_store_it_once(runs: RunStore) ->
     with ThreadPoolExecutor(4) as pool:
         made = [run_id for ids in pool.map(collector, range(1, 5)) for run_id in ids]
     assert len(made) == 1 and [r.id for r in runs.list_runs()] == made
+
+
+async def test_the_running_engine_fires_a_schedule_on_its_tick(runs: RunStore, sandbox: Sandbox, realm: str,
+                                                               token: str) -> None:
+    reminder(runs)
+    clock = Clock(ny(2026, 3, 1, 12, 0))
+    qbflow = engine(runs, sandbox, realm, token, clock)
+    stop, ran = asyncio.Event(), asyncio.Event()
+    ticks = 0
+
+    def on_cycle(report: Any) -> None:
+        nonlocal ticks
+        ticks += 1
+        if ticks == 2:
+            clock.set(ny(2026, 3, 2, 8, 0, 1))  # the schedule started at the first tick; Monday comes
+        if report.runs:
+            ran.set()
+
+    task = asyncio.create_task(qbflow.run_forever(tick=0.01, on_cycle=on_cycle, stop=stop))
+    try:
+        await asyncio.wait_for(ran.wait(), timeout=60)
+    finally:
+        stop.set()
+        await task
+    assert fire_times(runs) == ["2026-03-02T08:00:00-05:00"]

@@ -67,3 +67,10 @@ async def test_a_schedule_fires_once_across_two_workers(two_workers: tuple[Clock
     by_hand = start_manual_run(runs, "Monday reminder", {}, started_by="api")
     assert sum("runs re-delivered 1" in answer for answer in await tick()) == 1
     assert [job.args for job in jobs(pg, TASK_RUN) if job.status == "todo"][-1] == {"run_id": by_hand}
+
+    # No tick for three Mondays (every worker stopped): the latest of them runs once (catch_up: latest).
+    clock.set(ny(2026, 3, 31, 10, 0))
+    assert sum("schedule runs 1" in answer for answer in await tick()) == 1
+    newest = runs.get_run(runs.list_runs()[0].id)
+    assert newest.event is not None and newest.event.record["scheduled_for"] == "2026-03-30T08:00:00-04:00"
+    assert len(runs.list_runs()) == 4
