@@ -596,7 +596,7 @@ class RunStore:
                     .returning(Event.__table__.c.id))
                 event_id = session.scalars(stmt).one_or_none()
                 if event_id is not None:
-                    run_ids.append(session.scalars(_RUNS.insert().returning(_RUNS.c.id), [{
+                    run_ids.append(session.scalars(insert(_RUNS).returning(_RUNS.c.id), [{
                         "uid": str(uuid.uuid4()), "workflow_id": workflow_id, "event_id": event_id,
                         "status": RUN_QUEUED, "attempt": 0, "created_at": now, "order_key": f"schedule:{workflow_id}",
                         "lane": lane}]).one())
