@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -709,8 +709,8 @@ def workflow_list() -> None:
     for record, last in rows:
         definition = record.definition if isinstance(record.definition, dict) else {}
         trigger = definition.get("trigger") or {}
-        table.add_row(escape(record.name), escape(str(trigger.get("key", "?"))),
-                      escape(str(trigger.get("connection", "?"))),
+        table.add_row(escape(record.name), escape(str(trigger.get("key") or trigger.get("kind") or "?")),
+                      escape(str(trigger.get("connection") or definition.get("connection") or "-")),
                       "[green]on[/green]" if record.enabled else "[dim]off[/dim]",
                       str(len(definition.get("steps") or [])),
                       f"#{last.id} {_styled(last.status)}" if last else "never",
@@ -867,11 +867,62 @@ def workflow_test(
     with _clear_errors(), _open_store() as store:
         record = RunStore(store.engine).get_workflow(name)
         workflow = workflow_from_definition(record.definition)
-        report = asyncio.run(test_workflow(workflow, live=live, clients=store_clients(store)))
+        sample = None
+        if workflow.trigger.kind in ("schedule", "manual"):  # a fire time's trigger, or the inputs' defaults
+            from qbflow.engine.sources import source_for
+
+            sample = source_for(workflow.trigger.kind).sample(workflow)
+        report = asyncio.run(test_workflow(workflow, live=live, clients=store_clients(store), sample=sample))
     result = report.to_dict()
     typer.echo(json.dumps(result, indent=2, default=str))
     if not report.ok:
         raise typer.Exit(1)
+
+
+@workflow_app.command("run")
+def workflow_run(
+    name: Annotated[str, typer.Argument(help="A stored manual (or schedule) workflow's name.")],
+    input_text: Annotated[str | None, typer.Option("--input", "-i", help="The inputs as a JSON object, @file.json, "
+                                                                         "or @- for standard input.")] = None,
+    now: Annotated[bool, typer.Option("--now", help="Run it here and now and show how it ended, instead of leaving it "
+                                                    "to a running engine or worker.")] = False,
+) -> None:
+    """Start a run of a workflow by hand (`trigger: {kind: manual}`, or a schedule's "run it now"), with its inputs
+    checked against the workflow's `inputs:`. It is queued for the engine (`qbflow run`, `up`, workers), or with
+    --now run here."""
+    from qbflow.engine.manual import start_manual_run
+    from qbflow.store import RunStore, WorkflowNotFound
+
+    given = _read_input(input_text)
+    with _clear_errors(), _open_store() as store, _connector_errors("workflow run"):
+        runs = RunStore(store.engine)
+        try:
+            run_id = start_manual_run(runs, name, given, started_by="cli")
+        except WorkflowNotFound as exc:
+            _fail(str(exc) + _nearest(name, [record.name for record in runs.list_workflows()]))
+        if not now:
+            console.print(f"Queued run {run_id} of {escape(name)!r}: a running engine (`qbflow run`, `qbflow up`) or "
+                          f"worker runs it; `qbflow runs show {run_id}` shows it.", soft_wrap=True)
+            return
+        claimed = runs.claim_run(run_id)
+        if claimed is None:
+            console.print(f"Run {run_id} was taken by a running engine; `qbflow runs show {run_id}` shows it.")
+            return
+        status = asyncio.run(_run_here(store, runs, run_id, claimed))
+    console.print(f"Run {run_id} of {escape(name)!r}: {_styled(status)}. `qbflow runs show {run_id}` shows each step.")
+    if status != "succeeded":
+        raise typer.Exit(1)
+
+
+async def _run_here(store: Store, runs: Any, run_id: int, claimed: Any) -> str:
+    from qbflow.engine.clients import ClientPool
+    from qbflow.engine.runner import Runner, store_clients
+
+    pool = ClientPool(store_clients(store))
+    try:
+        return (await Runner(runs, pool).run_once(run_id, claimed)).status
+    finally:
+        await pool.aclose()
 
 
 @app.command("run")

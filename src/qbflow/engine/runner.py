@@ -43,7 +43,7 @@ from pydantic import TypeAdapter
 
 from qbflow.connector.triggers import trigger as trigger_def
 from qbflow.engine.executor import DEFAULT_PUBLIC_URL, ClientFactory, Execution, RunState
-from qbflow.engine.sources import SOURCES
+from qbflow.engine.sources import source_for
 from qbflow.engine.steps.actions import READ_OPERATIONS, WRITE_OPERATIONS
 from qbflow.engine.steps.base import StepFailed, StepReport, WaitUntil, classify, error_json, jsonable
 from qbflow.engine.steps.base import render_input as _render_input
@@ -281,8 +281,11 @@ def sample_trigger(workflow: Workflow) -> dict[str, Any]:
     record, or the trigger source's sample (a webhook's body, a schedule's next fire time, manual inputs)."""
     if isinstance(workflow.trigger, TriggerSpec):
         return trigger_def(workflow.trigger.key).sample_record()
-    source = SOURCES.get(workflow.trigger.kind)
-    return dict(source.sample(workflow)) if source is not None else {}
+    try:
+        source = source_for(workflow.trigger.kind)
+    except KeyError:
+        return {}
+    return dict(source.sample(workflow))
 
 
 @dataclass

@@ -43,6 +43,7 @@ from typing import Any, Protocol
 
 from qbflow.connector.polling import PollCursor, poll_shared
 from qbflow.connector.triggers import trigger as trigger_for
+from qbflow.engine.schedule import ScheduleSource, collect_schedules
 from qbflow.engine.templates import make_context, render_condition
 from qbflow.engine.workflow import Workflow, trigger_kind
 from qbflow.errors import QBFlowError
@@ -184,6 +185,7 @@ class Engine:
         self.max_records = max_records
         self.paused: dict[str, str] = {}  # connection -> why (needs reconnecting)
         self._hints: set[str] = set()  # connections to poll at once (request_poll)
+        self._schedules = ScheduleSource()  # this engine's memory of the schedules' next fire times
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()  # run_forever's stop, seen between runs
 
@@ -319,6 +321,17 @@ class Engine:
                 log.warning("%s", message)
             return
 
+    def collect_due(self) -> list[int]:
+        """Store the fire times that are due of schedule workflows, with their runs (`engine.schedule`)."""
+        try:
+            created = collect_schedules(self.runs, self.clock(), on_runs=self.on_runs, source=self._schedules)
+        except Exception as error:  # a bug or the database: report it, keep the engine alive (the next tick retries)
+            log.exception("collecting due schedules failed")
+            self._report.errors.append(f"schedules: unexpected error: {error!r}")
+            return []
+        self._report.events += len(created)
+        return created
+
     def request_poll(self, connection: str) -> None:
         """Poll `connection`'s company at once, due or not (a webhook said something changed there). Several
         requests before the next cycle make one poll; events it finds are de-duplicated with every other poll."""
@@ -452,6 +465,7 @@ class Engine:
         self._wake.clear()
         by_connection = enabled_by_connection(self.runs)
         self._start_polls(hinted, by_connection, force=force)
+        self.collect_due()
         if self._poll_tasks:
             await asyncio.wait(set(self._poll_tasks))
         self._refresh_lanes(by_connection)
@@ -484,6 +498,8 @@ class Engine:
                     by_connection = enabled_by_connection(self.runs)
                     self._refresh_lanes(by_connection)
                     self._start_polls(hinted, by_connection)
+                    if now >= next_tick:
+                        self.collect_due()
                 if self._next_due is not None and self._next_due <= self.clock():
                     self._next_due = None
                     self._refresh_lanes()

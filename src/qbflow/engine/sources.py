@@ -13,12 +13,13 @@ itself in `SOURCES` under its kind.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from qbflow.engine.workflow import Workflow
-from qbflow.store.runs import RunStore, WorkflowRecord
+from qbflow.store.runs import RunsHook, RunStore, WorkflowRecord
 
 __all__ = ["SOURCES", "DueSource", "TriggerSource", "register_source", "source_for"]
 
@@ -39,8 +40,9 @@ class DueSource(TriggerSource, Protocol):
     """A source the engine asks on its ticks (schedules): it stores the events that are due by `now`."""
 
     async def collect(self, runs: RunStore, workflows: Sequence[tuple[WorkflowRecord, Workflow]],
-                      now: datetime) -> list[int]:
-        """Store every event due by `now` for these enabled workflows of this kind; the new runs' ids."""
+                      now: datetime, *, on_runs: RunsHook | None = None) -> list[int]:
+        """Store every event due by `now` for these enabled workflows of this kind; the new runs' ids. `on_runs`:
+        called in the transaction that stores new runs (the workers enqueue their jobs there)."""
         ...
 
     def next_due(self, runs: RunStore, workflows: Sequence[tuple[WorkflowRecord, Workflow]],
@@ -60,4 +62,9 @@ def register_source(source: TriggerSource) -> TriggerSource:
 
 def source_for(kind: str) -> TriggerSource:
     """The source of a trigger kind (KeyError when none is registered)."""
+    if kind not in SOURCES and kind in _BUILT_IN:
+        importlib.import_module(_BUILT_IN[kind])  # registers itself
     return SOURCES[kind]
+
+
+_BUILT_IN = {"schedule": "qbflow.engine.schedule", "manual": "qbflow.engine.manual"}

@@ -12,6 +12,7 @@ The database stays the truth and the queue is delivery only:
   no job (`qbflow runs retry`, a crash between a run's outcome and its retry's job), and runs left "running"
   whose job is gone (a run is "running" only while its job is being done: one without a job would otherwise
   never finish; its new job resumes it).
+  It also stores the schedules' due fire times (`engine.schedule`), each run's job enqueued in that transaction.
 * `qbflow.poll_company(connection)` polls one company exactly as the embedded engine does
   (`Engine.poll_connection`: one shared read for all its workflows). Its queueing lock `poll:<connection>` makes
   a second waiting poll of a company impossible, its lock of the same name keeps two workers from polling the
@@ -286,7 +287,10 @@ class Workers:
             swept += await self.defer_run(run_id)
         if swept:
             log.warning("re-delivered %d due or running run(s) that had no job", swept)
-        return f"polls queued {polls}, runs re-delivered {swept}"
+        # Schedules' due fire times, their runs' jobs enqueued in the same transaction (fired once: this task is
+        # deferred once per tick across workers, and each fire time is stored once anyway).
+        fired = len(self.scheduler.collect_due())
+        return f"polls queued {polls}, runs re-delivered {swept}" + (f", schedule runs {fired}" if fired else "")
 
     async def poll_company(self, connection: str, *, force: bool = False) -> str:
         """Poll one company for all its enabled workflows (if one is due, or `force`), as the embedded engine does."""

@@ -45,6 +45,7 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
+    field_serializer,
     field_validator,
     model_serializer,
     model_validator,
@@ -54,6 +55,7 @@ from qbflow.connector.base import MISSING, ActionInput, problems_of
 from qbflow.connector.registry import UnknownAction, action
 from qbflow.connector.triggers import UnknownTrigger, trigger
 from qbflow.engine import templates
+from qbflow.engine.cron import MIN_EVERY, Timetable, check_cron, check_timezone
 from qbflow.errors import QBFlowError
 
 __all__ = [
@@ -62,6 +64,8 @@ __all__ = [
     "STEP_KINDS",
     "MIN_POLL_INTERVAL",
     "HttpRequestInput",
+    "INPUT_TYPES",
+    "InputSpec",
     "LogInput",
     "Step",
     "TRIGGER_KINDS",
@@ -74,6 +78,7 @@ __all__ = [
     "WorkflowInvalid",
     "WorkflowProblem",
     "input_model_for",
+    "input_value_problem",
     "load_workflow",
     "load_workflow_text",
     "parse_interval",
@@ -205,16 +210,117 @@ class WebhookTrigger(_OtherTrigger):
 
 
 class ScheduleTrigger(_OtherTrigger):
-    """A schedule (`kind: schedule`): cron expression with a time zone, or an interval."""
+    """A schedule (`kind: schedule`): a cron expression in a time zone, or an interval (`every`); each fire time
+    is one event. Fire times missed while qbflow was stopped (or the workflow off) follow `catch_up`: the latest
+    of them runs once (default), all of them run (at most `MAX_CATCH_UP`, the latest), or none."""
 
     kind: Literal["schedule"]
+    cron: str | None = None
+    timezone: str = "UTC"
+    every: dt.timedelta | None = None
+    catch_up: Literal["latest", "all", "none"] = "latest"
 
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        return None if value is None else check_cron(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        check_timezone(value)
+        return value
+
+    @field_validator("every", mode="before")
+    @classmethod
+    def _every(cls, value: Any) -> dt.timedelta | None:
+        if value is None:
+            return None
+        interval = parse_interval(value)
+        if interval < MIN_EVERY or interval.total_seconds() % 60:
+            raise ValueError(f"must be whole minutes, at least 1m, got {value!r}")
+        return interval
+
+    @field_serializer("every")
+    def _every_seconds(self, value: dt.timedelta | None) -> float | None:
+        return None if value is None else value.total_seconds()  # read back by parse_interval, unlike "PT15M"
+
+    @model_validator(mode="after")
+    def _one_timetable(self) -> ScheduleTrigger:
+        if (self.cron is None) == (self.every is None):
+            raise ValueError("a schedule needs exactly one of `cron` (e.g. '0 8 * * MON') or `every` (e.g. '15m')"
+                             + (", not both" if self.cron is not None else ""))
+        return self
+
+    @property
+    def label(self) -> str:
+        """How lists show the trigger: "schedule 0 8 * * MON America/New_York" or "schedule every 15m"."""
+        if self.cron is not None:
+            return f"schedule {self.cron}" + (f" {self.timezone}" if self.timezone != "UTC" else "")
+        seconds = int(self.every.total_seconds()) if self.every else 0
+        return "schedule every " + _interval_text(seconds)
+
+    def timetable(self) -> Timetable:
+        """When it fires."""
+        return Timetable(cron=self.cron, every=self.every, zone=check_timezone(self.timezone))
+
+
+def _interval_text(seconds: int) -> str:
+    parts = [(seconds // 86400, "d"), (seconds % 86400 // 3600, "h"), (seconds % 3600 // 60, "m"), (seconds % 60, "s")]
+    return "".join(f"{n}{unit}" for n, unit in parts if n) or "0s"
 
 
 class ManualTrigger(_OtherTrigger):
-    """Started by a person (`kind: manual`): `qbflow workflow run`, the API or the dashboard's "Run now"."""
+    """Started by a person (`kind: manual`): `qbflow workflow run`, the API or the dashboard's "Run now", with the
+    values of the workflow's declared `inputs:` (templates see them as `trigger.inputs.<name>`)."""
 
     kind: Literal["manual"]
+
+
+INPUT_TYPES = ("string", "number", "integer", "boolean", "date", "object", "array")
+
+
+class InputSpec(_Strict):
+    """One declared input of a manually started workflow (`inputs: {name: {type, required, default, ...}}`)."""
+
+    type: Literal["string", "number", "integer", "boolean", "date", "object", "array"] = "string"
+    required: bool = False
+    default: Any = None
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _default_fits(self) -> InputSpec:
+        if self.default is not None:
+            problem = input_value_problem(self.type, self.default)
+            if problem:
+                raise ValueError(f"default {self.default!r} does not fit: {problem}")
+        return self
+
+
+def input_value_problem(kind: str, value: Any) -> str | None:
+    """Why `value` is not a valid value of an input of type `kind` (None: it is)."""
+    fits = {
+        "string": isinstance(value, str),
+        "number": isinstance(value, int | float) and not isinstance(value, bool),
+        "integer": isinstance(value, int) and not isinstance(value, bool),
+        "boolean": isinstance(value, bool),
+        "object": isinstance(value, dict),
+        "array": isinstance(value, list),
+        "date": isinstance(value, dt.date) or (isinstance(value, str) and _is_date(value)),
+    }[kind]
+    if fits:
+        return None
+    expected = {"date": "a date as YYYY-MM-DD", "integer": "a whole number", "object": "an object (a mapping)",
+                "array": "an array (a list)", "boolean": "true or false"}.get(kind, f"a {kind}")
+    return f"expected {expected}, got {type(value).__name__} {value!r}"
+
+
+def _is_date(text: str) -> bool:
+    try:
+        dt.date.fromisoformat(text)
+    except ValueError:
+        return False
+    return len(text) == 10
 
 
 
@@ -463,9 +569,20 @@ class Workflow(_Strict):
     trigger: AnyTrigger
     # The connection of QuickBooks steps that name none: the trigger's for a `qbo` trigger, else this one.
     connection: str | None = Field(default=None, min_length=1)
+    # What a manual run is given (`trigger.inputs.<name>`): only with `kind: manual`.
+    inputs: dict[str, InputSpec] = Field(default_factory=dict)
     steps: list[Step] = Field(min_length=1)
     on_error: list[Step] = Field(default_factory=list)  # run when a run fails for good, `error` in templates
     source: str | None = Field(default=None, exclude=True)  # the file it came from
+
+    @field_validator("inputs")
+    @classmethod
+    def _input_names(cls, value: dict[str, InputSpec]) -> dict[str, InputSpec]:
+        for name in value:
+            if not _STEP_ID.match(name):
+                raise ValueError(f"an input's name is letters, digits and underscores, not starting with a digit "
+                                 f"(templates use it as trigger.inputs.<name>), got {name!r}")
+        return value
 
     @model_validator(mode="after")
     def _default_connections(self) -> Workflow:
@@ -710,6 +827,8 @@ class _Checker:
             model = TRIGGER_KINDS.get(trigger_kind(spec if isinstance(spec, Mapping) else {}), TriggerSpec)
         elif len(path) > 2 and path[-2] == "approval":
             return list(ApprovalSpec.model_fields)
+        elif path[0] == "inputs":
+            return list(InputSpec.model_fields)
         elif len(path) > 1:
             return [_alias(name) for name in Step.model_fields]
         return [name for name in model.model_fields if name != "source"]
@@ -720,6 +839,9 @@ class _Checker:
         trigger_connection = data.get("connection")
         if isinstance(trigger_connection, str):
             self._check_connection(("connection",), trigger_connection)
+        if data.get("inputs") and isinstance(spec, dict) and trigger_kind(spec) != "manual":
+            self.add(("inputs",), f"only a manual trigger (`kind: manual`) takes inputs; this one is "
+                     f"{trigger_kind(spec)!r}", at="key")
         if isinstance(spec, dict) and trigger_kind(spec) == "qbo":
             key = spec.get("key")
             if isinstance(key, str):

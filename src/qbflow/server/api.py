@@ -547,6 +547,50 @@ def disable_workflow(request: Request, name: str) -> WorkflowOut:
     return _set_enabled(request, name, False)
 
 
+class ManualRunIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    inputs: dict[str, Any] = Field(default_factory=dict, description="Values of the workflow's declared `inputs:`.")
+
+
+class ManualRunOut(BaseModel):
+    run_id: int
+    run: RunOut
+    detail: str
+
+
+class InputsInvalidOut(BaseModel):
+    detail: str
+    problems: list[str] = Field(description='Each input problem, "name: what is wrong".')
+
+
+@router.post("/workflows/{name}/runs", response_model=ManualRunOut, status_code=status.HTTP_201_CREATED,
+             tags=["workflows"], responses={
+                 404: {"model": ErrorOut},
+                 409: {"model": ErrorOut, "description": "It cannot be started by hand (its trigger, or it is off)."},
+                 422: {"model": InputsInvalidOut | ParametersInvalidOut,
+                       "description": "The inputs do not fit the workflow's `inputs:` (or the body is not JSON)."}})
+def start_run(request: Request, name: str, body: ManualRunIn | None = None) -> ManualRunOut | JSONResponse:
+    """Start a run of a manual (or schedule) workflow now, with its inputs (`qbflow workflow run`): queued for the
+    engine or the workers, which run it as soon as they can."""
+    from qbflow.engine.manual import ManualRunRefused, start_manual_run
+
+    runs = _runs(request)
+    if not _storable(name):
+        raise _workflow_missing(name)
+    try:
+        run_id = start_manual_run(runs, name, (body or ManualRunIn()).inputs, started_by="api")
+    except WorkflowNotFound:
+        raise _workflow_missing(name) from None
+    except ManualRunRefused as error:
+        if not error.problems:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+        out = InputsInvalidOut(detail=str(error).splitlines()[0], problems=error.problems)
+        return JSONResponse(out.model_dump(mode="json"), status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+    return ManualRunOut(run_id=run_id, run=_run_out(runs.get_run(run_id)),
+                        detail=f"run {run_id} is queued; GET /api/runs/{run_id} follows it")
+
+
 # --- runs -------------------------------------------------------------------------------------------------
 
 RunId = Annotated[int, Path(ge=1, le=MAX_ID, description="The run's id.")]

@@ -201,7 +201,10 @@ def _workflow_rows(runs: RunStore) -> list[dict[str, Any]]:
             next_poll = "at the next cycle"
         else:
             next_poll = _at(polls[record.id])
+        if trigger_kind(trigger) == "manual" and record.enabled:
+            next_poll = "when started by hand"
         rows.append({"record": record, "trigger": trigger.get("key", trigger_kind(trigger)),
+                     "runnable": record.enabled and trigger_kind(trigger) in ("manual", "schedule"),
                      "connection": trigger.get("connection", definition.get("connection") or "-"),
                      "steps": len(definition.get("steps") or []), "last": last, "next_poll": next_poll,
                      "polled": record.id in polls})
@@ -290,6 +293,63 @@ def set_workflow_state(request: Request, name: Annotated[str, Form()] = "", enab
     else:
         flash(request, f"Workflow {name!r} is now {'on' if enabled == 'on' else 'off'}.")
     return _redirect(safe_next(next, "/workflows"))
+
+
+def _run_form(request: Request, name: str, values: dict[str, str] | None = None, problems: list[str] | None = None,
+              status_code: int = 200) -> HTMLResponse:
+    """The "Run now" page of a workflow: one field per declared input (`inputs:`)."""
+    from qbflow.engine.workflow import Workflow
+
+    try:
+        record = _runs(request).get_workflow(name)
+    except WorkflowNotFound as exc:
+        return problem_page(request, 404, "No such workflow", str(exc), back="/workflows",
+                            back_label="Back to the workflows")
+    workflow = Workflow.model_validate(record.definition)
+    fields = [{"name": key, "spec": spec, "value": (values or {}).get(key, "" if spec.default is None else
+                                                                      _default_text(spec.default))}
+              for key, spec in workflow.inputs.items()]
+    return render(request, "workflow_run.html", {"workflow": record, "kind": workflow.trigger.kind, "fields": fields,
+                                                  "problems": problems or []}, status_code=status_code)
+
+
+def _default_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value) if isinstance(value, dict | list) else str(value)
+
+
+@router.get("/workflows/run", dependencies=[LoggedIn])
+def run_now_page(request: Request, name: str = "") -> HTMLResponse:
+    return _run_form(request, name)
+
+
+@router.post("/workflows/run", dependencies=[LoggedIn])
+async def run_now(request: Request) -> Response:
+    """Start a manual run with the form's inputs; its page shows how it goes."""
+    from qbflow.engine.manual import ManualRunRefused, form_value, start_manual_run
+    from qbflow.engine.workflow import Workflow
+
+    form = await request.form()
+    if (refused := csrf_refused(request, str(form.get("csrf") or ""))) is not None:
+        return refused
+    name = str(form.get("name") or "")
+    runs = _runs(request)
+    try:
+        workflow = Workflow.model_validate(runs.get_workflow(name).definition)
+        texts = {key: str(form.get(f"input.{key}") or "") for key in workflow.inputs}
+        # An empty field is no value (its default applies); an unticked box is false.
+        given = {key: value for key, spec in workflow.inputs.items()
+                 if (value := form_value(spec.type, texts[key])) is not None}
+        run_id = start_manual_run(runs, name, given, started_by="dashboard")
+    except WorkflowNotFound as exc:
+        return problem_page(request, 404, "No such workflow", str(exc), back="/workflows",
+                            back_label="Back to the workflows")
+    except ManualRunRefused as exc:
+        if exc.problems:
+            return _run_form(request, name, texts, exc.problems, status_code=422)
+        return problem_page(request, 409, "Not started", str(exc), back="/workflows",
+                            back_label="Back to the workflows")
+    flash(request, f"Run {run_id} of {name!r} is queued; the engine runs it.")
+    return _redirect(f"/runs/{run_id}")
 
 
 @router.post("/workflows/upload", dependencies=[LoggedIn])

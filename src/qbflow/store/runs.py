@@ -29,7 +29,7 @@ import json
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any, TypeVar
 
@@ -567,6 +567,43 @@ class RunStore:
             if on_runs is not None:
                 on_runs(session.connection(), [run_id])
         return run_id
+
+    def record_schedule(
+        self, workflow_id: int, *, events: Sequence[tuple[str, Any]], reached: datetime, next_at: datetime | None,
+        lane: str | None = None, now: datetime | None = None, on_runs: RunsHook | None = None,
+    ) -> builtins.list[int]:
+        """Store a schedule's due fire times in ONE transaction: each `(dedup_key, payload)` event not stored
+        before with its queued run, and the schedule's cursor (trigger_cursors, realm "" and trigger key
+        "schedule": the time it has fired up to, `reached`, never moved back, and its next fire time). Several
+        workers firing the same time store it once. Runs of one schedule run one at a time, oldest first."""
+        now = now or utcnow()
+        cursor_json = json.dumps({"reached": reached.astimezone(UTC).isoformat()})
+        with write_session(self.engine) as session:
+            insert = _insert_for(session)
+            session.execute(insert(TriggerCursor.__table__).values(
+                workflow_id=workflow_id, realm_id="", trigger_key="schedule", connection=lane or "",
+                cursor=cursor_json, last_poll_at=now, next_poll_at=next_at, updated_at=now,
+            ).on_conflict_do_nothing(index_elements=["workflow_id", "realm_id", "trigger_key"]))
+            cursor = session.scalars(_cursor_query(workflow_id, "schedule", "").with_for_update()).one()
+            if datetime.fromisoformat(json.loads(cursor.cursor)["reached"]) < reached:
+                cursor.cursor, cursor.next_poll_at = cursor_json, next_at
+            cursor.connection, cursor.last_poll_at, cursor.updated_at = lane or "", now, now
+            run_ids: builtins.list[int] = []
+            for dedup_key, payload in events:
+                stmt = (insert(Event.__table__).values(
+                    workflow_id=workflow_id, realm_id="", trigger_key="schedule", entity="", record_id="",
+                    sync_token=None, dedup_key=dedup_key, record=payload, changed_at=now, seen_at=now)
+                    .on_conflict_do_nothing(index_elements=["workflow_id", "realm_id", "dedup_key"])
+                    .returning(Event.__table__.c.id))
+                event_id = session.scalars(stmt).one_or_none()
+                if event_id is not None:
+                    run_ids.append(session.scalars(insert(_RUNS).returning(_RUNS.c.id), [{
+                        "uid": str(uuid.uuid4()), "workflow_id": workflow_id, "event_id": event_id,
+                        "status": RUN_QUEUED, "attempt": 0, "created_at": now, "order_key": f"schedule:{workflow_id}",
+                        "lane": lane}]).one())
+            if on_runs is not None and run_ids:
+                on_runs(session.connection(), run_ids)
+        return run_ids
 
     def record_poll_error(
         self,
