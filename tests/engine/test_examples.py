@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from qbflow.engine.demo import SANDBOX_CONNECTION, example_files, examples_dir, load_examples
+from qbflow.app.up import SANDBOX_CONNECTION, example_files, examples_dir, load_examples
 from qbflow.engine.workflow import validate_workflow
 from qbflow.store import RunRecord, RunStore, open_store
 from tests.qbo.test_connect_cli import CLIENT_ID, CLIENT_SECRET, qbflow_env, stored

@@ -16,8 +16,9 @@ import yaml
 from rich.cells import cell_len
 from rich.console import Console
 
+from qbflow.app.run import run_engine
 from qbflow.connector.polling import PollCursor, TriggerEvent
-from qbflow.engine.live import EngineStats, build_view, run_engine
+from qbflow.engine.live import EngineStats, build_view
 from qbflow.engine.scheduler import CycleReport
 from qbflow.engine.workflow import load_workflow_text
 from qbflow.qbo import StaticTokens

@@ -63,7 +63,7 @@ from qbflow.store.models import RUN_QUEUED, RUN_RUNNING, RUN_WAITING_RETRY
 from qbflow.store.runs import RunNotFound, RunStore
 
 __all__ = ["QUEUES", "WorkerOptions", "Workers", "WorkersUnavailable", "enqueue_runs", "ensure_schema",
-           "list_workers", "require_postgres", "run_worker"]
+           "list_workers", "require_postgres"]
 
 log = logging.getLogger("qbflow.workers")
 
@@ -377,27 +377,6 @@ class Workers:
             delete_jobs="successful", update_heartbeat_interval=self.options.heartbeat,
             stalled_worker_timeout=self.options.stalled_after,
             fetch_job_polling_interval=min(5.0, float(self.options.tick)))
-
-
-async def run_worker(store: Any, *, concurrency: int = 4, queues: Iterable[str] | None = None,
-                     options: WorkerOptions | None = None, on_ready: Callable[[], None] | None = None) -> None:
-    """`qbflow worker`: a worker on `store`'s PostgreSQL database, until SIGTERM or SIGINT (jobs in flight finish)."""
-    from qbflow.engine.clients import ClientPool
-    from qbflow.engine.runner import store_clients
-    from qbflow.qbo.pacing import pacing_backend
-
-    require_postgres(store.engine.url)
-    ensure_schema(store.engine)
-    # Intuit's per-company limits held across every worker (QBFLOW_SHARED_LIMITS, on by default).
-    pool = ClientPool(store_clients(store, pacer_for=lambda realm: pacing_backend(store.engine).pacer(realm)))
-    workers = Workers(RunStore(store.engine), pool, options=options, pool_size=concurrency + 4)
-    try:
-        async with workers.opened():
-            if on_ready is not None:
-                on_ready()
-            await workers.run_worker(concurrency=concurrency, queues=queues)
-    finally:
-        await pool.aclose()
 
 
 @dataclass(frozen=True)
