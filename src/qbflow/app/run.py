@@ -17,19 +17,19 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from rich.console import Console, RenderableType
 from rich.live import Live
 from rich.logging import RichHandler
 
 from qbflow.app.signals import stop_on_signals
-from qbflow.engine.clients import ClientPool
+from qbflow.engine.clients import ClientFactory, ClientPool
 from qbflow.engine.live import STOP_HINT, CycleLines, EngineStats, build_view, summary_line
-from qbflow.engine.runner import ClientFactory, Runner, store_clients
-from qbflow.engine.scheduler import Engine
+from qbflow.engine.runner import Runner, store_clients
+from qbflow.engine.scheduler import CycleReport, Engine, RunExecutor
 from qbflow.settings import get_settings
-from qbflow.store.runs import RunStore
+from qbflow.store import Store
+from qbflow.store.runs import RunRecord, RunStore
 
 __all__ = ["EngineParts", "build_engine", "run_engine"]
 
@@ -41,17 +41,14 @@ REFRESH_SECONDS = 1.0
 class _CountingRunner:
     """The runner, with each run's outcome counted for the view."""
 
-    def __init__(self, runner: Any, stats: EngineStats) -> None:
+    def __init__(self, runner: RunExecutor, stats: EngineStats) -> None:
         self._runner = runner
         self._stats = stats
 
-    async def run_once(self, run_id: int, claimed: Any = None, *, detail: bool = True) -> Any:
+    async def run_once(self, run_id: int, claimed: RunRecord | None = None, *, detail: bool = True) -> RunRecord:
         record = await self._runner.run_once(run_id, claimed, detail=detail)
         self._stats.add_run(record)
         return record
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._runner, name)
 
 
 @contextlib.contextmanager
@@ -69,18 +66,11 @@ def _logs_through(console: Console) -> Iterator[None]:
         logger.propagate = propagate
 
 
-def _database(store: Any) -> str | None:
-    engine = getattr(store, "engine", None)
-    url = getattr(engine, "url", None)
-    if url is None:
-        return None
-    try:
-        return url.render_as_string(hide_password=True)
-    except AttributeError:
-        return str(url)
+def _database(store: Store) -> str:
+    return store.engine.url.render_as_string(hide_password=True)
 
 
-async def _run_live(engine: Any, runs: RunStore, stats: EngineStats, console: Console, *, tick: float,
+async def _run_live(engine: Engine, runs: RunStore, stats: EngineStats, console: Console, *, tick: float,
                     stop: asyncio.Event, on_ready: Callable[[], None] | None, database: str | None) -> None:
     failed_draw: list[str] = []
 
@@ -99,7 +89,7 @@ async def _run_live(engine: Any, runs: RunStore, stats: EngineStats, console: Co
                     failed_draw.append(str(error))
                     log.warning("could not redraw the view: %s", error)
 
-        def on_cycle(report: Any) -> None:
+        def on_cycle(report: CycleReport) -> None:
             stats.add_cycle(report)
             refresh()
 
@@ -121,7 +111,7 @@ async def _run_live(engine: Any, runs: RunStore, stats: EngineStats, console: Co
         refresh("stopped")
 
 
-async def _run_plain(engine: Any, stats: EngineStats, console: Console, *, tick: float, stop: asyncio.Event,
+async def _run_plain(engine: Engine, stats: EngineStats, console: Console, *, tick: float, stop: asyncio.Event,
                      on_ready: Callable[[], None] | None) -> None:
     lines = CycleLines(console, stats)
     console.print("qbflow engine running; " + STOP_HINT, markup=False, highlight=False)
@@ -149,7 +139,7 @@ class EngineParts:
             await self.pool.aclose()
 
 
-async def build_engine(store: Any, *, clients: ClientFactory | None = None, max_runs: int | None = None,
+async def build_engine(store: Store, *, clients: ClientFactory | None = None, max_runs: int | None = None,
                        runs_per_company: int | None = None) -> EngineParts:
     """The scheduler and runner over `store` (`qbflow run`, `serve` and `up` all use this). Runs a crash or a stop
     left running are put back in the queue, to resume (with the same request ids) as soon as the engine cycles.
@@ -157,8 +147,10 @@ async def build_engine(store: Any, *, clients: ClientFactory | None = None, max_
     settings = get_settings()
     runs = RunStore(store.engine)
     # One client per connection for the engine's lifetime: polls and runs reuse its connections to Intuit.
-    pool = None if clients is not None else ClientPool(store_clients(store))
-    clients = clients or pool
+    pool = None
+    if clients is None:
+        pool = ClientPool(store_clients(store))
+        clients = pool
     stats = EngineStats()
     runner = Runner(runs, clients)
     resumed = runs.requeue_running()
@@ -168,7 +160,7 @@ async def build_engine(store: Any, *, clients: ClientFactory | None = None, max_
     return EngineParts(engine=engine, runner=runner, runs=runs, stats=stats, resumed=resumed, pool=pool)
 
 
-async def run_engine(store: Any, *, once: bool = False, tick: float = 1.0, live: bool | None = None,
+async def run_engine(store: Store, *, once: bool = False, tick: float = 1.0, live: bool | None = None,
                      console: Console | None = None, stop: asyncio.Event | None = None,
                      on_ready: Callable[[], None] | None = None, clients: ClientFactory | None = None,
                      parts: EngineParts | None = None, max_runs: int | None = None,

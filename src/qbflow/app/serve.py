@@ -127,12 +127,14 @@ async def run_server(store: Store, options: ServeOptions, *, console: Console, s
              if handoff else "no engine here (--no-engine); ") + STOP_HINT)
         if on_ready is not None:
             on_ready(url)
-        stopping = asyncio.ensure_future(stop.wait())
+        serving = served.task
+        assert serving is not None, "started"
+        stopping: asyncio.Future[object] = asyncio.ensure_future(stop.wait())
         try:
-            await asyncio.wait({stopping, served.task}, return_when=asyncio.FIRST_COMPLETED)  # type: ignore[arg-type]
+            await asyncio.wait({stopping, serving}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopping.cancel()
-        crashed = served.task is not None and served.task.done()
+        crashed = serving.done()
         if not crashed:
             say("stopping: waiting for the run in flight to finish…" if parts else "stopping…")
         await served.stop(timeout=None)

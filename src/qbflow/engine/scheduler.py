@@ -36,13 +36,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from qbflow.connector.polling import PollCursor, poll_shared
 from qbflow.connector.triggers import trigger as trigger_for
+from qbflow.engine.clients import ClientFactory
 from qbflow.engine.templates import make_context, render_condition
 from qbflow.engine.workflow import Workflow
 from qbflow.errors import QBFlowError
@@ -51,8 +52,6 @@ from qbflow.store.models import RUN_WAITING_RETRY
 from qbflow.store.runs import PollOutcome, RunRecord, RunsHook, RunStore, WorkflowRecord, order_key_for
 
 log = logging.getLogger("qbflow.engine")
-
-ClientFactory = Callable[[str], Awaitable[Any]]  # connection name -> QBOClient
 
 # Records of one entity one poll reads at most in query mode (a backfill): memory stays flat.
 BACKFILL_SLICE = 2000
@@ -76,7 +75,8 @@ _OTHERS = None  # the lane of runs whose company is not among the enabled workfl
 class RunExecutor(Protocol):
     """Executes one claimed run to its outcome (`qbflow.engine.runner.Runner`)."""
 
-    async def run_once(self, run_id: int, claimed: RunRecord | None = None, *, detail: bool = True) -> Any: ...
+    async def run_once(self, run_id: int, claimed: RunRecord | None = None, *, detail: bool = True) -> RunRecord:
+        ...
 
 
 @dataclass
