@@ -24,8 +24,8 @@ from qbflow.engine.workflow import load_workflow_text
 from qbflow.qbo import StaticTokens
 from qbflow.sandbox.app import Sandbox
 from qbflow.store import ConnectionNotFound, RunStore, SecretBox, Store, open_store
-from tests.engine.test_runner import NO_CLIENT_RETRY
-from tests.qbo.conftest import make_client
+from tests.support.clients import make_client
+from tests.support.engine import NO_CLIENT_RETRY
 
 NOW = datetime(2026, 3, 4, 10, 0, 0, tzinfo=UTC)
 WORKFLOW = """
