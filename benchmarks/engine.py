@@ -393,12 +393,12 @@ def _run_counts(db) -> tuple[Counter, list[float]]:
 
 def throughput(args: argparse.Namespace) -> dict:
     """One case of "throughput at latency"; the measurements as a dict (printed by `report_throughput`)."""
-    from tests.engine._procs import EngineProcess, qbflow
-    from tests.engine._workers_support import Company, connect_companies, tokens, utc_iso
-    from tests.qbo.test_connect_cli import CLIENT_ID as APP_ID
-    from tests.qbo.test_connect_cli import CLIENT_SECRET as APP_SECRET
-    from tests.qbo.test_connect_cli import qbflow_env
-    from tests.sandbox.test_server import running_sandbox
+    from tests.support.connect import CLIENT_ID as APP_ID
+    from tests.support.connect import CLIENT_SECRET as APP_SECRET
+    from tests.support.connect import qbflow_env
+    from tests.support.procs import EngineProcess, qbflow
+    from tests.support.sandbox import running_sandbox
+    from tests.support.workers import Company, connect_companies, tokens, utc_iso
 
     names = [f"co{n:02d}" for n in range(args.companies)]
     expected = args.companies * args.runs_per_company

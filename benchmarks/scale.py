@@ -1,7 +1,7 @@
 """Workers at scale: completed runs per second with 1, 2 and 4 `qbflow worker` processes, poll requests per
 company per cycle, and peak memory per worker.
 
-The workload is the scale test's (tests/engine/test_workers_scale.py, built by tests/engine/_workers_support.py),
+The workload is the scale test's (tests/engine/test_workers_scale.py, built by tests/support/workers.py),
 the same for every worker count: a sandbox in its own process with Intuit's throttles on, `--latency` seconds
 added to every answer, `--companies` companies (default 50) with 20 workflows each (one per New/Updated trigger
 of the ten trigger entities: reads, logs, and an invoice or a bill written for each new customer or vendor), 40
@@ -45,9 +45,11 @@ from qbflow.engine.workers import TASK_POLL, Workers  # noqa: E402
 from qbflow.store import RunStore  # noqa: E402
 from qbflow.store.db import make_engine  # noqa: E402
 from qbflow.store.models import RUN_SUCCEEDED, Run  # noqa: E402
-from tests.conftest import POSTGRES_ENV, POSTGRES_URL, postgres_database  # noqa: E402
-from tests.engine._procs import WorkerProcess, qbflow  # noqa: E402
-from tests.engine._workers_support import (  # noqa: E402
+from tests.support.connect import CLIENT_ID, CLIENT_SECRET, qbflow_env  # noqa: E402
+from tests.support.postgres import POSTGRES_ENV, POSTGRES_URL, postgres_database  # noqa: E402
+from tests.support.procs import WorkerProcess, qbflow  # noqa: E402
+from tests.support.sandbox import free_port  # noqa: E402
+from tests.support.workers import (  # noqa: E402
     CHANGES_PER_COMPANY,
     Company,
     connect_companies,
@@ -57,8 +59,6 @@ from tests.engine._workers_support import (  # noqa: E402
     wait_for,
     write_workflows,
 )
-from tests.qbo.test_connect_cli import CLIENT_ID, CLIENT_SECRET, qbflow_env  # noqa: E402
-from tests.sandbox.test_server import free_port  # noqa: E402
 
 # `qbflow sandbox`, wrapped to count the requests that read changes, per company (GET /_bench/polls).
 SANDBOX = """

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from qbflow.cli import app
-from qbflow.store import SecretBox, TokenResult, open_store
-
-SECRETS = ("client-secret-value-0123456789", "access-token-value-0123456789", "refresh-token-value-0123456789")
+from qbflow.store import SecretBox, open_store
+from tests.support.cli import SECRETS, add_connection, invoke
 
 
 @pytest.fixture
@@ -27,24 +23,6 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     for name, value in values.items():
         monkeypatch.setenv(name, value)
     return values
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(app, list(args))
-
-
-def add_connection(name: str = "acme") -> None:
-    client_secret, access, refresh = SECRETS
-    now = datetime.now(UTC)
-    with open_store() as store:
-        store.connections.add(
-            name=name, realm_id="9130000000000001", company_name="Acme [Books] Ltd", client_id="ABclient",
-            client_secret=client_secret, api_base="http://127.0.0.1:9",
-            token_endpoint="http://127.0.0.1:9/oauth2/v1/tokens/bearer",
-            revocation_endpoint="http://127.0.0.1:9/v2/oauth2/tokens/revoke", environment="local",
-            tokens=TokenResult(access_token=access, access_expires_at=now + timedelta(hours=1),
-                               refresh_token=refresh, refresh_expires_at=now + timedelta(days=100)),
-        )
 
 
 def test_list_with_no_connections(env) -> None:

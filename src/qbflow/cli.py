@@ -942,7 +942,7 @@ def run_engine(
 ) -> None:
     """The engine in the foreground: poll triggers when due, run the runs (concurrently, within Intuit's limits
     per company), until Ctrl-C or SIGTERM (runs in flight get 20 s to finish; the rest resume at the next start)."""
-    from qbflow.engine.live import run_engine as run
+    from qbflow.app.run import run_engine as run
 
     with _clear_errors(), _open_store() as store:
         asyncio.run(run(store, once=once, tick=tick, live=live, console=console, max_runs=max_runs,
@@ -968,7 +968,7 @@ def up(
 ) -> None:
     """qbflow working at once: the built-in sandbox, four example workflows, some activity, the engine and the
     server (dashboard and API)."""
-    from qbflow.engine.demo import UpOptions, run_up
+    from qbflow.app.up import UpOptions, run_up
     from qbflow.qbo.connect import Environment
 
     def confirm(question: str) -> bool:
@@ -1027,7 +1027,8 @@ def worker(
     import logging
     import os
 
-    from qbflow.engine.workers import QUEUES, WorkerOptions, run_worker
+    from qbflow.app.worker import run_worker
+    from qbflow.engine.workers import QUEUES, WorkerOptions
 
     _worker_database()
     chosen = [name.strip() for name in queues.split(",") if name.strip()] if queues else None
@@ -1186,7 +1187,7 @@ def serve(
 ) -> None:
     """The HTTP server: JSON API (/api, documented at /docs), Intuit webhooks and the dashboard, with the engine,
     until Ctrl-C."""
-    from qbflow.server.serving import ServeOptions, run_server
+    from qbflow.app.serve import ServeOptions, run_server
 
     if public_url is not None and not public_url.startswith(("http://", "https://")):
         raise typer.BadParameter(f"expected a URL starting with http:// or https://, not {public_url!r}",

@@ -12,7 +12,8 @@ import pytest
 from qbflow.connector.base import ActionContext
 from qbflow.qbo import QBOClient, StaticTokens
 from qbflow.sandbox.app import Sandbox
-from tests.qbo.conftest import CountingTransport, make_client
+from tests.support.clients import CountingTransport, make_client
+from tests.support.connect import env, sandbox_url  # noqa: F401 (fixtures: `qbflow sandbox`, connected as "demo")
 
 
 @pytest.fixture

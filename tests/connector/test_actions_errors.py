@@ -17,7 +17,7 @@ from qbflow.errors import QBFlowError
 from qbflow.qbo import QBOClient, StaticTokens
 from qbflow.sandbox.app import Sandbox
 from tests.connector.conftest import Books
-from tests.qbo.conftest import CountingTransport, make_client
+from tests.support.clients import CountingTransport, make_client
 
 CREATES = sorted(k for k, a in ACTIONS.items() if a.operation == "create")
 

@@ -28,7 +28,7 @@ from qbflow.errors import QBFlowError
 from qbflow.qbo import QBOClient, StaticTokens
 from qbflow.qbo.errors import NotFound, QBOError
 from qbflow.sandbox.app import Sandbox
-from tests.qbo.conftest import make_client
+from tests.support.clients import make_client
 
 # Names, emails and Ids of the seed company, so references resolve and many valid inputs go through.
 SEED_NAMES = ["Foxglove Bakery", "Meadow Hardware", "Design", "Installation", "Supplies", "Checking", "Services",

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -20,28 +19,7 @@ from qbflow.connector.registry import ACTIONS
 from qbflow.connector.triggers import TRIGGERS
 from qbflow.qbo.pacing import reset_pacers
 from tests.connector.test_actions import BEYOND_SEED_TITLES, SEED_TITLES
-from tests.qbo.test_connect_cli import CLIENT_ID, CLIENT_SECRET, qbflow_env, stored
-from tests.sandbox.test_server import running_sandbox
-
-
-@pytest.fixture(scope="module")
-def sandbox_url() -> Iterator[str]:
-    with running_sandbox("--auto-approve", "--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET,
-                         "--no-rate-limit") as (base, _process):
-        yield base
-
-
-@pytest.fixture(scope="module")
-def env(sandbox_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """qbflow's settings for a data directory holding the connection "demo", made by `qbflow connect`."""
-    env = qbflow_env(tmp_path_factory.mktemp("qbflow"))
-    Path(env["QBFLOW_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(
-        [sys.executable, "-m", "qbflow.cli", "connect", "demo", "--sandbox", sandbox_url, "--timeout", "60"],
-        env={**os.environ, **env, "BROWSER": "false", "DISPLAY": "", "COLUMNS": "200"},
-        capture_output=True, text=True, timeout=90, stdin=subprocess.DEVNULL)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return env
+from tests.support.connect import stored
 
 
 def cli(env: dict[str, str], *args: str):

@@ -16,7 +16,7 @@ from qbflow.errors import QBFlowError
 from qbflow.qbo import QBOClient
 from tests.connector.conftest import Books
 from tests.connector.test_actions import CASES
-from tests.qbo.conftest import CountingTransport
+from tests.support.clients import CountingTransport
 
 LOOKED_UP = sorted(k for k, a in ACTIONS.items() if a.created_lookup is not None)
 

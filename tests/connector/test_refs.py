@@ -8,7 +8,7 @@ from qbflow.connector.base import ActionContext
 from qbflow.connector.refs import AmbiguousReference, MissingReference, RefObject, resolve_record, resolve_ref
 from qbflow.connector.registry import action
 from tests.connector.conftest import Books
-from tests.qbo.conftest import CountingTransport
+from tests.support.clients import CountingTransport
 
 
 def queries(transport: CountingTransport) -> list[str]:

@@ -19,7 +19,7 @@ from qbflow.connector.triggers import TRIGGERS, Trigger, TriggerKind, UnknownTri
 from qbflow.qbo import QBOClient
 from qbflow.qbo.errors import Transient
 from qbflow.sandbox.app import Sandbox
-from tests.qbo.conftest import SALES_LINE, CountingTransport, SandboxTokens, make_client
+from tests.support.clients import SALES_LINE, CountingTransport, SandboxTokens, make_client
 
 ENTITY_NAMES = ["Invoice", "Customer", "Account", "Vendor", "Bill", "Estimate", "Payment", "PurchaseOrder",
                 "SalesReceipt", "Purchase"]

@@ -9,7 +9,7 @@ from qbflow.catalog.entities import ENTITIES, Kind
 from qbflow.connector.base import ActionContext, ActionInputError
 from qbflow.connector.registry import ACTIONS, action
 from tests.connector.conftest import Books
-from tests.qbo.conftest import CountingTransport
+from tests.support.clients import CountingTransport
 
 UPDATES = sorted(k for k, a in ACTIONS.items() if a.operation == "update")
 

@@ -10,7 +10,7 @@ import pytest
 from qbflow.engine.workflow import Workflow, load_workflow
 from qbflow.store import RunStore, SecretBox, open_store
 from tests.engine.test_workflow_files import INVOICE_FOLLOW_UP, WELCOME_ESTIMATE
-from tests.test_cli_connections import SECRETS, add_connection, invoke
+from tests.support.cli import SECRETS, add_connection, invoke
 
 
 @pytest.fixture

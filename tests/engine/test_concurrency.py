@@ -18,8 +18,7 @@ from qbflow.engine.scheduler import CycleReport, Engine
 from qbflow.sandbox.app import Sandbox
 from qbflow.store import RunStore
 from qbflow.store.models import RUN_SUCCEEDED
-from tests.engine.test_runner import FAST
-from tests.engine.test_scheduler import Clients, add, qbo_clients  # noqa: F401  (fixtures)
+from tests.support.engine import FAST, Clients, add
 
 
 class SlowReceiver:

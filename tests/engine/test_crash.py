@@ -24,9 +24,9 @@ from sqlalchemy import Engine, func, select
 
 from qbflow.store.db import make_engine
 from qbflow.store.models import RUN_SUCCEEDED, STEP_SENT, Event, Run, StepResult
-from tests.engine._procs import EngineProcess, connected_env, qbflow
-from tests.qbo.test_connect_cli import CLIENT_ID, CLIENT_SECRET, stored
-from tests.sandbox.test_server import running_sandbox
+from tests.support.connect import CLIENT_ID, CLIENT_SECRET, stored
+from tests.support.procs import EngineProcess, connected_env, qbflow
+from tests.support.sandbox import running_sandbox
 
 SEED = int(os.environ.get("CRASH_TEST_SEED", "20240611"))
 CUSTOMERS = 200

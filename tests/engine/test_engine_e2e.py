@@ -9,9 +9,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import postgres_database
-from tests.connector.test_cli_catalog import env, sandbox_url  # noqa: F401  (module fixtures)
-from tests.qbo.test_connect_cli import qbflow_env, stored
+from tests.support.connect import env, qbflow_env, sandbox_url, stored  # noqa: F401  (module fixtures)
+from tests.support.postgres import postgres_database
 
 WORKFLOW = """\
 name: Invoice new customers

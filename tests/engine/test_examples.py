@@ -16,11 +16,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from qbflow.engine.demo import SANDBOX_CONNECTION, example_files, examples_dir, load_examples
+from qbflow.app.up import SANDBOX_CONNECTION, example_files, examples_dir, load_examples
 from qbflow.engine.workflow import validate_workflow
 from qbflow.store import RunRecord, RunStore, open_store
-from tests.qbo.test_connect_cli import CLIENT_ID, CLIENT_SECRET, qbflow_env, stored
-from tests.sandbox.test_server import running_sandbox
+from tests.support.connect import CLIENT_ID, CLIENT_SECRET, qbflow_env, stored
+from tests.support.sandbox import running_sandbox
 
 REPO = Path(__file__).resolve().parents[2]
 NAMES = {"new-customer-get-customer.yaml": "Look up new customers",

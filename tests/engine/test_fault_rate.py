@@ -29,7 +29,7 @@ from qbflow.qbo.pacing import Limits
 from qbflow.sandbox.app import Sandbox
 from qbflow.store import RunStore, SecretBox, Store, open_store
 from qbflow.store.models import RUN_FAILED, RUN_SUCCEEDED, Event, Run, StepResult
-from tests.qbo.conftest import make_client
+from tests.support.clients import make_client
 
 EVENTS = 1000
 BATCH = 100

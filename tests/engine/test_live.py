@@ -16,15 +16,16 @@ import yaml
 from rich.cells import cell_len
 from rich.console import Console
 
+from qbflow.app.run import run_engine
 from qbflow.connector.polling import PollCursor, TriggerEvent
-from qbflow.engine.live import EngineStats, build_view, run_engine
+from qbflow.engine.live import EngineStats, build_view
 from qbflow.engine.scheduler import CycleReport
 from qbflow.engine.workflow import load_workflow_text
 from qbflow.qbo import StaticTokens
 from qbflow.sandbox.app import Sandbox
 from qbflow.store import ConnectionNotFound, RunStore, SecretBox, Store, open_store
-from tests.engine.test_runner import NO_CLIENT_RETRY
-from tests.qbo.conftest import make_client
+from tests.support.clients import make_client
+from tests.support.engine import NO_CLIENT_RETRY
 
 NOW = datetime(2026, 3, 4, 10, 0, 0, tzinfo=UTC)
 WORKFLOW = """

@@ -6,9 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 
 from qbflow.store.models import RUN_SUCCEEDED
-from tests.server.test_webhooks import SANDBOX_BASE, Stack, _no_real_user_dirs, wait_for, webhook_stack  # noqa: F401
+from tests.support.webhooks import SANDBOX_BASE, Stack, wait_for, webhook_stack
+
+pytestmark = pytest.mark.usefixtures("isolated_data_dir")  # no QBFLOW_ setting of the machine's reaches it
 
 NOTES_FLOW = "Note updated customers"
 

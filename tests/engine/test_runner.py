@@ -23,14 +23,13 @@ from qbflow.connector.registry import action
 from qbflow.engine import runner as engine
 from qbflow.engine.runner import RetrySettings, Runner
 from qbflow.engine.workflow import Workflow, load_workflow_text
-from qbflow.qbo import RetryPolicy, StaticTokens
+from qbflow.qbo import StaticTokens
 from qbflow.sandbox.app import Sandbox
 from qbflow.store import RunStore
-from tests.qbo.conftest import make_client
+from tests.support.clients import make_client
+from tests.support.engine import FAST, NO_CLIENT_RETRY
 
 CONNECTION = "acme"
-NO_CLIENT_RETRY = RetryPolicy(attempts=1, timeout=10.0, wait_initial=0.001, wait_max=0.001, wait_jitter=0.0)
-FAST = RetrySettings(attempts=3, wait_initial=30.0)
 _numbers = itertools.count(1)
 
 

@@ -24,7 +24,7 @@ from qbflow.engine.workflow import load_workflow_text
 from qbflow.qbo import RetryPolicy, StaticTokens
 from qbflow.sandbox.app import FaultPlan, Sandbox
 from qbflow.store import RunStore
-from tests.qbo.conftest import make_client
+from tests.support.clients import make_client
 
 pytestmark = pytest.mark.usefixtures("isolated_data_dir")
 

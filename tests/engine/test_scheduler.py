@@ -6,20 +6,17 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import pytest
 import yaml
 
 from qbflow.connector.triggers import TRIGGERS
 from qbflow.engine.runner import Runner
 from qbflow.engine.scheduler import CycleReport, Engine
 from qbflow.engine.workflow import load_workflow_text
-from qbflow.qbo import StaticTokens
-from qbflow.qbo.errors import NeedsReconnect, Transient
+from qbflow.qbo.errors import NeedsReconnect
 from qbflow.sandbox.app import Sandbox
 from qbflow.store import RunStore
 from qbflow.store.models import RUN_SUCCEEDED, RUN_WAITING_RETRY
-from tests.engine.test_runner import FAST, NO_CLIENT_RETRY
-from tests.qbo.conftest import CountingTransport, make_client
+from tests.support.engine import FAST, Clients, add
 
 NEW_AND_UPDATED = [key for key, t in TRIGGERS.items() if not key.startswith("deleted_")]
 
@@ -29,45 +26,10 @@ def logging_workflow(name: str, trigger_key: str, connection: str = "acme", **tr
             "steps": [{"id": "say", "action": "log", "input": {"message": "{{ trigger.Id }}"}}]}
 
 
-class Clients:
-    """Sandbox clients over one counting transport; `dead` makes the connection need reconnecting."""
-
-    def __init__(self, sandbox: Sandbox, realm: str, token: str) -> None:
-        self.sandbox, self.realm, self.token = sandbox, realm, token
-        self.transport = CountingTransport(sandbox)
-        self.dead = False
-        self.made = 0
-        self.cdc_failures = 0  # how many CDC requests to refuse (as a 503 would)
-
-    async def __call__(self, name: str):
-        self.made += 1
-        if self.dead:
-            raise NeedsReconnect(name, detail="Intuit refused the refresh token (invalid_grant)")
-        client = make_client(self.sandbox, self.realm, StaticTokens(self.token), transport=self.transport,
-                             retry=NO_CLIENT_RETRY, pacer=False)
-        if self.cdc_failures:
-            self.cdc_failures -= 1
-
-            async def unavailable(*args, **kwargs):
-                raise Transient("QBO is unavailable (503)")
-
-            client.cdc = unavailable
-        return client
-
-
-@pytest.fixture
-def qbo_clients(sandbox: Sandbox, realm: str, token: str) -> Clients:
-    return Clients(sandbox, realm, token)
-
-
 def engine_for(runs: RunStore, clients: Clients, sandbox: Sandbox, **kwargs: Any) -> Engine:  # noqa: F811
     sandbox.clock.advance(2)  # past the second the seed company was made in (activation's second counts)
     return Engine(runs, clients, Runner(runs, clients, retry=FAST, now=sandbox.clock.now),
                   clock=sandbox.clock.now, **kwargs)
-
-
-def add(runs: RunStore, definition: dict) -> int:  # noqa: F811
-    return runs.upsert_workflow(definition["name"], None, definition).id
 
 
 async def test_twenty_triggers_on_one_company_take_one_request_per_cycle(runs: RunStore, qbo_clients: Clients,  # noqa: F811

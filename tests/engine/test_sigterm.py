@@ -15,10 +15,10 @@ import httpx
 
 from qbflow.store.db import make_engine
 from qbflow.store.models import RUN_RUNNING, RUN_SUCCEEDED, RUN_WAITING_RETRY
-from tests.engine._procs import EngineProcess, connected_env, qbflow
 from tests.engine.test_crash import WORKFLOW, Books, tally, wait_for
-from tests.qbo.test_connect_cli import CLIENT_ID, CLIENT_SECRET
-from tests.sandbox.test_server import running_sandbox
+from tests.support.connect import CLIENT_ID, CLIENT_SECRET
+from tests.support.procs import EngineProcess, connected_env, qbflow
+from tests.support.sandbox import running_sandbox
 
 CUSTOMERS = 30
 PREFIX = "Term Test"

@@ -21,8 +21,8 @@ from qbflow.qbo.pacing import Limits
 from qbflow.qbo.pacing.postgres import SharedRealmPacer
 from qbflow.store import RunStore, SecretBox, Store, TokenResult, open_store
 from qbflow.store.models import Run
-from tests.conftest import postgres_database
-from tests.server.conftest import WELCOME_YAML, add_run
+from tests.support.postgres import postgres_database
+from tests.support.stores import WELCOME_YAML, add_run
 
 
 def add_connection(store: Store, name: str, realm: str) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,8 +17,9 @@ import pytest
 
 from qbflow.store import RunStore, open_store
 from tests.engine.test_examples import NAMES, environment
-from tests.qbo.test_connect_cli import CLIENT_ID, CLIENT_SECRET, qbflow_env
-from tests.sandbox.test_server import running_sandbox
+from tests.support.connect import CLIENT_ID, CLIENT_SECRET, qbflow_env
+from tests.support.sandbox import running_sandbox
+from tests.support.serve import serves
 
 UP_SECONDS = 45  # activity ends ~15 s after activation and the examples poll again 30 s after it
 
@@ -32,15 +32,6 @@ def fresh_env(tmp_path: Path) -> dict[str, str]:
 def quiet_environ() -> dict[str, str]:
     """os.environ without qbflow settings that would point the command elsewhere."""
     return {key: value for key, value in os.environ.items() if not key.startswith("QBFLOW_")}
-
-
-def serves(url: str) -> bool:
-    host, port = re.match(r"http://([\d.]+):(\d+)", url).groups()
-    try:
-        with socket.create_connection((host, int(port)), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def sandbox_url_in(output: str) -> str:

@@ -28,11 +28,11 @@ from qbflow.sandbox.app import Sandbox
 from qbflow.store import RunStore
 from qbflow.store.db import make_engine, upgrade
 from qbflow.store.models import RUN_SUCCEEDED, Event, Run
-from tests.conftest import POSTGRES_URL, postgres_database
-from tests.engine._procs import WorkerProcess, qbflow
-from tests.engine.test_scheduler import Clients
-from tests.qbo.test_connect_cli import CLIENT_ID, CLIENT_SECRET, ConnectRun, qbflow_env, stored
-from tests.sandbox.test_server import running_sandbox
+from tests.support.connect import CLIENT_ID, CLIENT_SECRET, ConnectRun, qbflow_env, stored
+from tests.support.engine import Clients
+from tests.support.postgres import POSTGRES_URL, postgres_database
+from tests.support.procs import WorkerProcess, qbflow
+from tests.support.sandbox import running_sandbox
 
 pytestmark = pytest.mark.skipif(not POSTGRES_URL, reason="QBFLOW_TEST_POSTGRES_URL is not set")
 

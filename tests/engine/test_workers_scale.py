@@ -1,6 +1,6 @@
 """The workers at the issue's scale (PostgreSQL only): three `qbflow worker` processes on one database, a
 `qbflow sandbox` process with Intuit's throttles on and 50 companies, 20 workflows on each (one per New/Updated
-trigger of the ten trigger entities; `tests/engine/_workers_support.py`), 2,000 changes (40 per company).
+trigger of the ten trigger entities; `tests/support/workers.py`), 2,000 changes (40 per company).
 
 Afterwards every event has exactly one run, succeeded, and the events are exactly the changes; QuickBooks holds
 no duplicate of what the runs wrote (one invoice per new customer, one bill per new vendor, looked up in every
@@ -24,9 +24,11 @@ import pytest
 from sqlalchemy import Engine, text
 
 from qbflow.store.db import make_engine
-from tests.conftest import POSTGRES_URL, postgres_database
-from tests.engine._procs import WorkerProcess, qbflow
-from tests.engine._workers_support import (
+from tests.support.connect import CLIENT_ID, CLIENT_SECRET, qbflow_env
+from tests.support.postgres import POSTGRES_URL, postgres_database
+from tests.support.procs import WorkerProcess, qbflow
+from tests.support.sandbox import running_sandbox
+from tests.support.workers import (
     CHANGES_PER_COMPANY,
     Company,
     check_no_duplicates,
@@ -38,8 +40,6 @@ from tests.engine._workers_support import (
     wait_for,
     write_workflows,
 )
-from tests.qbo.test_connect_cli import CLIENT_ID, CLIENT_SECRET, qbflow_env
-from tests.sandbox.test_server import running_sandbox
 
 pytestmark = pytest.mark.skipif(not POSTGRES_URL, reason="QBFLOW_TEST_POSTGRES_URL is not set")
 

@@ -280,7 +280,7 @@ def throttled_sandbox(policy: dict[str, Any]) -> Iterator[tuple[str, dict[str, A
     (`realm`, `token`)."""
     import httpx
 
-    from tests.sandbox.test_server import free_port
+    from tests.support.sandbox import free_port
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"

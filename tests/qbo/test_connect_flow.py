@@ -23,7 +23,7 @@ from qbflow.qbo.connect import (
 from qbflow.qbo.connections import client_for
 from qbflow.sandbox.app import Sandbox
 from qbflow.store import AsyncConnectionStore, ConnectionNotFound, SecretBox, Store, open_store
-from tests.qbo.conftest import FAST_RETRY
+from tests.support.clients import FAST_RETRY
 
 BASE = "http://sandbox.test"
 TOKEN_PATH = "/oauth2/v1/tokens/bearer"

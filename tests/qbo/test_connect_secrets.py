@@ -19,7 +19,7 @@ from qbflow.qbo import NeedsReconnect, QBOError
 from qbflow.qbo.connect import Environment, connect
 from qbflow.qbo.connections import client_for
 from qbflow.store import AsyncConnectionStore, open_store
-from tests.qbo.test_connect_cli import CLIENT_ID, CLIENT_SECRET, qbflow_env, sandbox_url  # noqa: F401 (fixture)
+from tests.support.connect import CLIENT_ID, CLIENT_SECRET, qbflow_env
 
 
 class Browser(urllib.request.HTTPRedirectHandler):
@@ -47,7 +47,7 @@ def fragments(secret: str) -> list[str]:
     return [secret, secret[:8], secret[-8:]]
 
 
-def test_no_secret_in_logs_output_or_errors(tmp_path: Path, sandbox_url: str,  # noqa: F811
+def test_no_secret_in_logs_output_or_errors(tmp_path: Path, sandbox_url: str,
                                             caplog: pytest.LogCaptureFixture, monkeypatch) -> None:
     caplog.set_level(logging.DEBUG)
     env = qbflow_env(tmp_path)

@@ -23,7 +23,7 @@ from qbflow.qbo import (
 from qbflow.qbo.errors import FAULT_CODES, class_for
 from qbflow.sandbox.app import Sandbox
 from qbflow.sandbox.limits import LimitPolicy
-from tests.qbo.conftest import SALES_LINE, SandboxTokens, make_client
+from tests.support.clients import SALES_LINE, SandboxTokens, make_client
 
 PATH = "/v3/company/123/invoice"
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from qbflow.qbo import NotFound, QBOClient, Query, UnsupportedOperation, like_prefix
-from tests.qbo.conftest import SALES_LINE, CountingTransport
+from tests.support.clients import SALES_LINE, CountingTransport
 
 PNG_LIKE = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) + b"\r\n--boundary\r\n" + bytes(range(255, -1, -1))
 

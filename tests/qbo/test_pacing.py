@@ -14,7 +14,7 @@ from qbflow.qbo import Limits, Pacer, Query, RealmPacer, StaticTokens, pacer_for
 from qbflow.sandbox.app import Sandbox
 from qbflow.sandbox.limits import LimitPolicy
 from qbflow.settings import Settings
-from tests.qbo.conftest import make_client
+from tests.support.clients import make_client
 
 
 class FakeTime:

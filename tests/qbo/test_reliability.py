@@ -7,7 +7,7 @@ import asyncio
 from qbflow.qbo import Limits, Query, RealmPacer, StaticTokens, like_prefix
 from qbflow.sandbox.app import Sandbox
 from qbflow.sandbox.limits import LimitPolicy
-from tests.qbo.conftest import SALES_LINE, make_client
+from tests.support.clients import SALES_LINE, make_client
 
 
 async def test_500_creates_under_injected_faults_give_exactly_500_records() -> None:

@@ -13,7 +13,7 @@ import httpx
 from qbflow.qbo.connect import Environment, connect
 from qbflow.qbo.connections import client_for
 from qbflow.store import AsyncConnectionStore, SecretBox, open_store
-from tests.sandbox.test_server import running_sandbox
+from tests.support.sandbox import running_sandbox
 
 CLIENT_ID = "ABqbflowRotationTest0001"
 CLIENT_SECRET = "rotation-secret-0123456789abcdef"

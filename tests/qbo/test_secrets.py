@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from qbflow.qbo import AuthError, NeedsReconnect, QBOError, Query, StaticTokens
-from tests.qbo.conftest import SALES_LINE, SandboxTokens, make_client
+from tests.support.clients import SALES_LINE, SandboxTokens, make_client
 
 
 def fragments(secret: str) -> list[str]:

@@ -33,7 +33,6 @@ from qbflow.qbo.pacing.postgres import (
 )
 from qbflow.settings import Settings
 from qbflow.store.db import make_engine, upgrade
-from tests.conftest import postgres_database
 from tests.qbo.pacing_children import (
     DEADLINE,
     REALM,
@@ -46,6 +45,7 @@ from tests.qbo.pacing_children import (
     spec,
     wait_until,
 )
+from tests.support.postgres import postgres_database
 
 
 # --- measures ------------------------------------------------------------------------------------------
@@ -250,7 +250,7 @@ def test_the_backend_shares_only_on_postgresql(database: str, tmp_path: Path) ->
 
 
 def test_three_client_processes_against_the_throttled_sandbox_get_no_429(database: str) -> None:
-    from tests.sandbox.test_server import free_port
+    from tests.support.sandbox import free_port
 
     # Intuit's limits shrunk in time (30 a second instead of 500 a minute) so the test takes seconds.
     policy = {"per_minute": 30, "window": 1.0, "concurrent": 3, "batch_per_minute": 5}

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from qbflow.qbo import AuthError, RefreshingTokens, StaticTokens, TokenSet
-from tests.qbo.conftest import SandboxTokens, make_client
+from tests.support.clients import SandboxTokens, make_client
 
 
 async def test_expiry_mid_run_refreshes_once_and_the_call_succeeds(sandbox, realm, transport) -> None:

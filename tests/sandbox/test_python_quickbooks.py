@@ -53,7 +53,8 @@ from quickbooks.objects.purchase import Purchase
 from quickbooks.objects.salesreceipt import SalesReceipt
 from quickbooks.objects.vendor import Vendor
 
-from tests.sandbox.test_server import CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, connect, running_sandbox
+from tests.sandbox.test_server import CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, connect
+from tests.support.sandbox import running_sandbox
 
 # Intuit's sandbox companies, and the sandbox's, keep their books in Pacific time.
 PACIFIC = ZoneInfo("America/Los_Angeles")

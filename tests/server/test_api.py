@@ -9,15 +9,8 @@ from fastapi import FastAPI
 
 from qbflow.sandbox.app import Sandbox
 from qbflow.store import ConnectionRecord, RunStore, Store
-from tests.server.conftest import (
-    API_TOKEN,
-    CONNECTION,
-    SANDBOX_BASE,
-    SERVER_BASE,
-    WELCOME_YAML,
-    add_run,
-    store_sandbox_connection,
-)
+from tests.server.conftest import API_TOKEN, SERVER_BASE
+from tests.support.stores import CONNECTION, SANDBOX_BASE, WELCOME_YAML, add_run, store_sandbox_connection
 
 HOOK_SECRET = "hook-secret-7c1e9d"
 HOOK_YAML = f"""\

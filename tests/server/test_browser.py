@@ -33,8 +33,8 @@ from qbflow.server import ServerConfig, create_app
 from qbflow.server.auth import load_or_create_api_token
 from qbflow.settings import Settings
 from qbflow.store import RunStore, SecretBox, Store, open_store
-from tests.qbo.test_connect_cli import CLIENT_ID, CLIENT_SECRET
-from tests.sandbox.test_server import free_port, running_sandbox
+from tests.support.connect import CLIENT_ID, CLIENT_SECRET
+from tests.support.sandbox import free_port, running_sandbox
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),

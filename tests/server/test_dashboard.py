@@ -19,8 +19,8 @@ from qbflow.server import ServerConfig, create_app
 from qbflow.server.auth import load_or_create_api_token
 from qbflow.settings import Settings
 from qbflow.store import RunStore, SecretBox, Store, TokenResult, open_store
-from tests.qbo.test_connect_cli import CLIENT_ID, CLIENT_SECRET
-from tests.sandbox.test_server import running_sandbox
+from tests.support.connect import CLIENT_ID, CLIENT_SECRET
+from tests.support.sandbox import running_sandbox
 
 API_TOKEN = "dashboard-api-token-for-tests-0123456789"
 ACCESS = "access-token-SECRET-aaaaaaaaaaaa"

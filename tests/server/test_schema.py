@@ -14,7 +14,8 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from qbflow.engine.stored import store_workflow_text
 from qbflow.store import ConnectionRecord, RunStore
-from tests.server.conftest import API_TOKEN, WELCOME_YAML, add_run
+from tests.server.conftest import API_TOKEN
+from tests.support.stores import WELCOME_YAML, add_run
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 EXAMPLES = 20  # per operation and mode (valid and invalid requests)

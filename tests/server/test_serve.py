@@ -3,64 +3,16 @@ once), answers the API with that token, and stops cleanly on Ctrl-C or SIGTERM."
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.engine.test_up import serves
-
-READY = "Ctrl-C stops it"
-
-
-def serve_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("QBFLOW_")}
-    return {**env, "QBFLOW_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200", "PYTHONUNBUFFERED": "1", **extra}
-
-
-@contextmanager
-def serving(env: dict[str, str], *args: str) -> Iterator[tuple[subprocess.Popen, list[str]]]:
-    """`qbflow serve --port 0 ARGS` until it says it is ready: (process, the lines it printed so far)."""
-    process = subprocess.Popen([sys.executable, "-m", "qbflow.cli", "serve", "--port", "0", *args], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
-    lines: list[str] = []
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            line = process.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if READY in line:
-                break
-        assert lines and READY in lines[-1], "".join(lines) + process.stderr.read()
-        yield process, lines
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-
-
-def url_in(lines: list[str]) -> str:
-    match = re.match(r"qbflow server at (http://127\.0\.0\.1:\d+) ", lines[0])
-    assert match, lines
-    return match.group(1)
-
-
-def stop(process: subprocess.Popen, sig: signal.Signals = signal.SIGTERM) -> tuple[str, str]:
-    process.send_signal(sig)
-    out, err = process.communicate(timeout=30)
-    assert process.returncode == 0, out + err
-    assert "Traceback" not in err, err
-    return out, err
+from tests.support.serve import READY, serve_env, serves, serving, stop, url_in
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])

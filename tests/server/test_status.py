@@ -31,10 +31,11 @@ from qbflow.server.webhooks import webhook_stats
 from qbflow.settings import Settings
 from qbflow.store import ConnectionRecord, RunStore, SecretBox, Store, open_store
 from qbflow.store.models import RUN_SUCCEEDED
-from tests.conftest import POSTGRES_URL, postgres_database
-from tests.server.conftest import API_TOKEN, SERVER_BASE, WELCOME_YAML, add_run, api_token_checker
-from tests.server.conftest import store_sandbox_connection as store_connection
-from tests.server.test_serve import serve_env, serving, stop, url_in
+from tests.server.conftest import API_TOKEN, SERVER_BASE, api_token_checker
+from tests.support.postgres import POSTGRES_URL, postgres_database
+from tests.support.serve import serve_env, serving, stop, url_in
+from tests.support.stores import WELCOME_YAML, add_run
+from tests.support.stores import store_sandbox_connection as store_connection
 
 needs_postgres = pytest.mark.skipif(not POSTGRES_URL, reason="QBFLOW_TEST_POSTGRES_URL is not set")
 DEADLINE = 15.0  # seconds any wait may take before the test fails; the latency assertion is separate

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from qbflow.store import ConnectionStore, SecretBox, Store, TokenResult, open_store
-from tests.conftest import POSTGRES_ENV
+from tests.support.postgres import POSTGRES_ENV
 
 CLIENT_SECRET = "client-secret-Zq8w1e"
 ACCESS_TOKEN = "access-token-Xy7Pq2LmN4"

@@ -238,8 +238,16 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _line_amount(amount: float | None, qty: float | None, unit_price: float | None) -> float:
+    """A line's total: the amount given, else qty x unit_price (the line's validator made sure of one)."""
+    if amount is not None:
+        return amount
+    assert qty is not None and unit_price is not None, "checked by the line's validator"
+    return round(qty * unit_price, 2)
+
+
 async def _sales_lines(ctx: ActionContext, name: str, lines: list[SalesLine]) -> list[dict]:
-    out = []
+    out: list[dict] = []
     for index, line in enumerate(lines):
         priced = line.amount is not None or (line.qty is not None and line.unit_price is not None)
         if not priced:
@@ -255,7 +263,7 @@ async def _sales_lines(ctx: ActionContext, name: str, lines: list[SalesLine]) ->
             detail["UnitPrice"] = line.unit_price
         if line.service_date is not None:
             detail["ServiceDate"] = line.service_date.isoformat()
-        amount = line.amount if line.amount is not None else round(line.qty * line.unit_price, 2)
+        amount = _line_amount(line.amount, line.qty, line.unit_price)
         wire: dict[str, Any] = {"Amount": amount, "DetailType": "SalesItemLineDetail", "SalesItemLineDetail": detail}
         if line.description is not None:
             wire["Description"] = line.description
@@ -272,6 +280,7 @@ async def _expense_lines(ctx: ActionContext, name: str, lines: list[ExpenseLine]
             detail["AccountRef"] = await resolve_ref(ctx, f"{name}[{index}].account", ("Account",), line.account)
         else:
             detail_type = "ItemBasedExpenseLineDetail"
+            assert line.item is not None, "account or item (the line's validator)"
             detail["ItemRef"] = await resolve_ref(ctx, f"{name}[{index}].item", ("Item",), line.item)
             if line.qty is not None:
                 detail["Qty"] = line.qty
@@ -282,7 +291,7 @@ async def _expense_lines(ctx: ActionContext, name: str, lines: list[ExpenseLine]
                                                       line.customer)
         if line.billable is not None:
             detail["BillableStatus"] = "Billable" if line.billable else "NotBillable"
-        amount = line.amount if line.amount is not None else round(line.qty * line.unit_price, 2)
+        amount = _line_amount(line.amount, line.qty, line.unit_price)
         wire: dict[str, Any] = {"Amount": amount, "DetailType": detail_type, detail_type: detail}
         if line.description is not None:
             wire["Description"] = line.description
@@ -602,7 +611,14 @@ def create_input_model(r: EntityActions, *, name: str | None = None, doc: str | 
                         __validators__=validators, **definitions)
 
 
-def update_input_model(r: EntityActions) -> type[BaseModel]:
+class UpdateBase(ActionInput):
+    """`id` and `sync_token`, common to every Update action (the fields that change are added per entity)."""
+
+    id: RecordId
+    sync_token: SyncToken | None = None
+
+
+def update_input_model(r: EntityActions) -> type[UpdateBase]:
     """The update form: `id` plus every create field, all optional (only those given change)."""
     definitions: dict[str, Any] = {
         "id": (RecordId, Field(description=f"The Id of the {r.title.lower()} to change.")),
@@ -622,7 +638,7 @@ def update_input_model(r: EntityActions) -> type[BaseModel]:
 
     validators = {"_extra_known": _extra_validator(r.entity),
                   "_something": model_validator(mode="after")(something)}
-    return create_model(_model_name(r, "update"), __base__=ActionInput,
+    return create_model(_model_name(r, "update"), __base__=UpdateBase,
                         __doc__=f"What changes on {_a(r.title)}: only the fields given.", __validators__=validators,
                         **definitions)
 
@@ -640,7 +656,7 @@ class SendInput(IdInput):
                                                "customer's) when left out.")
 
 
-def _id_model(r: EntityActions, op: str, what: str) -> type[BaseModel]:
+def _id_model(r: EntityActions, op: str, what: str) -> type[IdInput]:
     return create_model(_model_name(r, op), __base__=IdInput, __doc__=what,
                         id=(RecordId, Field(description=f"The Id of the {r.title.lower()}.")))
 
@@ -711,7 +727,7 @@ async def sparse_update(ctx: ActionContext, entity: str, body: dict, sync_token:
 
 
 def _update_handler(r: EntityActions):
-    async def handle(ctx: ActionContext, model: BaseModel) -> dict:
+    async def handle(ctx: ActionContext, model: UpdateBase) -> dict:
         body = await build_body(ctx, r, model, only_set=True)
         body["Id"] = model.id
         return await sparse_update(ctx, r.entity, body, model.sync_token)
@@ -720,21 +736,21 @@ def _update_handler(r: EntityActions):
 
 
 def _get_handler(r: EntityActions):
-    async def handle(ctx: ActionContext, model: BaseModel) -> dict:
+    async def handle(ctx: ActionContext, model: IdInput) -> dict:
         return await ctx.qbo.get(r.entity, model.id)
 
     return handle
 
 
 def _delete_handler(r: EntityActions):
-    async def handle(ctx: ActionContext, model: BaseModel) -> dict:
+    async def handle(ctx: ActionContext, model: IdInput) -> dict:
         return await ctx.qbo.delete(r.entity, model.id, request_id=ctx.write_id())
 
     return handle
 
 
 def _deactivate_handler(r: EntityActions):
-    async def handle(ctx: ActionContext, model: BaseModel) -> dict:
+    async def handle(ctx: ActionContext, model: IdInput) -> dict:
         record = await ctx.qbo.deactivate(r.entity, model.id, request_id=ctx.write_id())
         ctx.references.forget(r.entity, model.id)
         return record
@@ -743,7 +759,7 @@ def _deactivate_handler(r: EntityActions):
 
 
 def _void_handler(r: EntityActions):
-    async def handle(ctx: ActionContext, model: BaseModel) -> dict:
+    async def handle(ctx: ActionContext, model: IdInput) -> dict:
         return await ctx.qbo.void(r.entity, model.id, request_id=ctx.write_id())
 
     return handle
@@ -757,7 +773,7 @@ def _send_handler(r: EntityActions):
 
 
 def _pdf_handler(r: EntityActions):
-    async def handle(ctx: ActionContext, model: BaseModel) -> dict:
+    async def handle(ctx: ActionContext, model: IdInput) -> dict:
         content = await ctx.qbo.pdf(r.entity, model.id)
         return {"file_name": f"{r.key}-{model.id}.pdf", "content_type": "application/pdf", "size": len(content),
                 "content_base64": base64.b64encode(content).decode("ascii")}
@@ -813,7 +829,7 @@ def _find_fields(r: EntityActions) -> dict[str, Any]:
     return fields
 
 
-def find_input_model(r: EntityActions) -> type[BaseModel]:
+def find_input_model(r: EntityActions) -> type[FindBase]:
     return create_model(_model_name(r, "find"), __base__=FindBase,
                         __doc__=f"Filters for {_plural(r.title).lower()}; all given filters must match.",
                         **_find_fields(r))
@@ -822,29 +838,29 @@ def find_input_model(r: EntityActions) -> type[BaseModel]:
 def _find_handler(r: EntityActions):
     definition = r.definition
 
-    async def handle(ctx: ActionContext, model: BaseModel) -> dict:
+    async def handle(ctx: ActionContext, model: FindBase) -> dict:
         query = Query(r.entity)
-        values = model.model_dump()
+        values = model.model_dump()  # the filters are made per entity (`_find_fields`): read by name
         if definition.kind is Kind.NAME_LIST:
             name_field = definition.name_field or "Name"
-            if model.name is not None:
-                query = query.where(**{name_field: model.name})
-            if model.name_contains is not None:
-                query = query.where_like(name_field, like_contains(model.name_contains))
+            if values.get("name") is not None:
+                query = query.where(**{name_field: values["name"]})
+            if values.get("name_contains") is not None:
+                query = query.where_like(name_field, like_contains(values["name_contains"]))
             if values.get("email") is not None:
-                query = query.where(PrimaryEmailAddr=model.email)
-            query = query.where(Active=model.active)
+                query = query.where(PrimaryEmailAddr=values["email"])
+            query = query.where(Active=values["active"])
         else:
             if values.get("doc_number") is not None:
-                query = query.where(DocNumber=model.doc_number)
+                query = query.where(DocNumber=values["doc_number"])
             if values.get("date_from") is not None:
-                query = query.where_op("TxnDate", ">=", model.date_from)
+                query = query.where_op("TxnDate", ">=", values["date_from"])
             if values.get("date_to") is not None:
-                query = query.where_op("TxnDate", "<=", model.date_to)
+                query = query.where_op("TxnDate", "<=", values["date_to"])
             for name, prop, targets in (("customer", "CustomerRef", ("Customer",)),
                                         ("vendor", "VendorRef", ("Vendor",)),
                                         ("payee", "EntityRef", ("Vendor", "Customer", "Employee"))):
-                value = getattr(model, name, None)
+                value = getattr(model, name, None)  # the reference as given (model_dump made it a dict)
                 if value is not None:
                     ref = await resolve_ref(ctx, name, targets, value)
                     query = query.where(**{prop: ref["value"]})

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic_core import ErrorDetails
 
 from qbflow.errors import QBFlowError
 from qbflow.qbo.client import QBOClient
@@ -123,7 +124,7 @@ _BOILERPLATE = re.compile(r"^(Value error, |Assertion failed, )")
 PATTERN_TEXT: dict[str, str] = {}
 
 
-def _expected(error: dict) -> str:
+def _expected(error: ErrorDetails) -> str:
     if error["type"] == "missing":
         return "required"
     if error["type"] == "string_pattern_mismatch":

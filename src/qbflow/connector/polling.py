@@ -116,9 +116,8 @@ class PollCursor:
 
     def __post_init__(self) -> None:
         _aware(self.high_water, "high_water")
-        if self.activated_at is None:
-            object.__setattr__(self, "activated_at", self.high_water)
-        _aware(self.activated_at, "activated_at")
+        object.__setattr__(self, "activated_at",
+                           _aware(self.high_water if self.activated_at is None else self.activated_at, "activated_at"))
         for key, value in self.trigger_starts.items():
             _aware(value, f"trigger_starts[{key!r}]")
         object.__setattr__(self, "seen", frozenset(self.seen))
@@ -131,13 +130,18 @@ class PollCursor:
         return cls(high_water=begin, seen=frozenset(), activated_at=begin)
 
     @property
+    def _activated(self) -> datetime:
+        assert self.activated_at is not None, "set by __post_init__"
+        return self.activated_at
+
+    @property
     def window_start(self) -> datetime:
         """Where the next poll's window begins: OVERLAP before the high-water mark, to the second."""
         return _second(self.high_water - OVERLAP)
 
     def activation(self, trigger_key: str) -> datetime:
         """When `trigger_key` was activated on this cursor."""
-        return self.trigger_starts.get(trigger_key, self.activated_at)
+        return self.trigger_starts.get(trigger_key, self._activated)
 
     def with_trigger(self, trigger_key: str, since: datetime) -> PollCursor:
         """This cursor with one more trigger activated at `since` (usually now). A `since` before
@@ -149,7 +153,7 @@ class PollCursor:
         return json.dumps({
             "version": _CURSOR_VERSION,
             "high_water": self.high_water.isoformat(),
-            "activated_at": self.activated_at.isoformat(),
+            "activated_at": self._activated.isoformat(),
             "trigger_starts": {k: v.isoformat() for k, v in sorted(self.trigger_starts.items())},
             "seen": sorted(self.seen),
             **({"backfilling": True} if self.backfilling else {}),

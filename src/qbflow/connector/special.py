@@ -80,10 +80,11 @@ def _lookup_model(entity: str, *, by_email: bool) -> type[BaseModel]:
             raise FieldError("id", f"give exactly one of {', '.join(keys[:-1])} or {keys[-1]}")
         return self
 
+    # pydantic's stubs say Callable, its docs (and create_model) take the decorators' descriptors.
+    validators: dict[str, Any] = {"_exactly_one": model_validator(mode="after")(exactly_one)}
     return create_model(f"Get{entity}Input", __base__=ActionInput,
                         __doc__=f"The {noun} to read: by {', '.join(keys[:-1])} or {keys[-1]}.",
-                        __validators__={"_exactly_one": model_validator(mode="after")(exactly_one)},
-                        **{k: fields[k] for k in keys})
+                        __validators__=validators, **{k: fields[k] for k in keys})
 
 
 def _get_by_handler(entity: str):
@@ -187,11 +188,14 @@ def _upsert_model(entity: str) -> type[BaseModel]:
 
 
 def _display_name(model: BaseModel) -> str:
-    """The DisplayName a find-or-create uses: the one given, else the name parts, else the email address."""
-    if model.display_name:
-        return model.display_name
-    parts = [getattr(model, p) for p in ("title", "given_name", "middle_name", "family_name", "suffix")]
-    return " ".join(p for p in parts if p) or model.email
+    """The DisplayName a find-or-create uses: the one given, else the name parts, else the email address.
+    (The model is made per entity from the catalog: its fields are read by name.)"""
+    given: str | None = getattr(model, "display_name", None)
+    if given:
+        return given
+    parts = [getattr(model, p, None) for p in ("title", "given_name", "middle_name", "family_name", "suffix")]
+    email: str = getattr(model, "email", None) or ""  # the model's validator wants a name part or the email
+    return " ".join(p for p in parts if p) or email
 
 
 async def _existing(ctx: ActionContext, entity: str, email: str | None, name: str | None) -> dict | None:
@@ -218,7 +222,7 @@ def _upsert_handler(entity: str):
 
     async def handle(ctx: ActionContext, model: BaseModel) -> dict:
         name = _display_name(model)
-        found = await _existing(ctx, entity, model.email, name)
+        found = await _existing(ctx, entity, getattr(model, "email", None), name)
         if found is not None:
             return {"record": found, "created": False}
         body = await build_body(ctx, r, model)
@@ -227,7 +231,7 @@ def _upsert_handler(entity: str):
             record = await ctx.qbo.create(entity, body, request_id=ctx.write_id("create"))
         except DuplicateName as error:
             # Another run created it between our query and our create (or another kind owns the name).
-            found = await _existing(ctx, entity, model.email, name)
+            found = await _existing(ctx, entity, getattr(model, "email", None), name)
             if found is not None:
                 return {"record": found, "created": False}
             raise NameTaken(f"display_name: {name!r} is already used by another customer, vendor or employee "
@@ -340,6 +344,7 @@ async def _read_source(ctx: ActionContext, model: UploadAttachmentInput) -> tupl
             raise _bad(title, "path", model.path, f"a file of at most {MAX_ATTACHMENT_BYTES} bytes")
         return await asyncio.to_thread(path.read_bytes), path.name, None
     url = model.url
+    assert url is not None, "exactly one source (the model's validator)"
     default_name = _source_name(model)
     client = ctx.http or httpx.AsyncClient(follow_redirects=True, timeout=60.0, verify=tls_context())
     try:
@@ -366,6 +371,7 @@ async def _link(ctx: ActionContext, model: UploadAttachmentInput) -> tuple[str, 
     """(entity, Id) of the record the file is attached to, or None."""
     if model.entity is None:
         return None
+    assert model.record is not None, "entity and record come together (the model's validator)"
     entity, _, ref = await resolve_record(ctx, "record", (model.entity,), model.record)
     return entity, ref["value"]
 

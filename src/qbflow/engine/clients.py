@@ -1,5 +1,8 @@
 """Clients kept for the engine's lifetime: one `QBOClient` per connection, reused by every poll and run.
 
+`ClientFactory` is the seam between the engine and `qbflow.qbo`: whatever gives a connection's client by name
+(`store_clients(store)`, a `ClientPool`, a test's in-process clients).
+
 Making a client per run costs more CPU than the run's own work (a new HTTP connection pool, a new token
 provider) and opens a new TLS connection to Intuit every time. `ClientPool` wraps a client factory (such as
 `store_clients(store)`): the first call for a connection makes its client; later calls get the same one
@@ -18,9 +21,19 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
-__all__ = ["ClientPool"]
+if TYPE_CHECKING:
+    from qbflow.qbo.client import QBOClient
+
+__all__ = ["ClientFactory", "ClientPool"]
+
+
+class ClientFactory(Protocol):
+    """Connection name -> its `QBOClient` (errors such as `NeedsReconnect` or an unknown connection are raised).
+    The caller may `aclose()` what it gets."""
+
+    def __call__(self, connection: str, /) -> Awaitable[QBOClient]: ...
 
 
 class _Lease:
@@ -41,30 +54,35 @@ class _Lease:
         return f"pooled {self._client!r}"
 
 
+def _lease(client: QBOClient) -> QBOClient:
+    # A `_Lease` is the client for everything its callers do (attributes pass through), but `aclose`.
+    return cast("QBOClient", _Lease(client))
+
+
 class ClientPool:
     """One client per connection name, made by `factory` on first use and kept `max_age` seconds."""
 
-    def __init__(self, factory: Callable[[str], Awaitable[Any]], *, max_age: float = 60.0,
+    def __init__(self, factory: ClientFactory, *, max_age: float = 60.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.factory = factory
         self.max_age = max_age
         self.clock = clock
-        self._clients: dict[str, tuple[float, Any]] = {}
+        self._clients: dict[str, tuple[float, QBOClient]] = {}
         # Replaced clients, with when: closed once `retire_after` has passed (no run holds one that long), not
         # kept until the pool closes (a worker replaces every company's client each `max_age`: they piled up).
-        self._retired: list[tuple[float, Any]] = []
+        self._retired: list[tuple[float, QBOClient]] = []
         self.retire_after = max(10 * max_age, 600.0)
         self._lock = asyncio.Lock()
 
-    async def __call__(self, name: str) -> Any:
+    async def __call__(self, name: str) -> QBOClient:
         now = self.clock()
         held = self._clients.get(name)
         if held is not None and now - held[0] < self.max_age:
-            return _Lease(held[1])
+            return _lease(held[1])
         async with self._lock:  # one factory call per connection at a time
             held = self._clients.get(name)
             if held is not None and now - held[0] < self.max_age:
-                return _Lease(held[1])
+                return _lease(held[1])
             if held is not None:
                 # A run may still be using it: close it later, not now.
                 self._retired.append((now, held[1]))
@@ -72,7 +90,7 @@ class ClientPool:
             await self._close_retired(now)
             client = await self.factory(name)  # errors (NeedsReconnect, unknown connection) reach the caller
             self._clients[name] = (now, client)
-            return _Lease(client)
+            return _lease(client)
 
     def forget(self, name: str) -> None:
         """Make the next call for `name` build a new client (after the connection changed)."""
@@ -96,7 +114,7 @@ class ClientPool:
                 await _close(client)
 
 
-async def _close(client: Any) -> None:
+async def _close(client: QBOClient) -> None:
     close = getattr(client, "aclose", None)
     if close is not None:
         await close()

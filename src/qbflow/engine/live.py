@@ -1,63 +1,45 @@
-"""The engine in the foreground, as `qbflow run` (and `qbflow up`) run it, with what a person sees of it.
+"""What a person sees of a running engine: the live view and the one-line summaries of its cycles.
 
-    await run_engine(store)                                   # until Ctrl-C or SIGTERM
-    await run_engine(store, once=True)                        # one forced cycle, one summary line, return
-    await run_engine(store, stop=event, on_ready=ready)       # embedded: the caller decides when it stops
+    stats = EngineStats()                                  # fed each cycle's report and each finished run
+    console.print(build_view(runs, stats))                 # the view, as `qbflow run` (and `up`) redraw it
+    on_cycle = CycleLines(console, stats)                  # `qbflow serve`, logs, CI: one line per busy cycle
 
-On a terminal (or `live=True`) a rich `Live` view is redrawn after every cycle and every second: the engine's
-header (running since, database, how to stop it), one row per workflow trigger and company (last poll, next
-poll, last error), the most recent runs (status, attempt, duration, error) and what happened since start
-(polls, events, runs succeeded and failed, problems; the same problem repeated every cycle is one line with
-a count). While it is drawn, the `qbflow` loggers write through the same console so log lines never tear it.
-The tables fit the terminal's width as it is at each redraw: every header stays on one line; on a narrow terminal
-the less important columns are left out (what they said goes under the workflow or the status) and, below 100
-columns, times are relative.
+The view (`build_view`): the engine's header (running since, database, how to stop it), one row per workflow
+trigger and company (last poll, next poll, last error), the most recent runs (status, attempt, duration, error)
+and what happened since start (polls, events, runs succeeded and failed, problems; the same problem repeated
+every cycle is one line with a count). The tables fit the terminal's width as it is at each redraw: every header
+stays on one line; on a narrow terminal the less important columns are left out (what they said goes under the
+workflow or the status) and, below 100 columns, times are relative.
 
-Elsewhere (logs, CI, pipes, `live=False`) a cycle that did something prints one line,
+Elsewhere (logs, CI, pipes) a cycle that did something prints one line (`CycleLines`),
 "polls P, new events E, runs R" + ", problems: ..."; a cycle whose only news is the problems of the last line
 printed is not printed again (a note counts the repeats once something else happens).
 
 Everything shown is read from the database (`RunStore`) and from the `CycleReport`s this process received,
-so the view is right however many engines share the database.
+so the view is right however many engines share the database. Drawing it in a process (rich `Live`, redrawn
+after every cycle and every second, logs routed above it, signals) is `qbflow.app.run`'s.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-import signal
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from rich.console import Console, ConsoleOptions, Group, RenderableType
-from rich.live import Live
-from rich.logging import RichHandler
 from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from qbflow.engine.clients import ClientPool
 from qbflow.engine.workflow import trigger_kind
-from qbflow.settings import get_settings
 from qbflow.store.models import RUN_FAILED, RUN_RUNNING, RUN_SUCCEEDED, RUN_WAITING_RETRY
 from qbflow.store.runs import CursorRecord, RunRecord, RunStore, WorkflowRecord
 
-if TYPE_CHECKING:
-    from qbflow.engine.runner import ClientFactory, Runner
-    from qbflow.engine.scheduler import Engine
-
-__all__ = ["CycleLines", "EngineParts", "EngineStats", "Problem", "build_engine", "build_view", "run_engine",
-           "summary_line"]
-
-log = logging.getLogger("qbflow.engine.live")
+__all__ = ["STOP_HINT", "CycleLines", "EngineStats", "Problem", "build_view", "summary_line"]
 
 RECENT_RUNS = 15
 RECENT_PROBLEMS = 5
-REFRESH_SECONDS = 1.0
 STOP_HINT = "Ctrl-C stops it (runs in flight get 20 s to finish; the rest resume at the next start)."
 _MAX_PROBLEMS_KEPT = 200
 _STATUS_STYLE = {RUN_SUCCEEDED: "green", RUN_FAILED: "red", RUN_RUNNING: "cyan", "queued": "blue",
@@ -479,113 +461,7 @@ def build_view(runs: RunStore, stats: EngineStats, *, now: datetime | None = Non
     return Group(*parts)
 
 
-# --- running ----------------------------------------------------------------------------------------------
-
-class _CountingRunner:
-    """The runner, with each run's outcome counted for the view."""
-
-    def __init__(self, runner: Any, stats: EngineStats) -> None:
-        self._runner = runner
-        self._stats = stats
-
-    async def run_once(self, run_id: int, claimed: Any = None, *, detail: bool = True) -> Any:
-        record = await self._runner.run_once(run_id, claimed, detail=detail)
-        self._stats.add_run(record)
-        return record
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._runner, name)
-
-
-@contextlib.contextmanager
-def _stop_on_signals(stop: asyncio.Event, enabled: bool) -> Iterator[None]:
-    """SIGINT and SIGTERM set `stop` (main thread only); the previous handlers come back afterwards."""
-    installed: list[tuple[signal.Signals, Any]] = []
-    loop = asyncio.get_running_loop()
-    if enabled and threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous = signal.getsignal(sig)
-            try:
-                loop.add_signal_handler(sig, stop.set)
-            except (NotImplementedError, RuntimeError, ValueError):  # Windows, or no signals here
-                continue
-            installed.append((sig, previous))
-    try:
-        yield
-    finally:
-        for sig, previous in installed:
-            loop.remove_signal_handler(sig)
-            if previous is not None:
-                with contextlib.suppress(TypeError, ValueError, OSError):
-                    signal.signal(sig, previous)
-
-
-@contextlib.contextmanager
-def _logs_through(console: Console) -> Iterator[None]:
-    """Route the `qbflow` loggers through `console` (above the live view) instead of the root handlers."""
-    logger = logging.getLogger("qbflow")
-    handler = RichHandler(console=console, show_path=False, markup=False, rich_tracebacks=False)
-    propagate = logger.propagate
-    logger.addHandler(handler)
-    logger.propagate = False
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.propagate = propagate
-
-
-def _database(store: Any) -> str | None:
-    engine = getattr(store, "engine", None)
-    url = getattr(engine, "url", None)
-    if url is None:
-        return None
-    try:
-        return url.render_as_string(hide_password=True)
-    except AttributeError:
-        return str(url)
-
-
-async def _run_live(engine: Any, runs: RunStore, stats: EngineStats, console: Console, *, tick: float,
-                    stop: asyncio.Event, on_ready: Callable[[], None] | None, database: str | None) -> None:
-    failed_draw: list[str] = []
-
-    def render(state: str | None = None) -> RenderableType:
-        return build_view(runs, stats, database=database,
-                          state=state or ("stopping" if stop.is_set() else "running"))
-
-    with _logs_through(console), Live(render(), console=console, auto_refresh=False, transient=False,
-                                      redirect_stdout=True, redirect_stderr=True) as view:
-
-        def refresh(state: str | None = None) -> None:
-            try:
-                view.update(render(state), refresh=True)
-            except Exception as error:  # the view must never stop the engine; say so once per new reason
-                if str(error) not in failed_draw:
-                    failed_draw.append(str(error))
-                    log.warning("could not redraw the view: %s", error)
-
-        def on_cycle(report: Any) -> None:
-            stats.add_cycle(report)
-            refresh()
-
-        async def keep_fresh() -> None:  # clocks move and runs finish even while a long cycle runs
-            while not stop.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=REFRESH_SECONDS)
-                refresh()
-
-        refresher = asyncio.create_task(keep_fresh())
-        try:
-            if on_ready is not None:
-                on_ready()
-            await engine.run_forever(tick=tick, on_cycle=on_cycle, stop=stop)
-        finally:
-            refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await refresher
-        refresh("stopped")
-
+# --- one line per busy cycle -----------------------------------------------------------------------------
 
 class CycleLines:
     """An engine's `on_cycle` that prints one line per busy cycle (`summary_line`) and counts `stats`; a cycle
@@ -620,95 +496,3 @@ class CycleLines:
             self._repeats = 0
 
 
-async def _run_plain(engine: Any, stats: EngineStats, console: Console, *, tick: float, stop: asyncio.Event,
-                     on_ready: Callable[[], None] | None) -> None:
-    lines = CycleLines(console, stats)
-    console.print("qbflow engine running; " + STOP_HINT, markup=False, highlight=False)
-    if on_ready is not None:
-        on_ready()
-    await engine.run_forever(tick=tick, on_cycle=lines, stop=stop)
-    lines.finish()
-
-
-@dataclass
-class EngineParts:
-    """The engine of one process as `build_engine` makes it: the scheduler, its runner, the store they use,
-    the counters the view shows, and how many runs left unfinished it queued again."""
-
-    engine: Engine
-    runner: Runner
-    runs: RunStore
-    stats: EngineStats
-    resumed: int  # runs left running by a crash or a stop, queued again
-    pool: ClientPool | None = None
-
-    async def aclose(self) -> None:
-        """Close the QuickBooks clients the engine kept (call once the engine has stopped)."""
-        if self.pool is not None:
-            await self.pool.aclose()
-
-
-async def build_engine(store: Any, *, clients: ClientFactory | None = None, max_runs: int | None = None,
-                       runs_per_company: int | None = None) -> EngineParts:
-    """The scheduler and runner over `store` (`qbflow run`, `serve` and `up` all use this). Runs a crash or a stop
-    left running are put back in the queue, to resume (with the same request ids) as soon as the engine cycles.
-    `clients` defaults to the store's connections; `max_runs` and `runs_per_company` to the settings."""
-    from qbflow.engine.runner import Runner, store_clients
-    from qbflow.engine.scheduler import Engine
-
-    settings = get_settings()
-    runs = RunStore(store.engine)
-    # One client per connection for the engine's lifetime: polls and runs reuse its connections to Intuit.
-    pool = None if clients is not None else ClientPool(store_clients(store))
-    clients = clients or pool
-    stats = EngineStats()
-    runner = Runner(runs, clients)
-    resumed = runs.requeue_running()
-    engine = Engine(runs, clients, _CountingRunner(runner, stats),
-                    max_runs=max_runs or settings.max_runs,
-                    runs_per_company=runs_per_company or settings.runs_per_company)
-    return EngineParts(engine=engine, runner=runner, runs=runs, stats=stats, resumed=resumed, pool=pool)
-
-
-async def run_engine(store: Any, *, once: bool = False, tick: float = 1.0, live: bool | None = None,
-                     console: Console | None = None, stop: asyncio.Event | None = None,
-                     on_ready: Callable[[], None] | None = None, clients: ClientFactory | None = None,
-                     parts: EngineParts | None = None, max_runs: int | None = None,
-                     runs_per_company: int | None = None) -> None:
-    """Run the engine on `store` (a `qbflow.store.Store`): resume what a crash left running, then cycle.
-
-    `once`: one forced cycle (every enabled trigger polled now), its summary line, return. Otherwise cycle
-    every `tick` seconds until `stop` is set; without a `stop` of the caller's, SIGINT and SIGTERM set one
-    (main thread only). `on_ready` is called once the engine is about to cycle. Runs in flight finish, then
-    "stopped." is printed. `live=None` draws the live view when `console` is a terminal, plain lines
-    otherwise. `clients` (connection name -> QBOClient) defaults to the store's connections. `parts` are the
-    engine `build_engine` made (when the caller needs the engine first, e.g. for a server); default: built here.
-    """
-    console = console or Console()
-    if parts is None:
-        parts = await build_engine(store, clients=clients, max_runs=max_runs, runs_per_company=runs_per_company)
-        try:
-            await run_engine(store, once=once, tick=tick, live=live, console=console, stop=stop, on_ready=on_ready,
-                             parts=parts)
-        finally:
-            await parts.aclose()
-        return
-    engine, runs, stats = parts.engine, parts.runs, parts.stats
-    if parts.resumed:
-        console.print(f"resuming {parts.resumed} run(s) left unfinished", markup=False)
-    if once:
-        line = summary_line(await engine.cycle(force=True))
-        if line is not None:
-            console.print(line, markup=False, highlight=False)
-        return
-    own_stop = stop is None
-    stop = stop if stop is not None else asyncio.Event()
-    if live is None:
-        live = console.is_terminal
-    with _stop_on_signals(stop, enabled=own_stop):
-        if live:
-            await _run_live(engine, runs, stats, console, tick=tick, stop=stop, on_ready=on_ready,
-                            database=_database(store))
-        else:
-            await _run_plain(engine, stats, console, tick=tick, stop=stop, on_ready=on_ready)
-    console.print("stopped.", markup=False)

@@ -36,24 +36,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from qbflow.connector.polling import PollCursor, poll_shared
 from qbflow.connector.triggers import trigger as trigger_for
+from qbflow.engine.clients import ClientFactory
 from qbflow.engine.schedule import ScheduleSource, collect_schedules
 from qbflow.engine.templates import make_context, render_condition
-from qbflow.engine.workflow import Workflow, trigger_kind
+from qbflow.engine.workflow import TriggerSpec, Workflow, trigger_kind
 from qbflow.errors import QBFlowError
 from qbflow.qbo.errors import NeedsReconnect
 from qbflow.store.models import RUN_DELAYED
 from qbflow.store.runs import PollOutcome, RunRecord, RunsHook, RunStore, WorkflowRecord, order_key_for
 
 log = logging.getLogger("qbflow.engine")
-
-ClientFactory = Callable[[str], Awaitable[Any]]  # connection name -> QBOClient
 
 # Records of one entity one poll reads at most in query mode (a backfill): memory stays flat.
 BACKFILL_SLICE = 2000
@@ -77,7 +76,8 @@ _OTHERS = None  # the lane of runs whose company is not among the enabled workfl
 class RunExecutor(Protocol):
     """Executes one claimed run to its outcome (`qbflow.engine.runner.Runner`)."""
 
-    async def run_once(self, run_id: int, claimed: RunRecord | None = None, *, detail: bool = True) -> Any: ...
+    async def run_once(self, run_id: int, claimed: RunRecord | None = None, *, detail: bool = True) -> RunRecord:
+        ...
 
 
 @dataclass
@@ -105,7 +105,7 @@ class CycleReport:
 @dataclass
 class _Watch:
     record: WorkflowRecord
-    workflow: Workflow
+    spec: TriggerSpec  # the workflow's QuickBooks trigger
     trigger: Any
     cursor: PollCursor
     due: bool
@@ -243,13 +243,15 @@ class Engine:
         realm = client.realm_id
         watches: list[_Watch] = []
         for record in records:
-            workflow = Workflow.model_validate(record.definition)
-            trig = trigger_for(workflow.trigger.key)
+            spec = Workflow.model_validate(record.definition).trigger
+            if not isinstance(spec, TriggerSpec):  # only QuickBooks triggers are polled (enabled_by_connection)
+                continue
+            trig = trigger_for(spec.key)
             stored = self.runs.get_cursor(record.id, trig.key, realm)
             due = stored is None or force or stored.next_poll_at is None or stored.next_poll_at <= now
             cursor = (PollCursor.from_json(stored.cursor) if stored
-                      else PollCursor.start(now, since=workflow.trigger.since))
-            watches.append(_Watch(record, workflow, trig, cursor, due, new=stored is None))
+                      else PollCursor.start(now, since=spec.since))
+            watches.append(_Watch(record, spec, trig, cursor, due, new=stored is None))
         if not any(w.due for w in watches):
             return
         fresh = [PollOutcome(w.record.id, w.trigger.key, [], w.cursor.to_json(), now) for w in watches if w.new]
@@ -266,7 +268,7 @@ class Engine:
             # The cursors stay where they were: the next poll covers the same windows again.
             for w in watches:
                 self.runs.record_poll_error(w.record.id, w.trigger.key, realm, str(error), now=now,
-                                            next_poll_at=now + w.workflow.trigger.poll_interval)
+                                            next_poll_at=now + w.spec.poll_interval)
             report.errors.append(f"{connection}: {error}")
             log.warning("poll of %s failed: %s", connection, error)
             return
@@ -277,7 +279,7 @@ class Engine:
         kept: dict[int, list[Any]] = {}
         for w in watches:
             result = shared.results[w.record.id]
-            spec = w.workflow.trigger
+            spec = w.spec
             events = [e for e in result.events if not _own_change(e, w.record.id, spec.skip_changes_by, writers)
                       and (not spec.filter or render_condition(spec.filter, make_context(trigger=e.record)))]
             kept[w.record.id] = events

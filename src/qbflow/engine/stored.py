@@ -115,7 +115,7 @@ class WorkflowOverview:
 
     @property
     def last_poll_at(self) -> datetime | None:
-        moments = [_utc(c.last_poll_at) for c in self.cursors if c.last_poll_at is not None]
+        moments = [moment for c in self.cursors if (moment := _utc(c.last_poll_at)) is not None]
         return max(moments) if moments else None
 
     @property

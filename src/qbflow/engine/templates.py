@@ -213,11 +213,11 @@ def referenced_steps(text: str, *, condition: bool = False) -> set[str]:
     tree = _parse(_condition_text(text) if condition else text)
     found: set[str] = set()
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-        if isinstance(node.node, nodes.Name) and node.node.name == "steps":
-            if isinstance(node, nodes.Getattr):
-                found.add(node.attr)
-            elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
-                found.add(node.arg.value)
+        if isinstance(node, nodes.Getattr) and isinstance(node.node, nodes.Name) and node.node.name == "steps":
+            found.add(node.attr)
+        elif (isinstance(node, nodes.Getitem) and isinstance(node.node, nodes.Name) and node.node.name == "steps"
+              and isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str)):
+            found.add(node.arg.value)
     return found
 
 

@@ -46,7 +46,7 @@ import socket
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, make_url, text
 from sqlalchemy.engine import URL
@@ -63,8 +63,11 @@ from qbflow.errors import QBFlowError
 from qbflow.store.models import RUN_DELAYED, RUN_QUEUED, RUN_RUNNING
 from qbflow.store.runs import RunNotFound, RunStore
 
+if TYPE_CHECKING:
+    from procrastinate.app import WorkerOptions as ProcrastinateWorkerOptions
+
 __all__ = ["QUEUES", "WorkerOptions", "Workers", "WorkersUnavailable", "enqueue_runs", "ensure_schema",
-           "list_workers", "require_postgres", "run_worker"]
+           "list_workers", "require_postgres"]
 
 log = logging.getLogger("qbflow.workers")
 
@@ -126,7 +129,9 @@ def ensure_schema(engine: Engine) -> bool:
         if connection.execute(text("SELECT to_regclass('procrastinate_jobs')")).scalar() is not None:
             return False
         # Several statements and DO blocks: psycopg runs them as one script when no parameters are given.
-        connection.connection.driver_connection.execute(SchemaManager.get_schema())
+        psycopg_connection = connection.connection.driver_connection
+        assert psycopg_connection is not None, "the connection is open"
+        psycopg_connection.execute(SchemaManager.get_schema())
     log.info("created Procrastinate's tables in %s", engine.url.render_as_string(hide_password=True))
     return True
 
@@ -375,33 +380,14 @@ class Workers:
                          install_signal_handlers: bool = True, name: str | None = None) -> None:
         """Work until stopped (SIGTERM/SIGINT: the jobs in flight finish first), or, with `wait=False`, until the
         queues are empty. The app must be `opened()`."""
-        await self.app.run_worker_async(
-            concurrency=concurrency, queues=list(queues) if queues else None, wait=wait,
-            install_signal_handlers=install_signal_handlers, name=name or f"{socket.gethostname()}:{os.getpid()}",
-            delete_jobs="successful", update_heartbeat_interval=self.options.heartbeat,
-            stalled_worker_timeout=self.options.stalled_after,
-            fetch_job_polling_interval=min(5.0, float(self.options.tick)))
-
-
-async def run_worker(store: Any, *, concurrency: int = 4, queues: Iterable[str] | None = None,
-                     options: WorkerOptions | None = None, on_ready: Callable[[], None] | None = None) -> None:
-    """`qbflow worker`: a worker on `store`'s PostgreSQL database, until SIGTERM or SIGINT (jobs in flight finish)."""
-    from qbflow.engine.clients import ClientPool
-    from qbflow.engine.runner import store_clients
-    from qbflow.qbo.pacing import pacing_backend
-
-    require_postgres(store.engine.url)
-    ensure_schema(store.engine)
-    # Intuit's per-company limits held across every worker (QBFLOW_SHARED_LIMITS, on by default).
-    pool = ClientPool(store_clients(store, pacer_for=lambda realm: pacing_backend(store.engine).pacer(realm)))
-    workers = Workers(RunStore(store.engine), pool, options=options, pool_size=concurrency + 4)
-    try:
-        async with workers.opened():
-            if on_ready is not None:
-                on_ready()
-            await workers.run_worker(concurrency=concurrency, queues=queues)
-    finally:
-        await pool.aclose()
+        worker: ProcrastinateWorkerOptions = {
+            "concurrency": concurrency, "wait": wait, "install_signal_handlers": install_signal_handlers,
+            "name": name or f"{socket.gethostname()}:{os.getpid()}", "delete_jobs": "successful",
+            "update_heartbeat_interval": self.options.heartbeat, "stalled_worker_timeout": self.options.stalled_after,
+            "fetch_job_polling_interval": min(5.0, float(self.options.tick))}
+        if queues:  # else every queue
+            worker["queues"] = list(queues)
+        await self.app.run_worker_async(**worker)
 
 
 @dataclass(frozen=True)
@@ -425,7 +411,7 @@ def list_workers(engine: Engine) -> tuple[list[WorkerRow], dict[str, int]] | Non
               FROM procrastinate_workers w
               LEFT JOIN procrastinate_jobs j ON j.worker_id = w.id AND j.status = 'doing'
              GROUP BY w.id ORDER BY w.id""")).all()
-        waiting = dict(db.execute(text(
+        waiting: dict[str, int] = dict(db.execute(text(
             "SELECT queue_name, count(*) FROM procrastinate_jobs WHERE status = 'todo' GROUP BY queue_name")).all())
     workers = [WorkerRow(id=row.id, last_heartbeat=_aware(row.last_heartbeat), silent_for=float(row.silent),
                          jobs=tuple(row.jobs or ())) for row in rows]

@@ -49,7 +49,7 @@ _COMMENT_MAX = 2000
 
 def approval_store(store: object) -> ApprovalStore:
     """The approvals of an opened store, with its link-signing key."""
-    return ApprovalStore(store.engine, signing_key=store.box.derive("approval links"))  # type: ignore[attr-defined]
+    return ApprovalStore.of(store)
 
 
 def _approvals(request: Request) -> ApprovalStore:

@@ -127,6 +127,11 @@ class ApprovalStore:
         self.engine = engine
         self._key = signing_key
 
+    @classmethod
+    def of(cls, store: Any) -> ApprovalStore:
+        """The approvals of an opened `Store`, signing links with a key derived from its secret key."""
+        return cls(store.engine, signing_key=store.box.derive("approval links"))
+
     def request(self, run_id: int, workflow_id: int, step_path: str, *, message: str, approvers: Sequence[str],
                 expires_at: datetime, on_timeout: str = APPROVAL_REJECTED, now: datetime | None = None
                 ) -> ApprovalRecord:

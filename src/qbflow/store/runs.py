@@ -31,9 +31,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import SimpleNamespace
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Connection, Engine, bindparam, case, func, or_, select, true, update
+from sqlalchemy import Connection, CursorResult, Engine, Row, bindparam, case, func, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from qbflow.store.db import read_session, write_connection, write_session
@@ -215,12 +215,14 @@ def _insert_for(session: Session) -> Any:
 
 def _insert_for_dialect(name: str) -> Any:
     if name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    elif name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    else:  # pragma: no cover - make_engine only supports these two
-        raise StoreError(f"unsupported database {name!r}: use SQLite or PostgreSQL")
-    return insert
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert
+    if name == "sqlite":
+        from sqlalchemy.dialects import sqlite
+
+        return sqlite.insert
+    raise StoreError(f"unsupported database {name!r}: use SQLite or PostgreSQL")  # make_engine supports only these
 
 
 def _chunks(rows: Sequence[T]) -> Iterable[Sequence[T]]:
@@ -787,12 +789,12 @@ class RunStore:
         if not workflow_ids:
             return 0
         with write_session(self.engine) as session:
-            result = session.execute(
+            result = cast("CursorResult[Any]", session.execute(  # an UPDATE's result
                 update(Run)
                 .where(Run.workflow_id.in_(list(workflow_ids)), Run.status == RUN_WAITING_RETRY,
                        Run.next_attempt_at > now)
                 .values(next_attempt_at=now)
-            )
+            ))
             return result.rowcount or 0
 
     def unfinished_runs(self) -> builtins.list[RunRecord]:
@@ -1102,7 +1104,7 @@ def _cursor(row: TriggerCursor) -> CursorRecord:
     )
 
 
-def _event(row: Event) -> EventRecord:
+def _event(row: Event | SimpleNamespace) -> EventRecord:
     return EventRecord(
         id=row.id,
         workflow_id=row.workflow_id,
@@ -1118,7 +1120,7 @@ def _event(row: Event) -> EventRecord:
     )
 
 
-def _step(row: StepResult) -> StepRecord:
+def _step(row: StepResult | Row[Any]) -> StepRecord:
     return StepRecord(
         run_id=row.run_id,
         step_id=row.step_id,

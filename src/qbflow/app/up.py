@@ -16,7 +16,7 @@ What it does, in order:
    once the engine has activated the triggers (a trigger fires only for changes made after that);
 5. serves qbflow's server (JSON API, webhooks, dashboard; `qbflow.server`) on 127.0.0.1:`server_port`, with
    the API token shown once when it is new;
-6. runs the engine (`qbflow.engine.live.run_engine`) until SIGINT, SIGTERM or `duration` seconds; runs in
+6. runs the engine (`qbflow.app.run.run_engine`) until SIGINT, SIGTERM or `duration` seconds; runs in
    flight finish, then the servers stop.
 """
 
@@ -37,7 +37,7 @@ from rich.console import Console
 from rich.table import Table
 
 from qbflow.engine.stored import stored_definition
-from qbflow.engine.workflow import Workflow, load_workflow
+from qbflow.engine.workflow import TriggerSpec, Workflow, load_workflow
 from qbflow.errors import QBFlowError
 
 if TYPE_CHECKING:
@@ -60,7 +60,6 @@ __all__ = [
     "install_examples",
     "load_examples",
     "run_up",
-    "stored_definition",
 ]
 
 DEFAULT_PORT = 8765
@@ -111,8 +110,10 @@ def load_examples(connection: str = SANDBOX_CONNECTION) -> list[Workflow]:
     for path in example_files():
         workflow = load_workflow(path)
         if connection != SANDBOX_CONNECTION:
-            if workflow.trigger.connection == SANDBOX_CONNECTION:
+            if isinstance(workflow.trigger, TriggerSpec) and workflow.trigger.connection == SANDBOX_CONNECTION:
                 workflow.trigger.connection = connection
+            if workflow.connection == SANDBOX_CONNECTION:
+                workflow.connection = connection
             for step in workflow.walk():  # nested steps too
                 if step.connection == SANDBOX_CONNECTION:
                     step.connection = connection
@@ -420,8 +421,8 @@ async def run_up(store: Store, options: UpOptions, *, authorize: Authorize, cons
                  confirm: Callable[[str], bool] = lambda _question: False) -> None:
     """`qbflow up` (see the module doc). Returns when stopped; raises `QBFlowError` subclasses when it cannot
     start. `confirm(question)` is asked before the examples run on a production company."""
-    from qbflow.engine.live import EngineParts, build_engine, run_engine
-    from qbflow.server.serving import stop_on_signals
+    from qbflow.app.run import EngineParts, build_engine, run_engine
+    from qbflow.app.signals import stop_on_signals
     from qbflow.settings import get_settings
     from qbflow.store.runs import RunStore
 

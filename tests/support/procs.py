@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.qbo.test_connect_cli import qbflow_env
+from tests.support.connect import qbflow_env
 
 
 def connected_env(base: str, data: Path, name: str = "demo") -> dict[str, str]:
