@@ -378,3 +378,13 @@ async def test_preferences_every_section_and_updates_as_intuit_allows(http, api)
         "Id": "1", "SyncToken": on["SyncToken"], "sparse": True, "CurrencyPrefs": {"MultiCurrencyEnabled": False}})
     fault(turned_off, "6000")
     assert (await http.get(api("preferences"))).json()["Preferences"]["CurrencyPrefs"]["MultiCurrencyEnabled"]
+
+
+async def test_an_exchange_rate_query_lists_each_rate_once(http, api):
+    await turn_on_multicurrency(http, api)
+    await http.post(api("companycurrency"), json={"Code": "CAD"})
+    set_rate = await http.post(api("exchangerate"), json={
+        "SourceCurrencyCode": "CAD", "Rate": 0.71, "AsOfDate": "2026-01-02", "SyncToken": "0"})
+    assert set_rate.status_code == 200, set_rate.text
+    found = await query(http, api, "select * from ExchangeRate where SourceCurrencyCode = 'CAD'")
+    assert [(r["AsOfDate"], r["Rate"]) for r in found["ExchangeRate"]] == [("2026-01-02", 0.71)]

@@ -82,8 +82,9 @@ class ExchangeRates:
         records = {(r["SourceCurrencyCode"], r["AsOfDate"]): r for r in company.table(ENTITY).values()}
         for currency in company.table("CompanyCurrency").values():
             if currency.get("Active", True):
-                key = (currency["Code"], today.isoformat())
-                records.setdefault(key, self._rate(company, currency["Code"], today))
+                # The rate in force today: a stored one (already listed) or today's market rate.
+                rate = self._rate(company, currency["Code"], today)
+                records.setdefault((rate["SourceCurrencyCode"], rate["AsOfDate"]), rate)
         return [_wire(records[k]) for k in sorted(records)]
 
     def _rate(self, company: Company, code: str, day: date, *, exact: bool = False) -> dict:
