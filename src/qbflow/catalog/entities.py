@@ -16,6 +16,8 @@ class Kind(StrEnum):
     TRANSACTION = "transaction"  # deletable; carries lines and amounts
     SETTINGS = "settings"  # one per company (CompanyInfo, Preferences)
     ATTACHMENT = "attachment"  # Attachable: deletable, not a transaction
+    TEMPLATE = "template"  # RecurringTransaction: a transaction kept as a schedule, wrapped in its type's name
+    RATE = "rate"  # ExchangeRate: one per currency and date, no Id; read by currency, "updated" to set
 
 
 class Op(StrEnum):
@@ -70,6 +72,16 @@ class EntityDef:
     has_balance: bool = False
     # Number of days to due date when the client gives none (from the sales/bill term default).
     due_days: int | None = None
+    # The JSON key of its answers when it differs from the name used in URLs and queries: Intuit's
+    # CreditCardPayment endpoint answers {"CreditCardPaymentTxn": {...}} (API reference samples).
+    wire_key: str | None = None
+    # Served only when Preferences.CurrencyPrefs.MultiCurrencyEnabled is true.
+    multicurrency: bool = False
+
+    @property
+    def key(self) -> str:
+        """The JSON key of a record of this entity in answers (`CreditCardPaymentTxn` for CreditCardPayment)."""
+        return self.wire_key or self.name
 
     @property
     def path(self) -> str:
@@ -144,6 +156,13 @@ ENTITIES: dict[str, EntityDef] = {
         EntityDef("Department", "Department", Kind.NAME_LIST, NAME_LIST_OPS, required=("Name",),
                   refs={"ParentRef": ("Department",)}, name_field="Name",
                   filterable=frozenset({"Name", "Active", "FullyQualifiedName"})),
+        EntityDef("Budget", "Budget", Kind.NAME_LIST, frozenset({Op.READ, Op.QUERY, Op.CDC}), name_field="Name",
+                  filterable=frozenset({"Name", "Active", "StartDate", "EndDate", "BudgetType"})),
+        EntityDef("TaxAgency", "Tax Agency", Kind.NAME_LIST, frozenset({Op.CREATE, Op.READ, Op.QUERY, Op.CDC}),
+                  required=("DisplayName",), name_field="DisplayName",
+                  filterable=frozenset({"DisplayName", "Active", "TaxTrackedOnSales", "TaxTrackedOnPurchases"})),
+        EntityDef("CompanyCurrency", "Currency", Kind.NAME_LIST, NAME_LIST_OPS, required=("Code",), name_field="Code",
+                  multicurrency=True, filterable=frozenset({"Code", "Name", "Active"})),
         # --- sales transactions ------------------------------------------------------------------
         _sales("Invoice", "Invoice", required=("CustomerRef", "Line"), has_balance=True, due_days=30,
                void_style=VOID_OPERATION, extra_ops=_SEND_PDF | {Op.VOID}),
@@ -189,6 +208,24 @@ ENTITIES: dict[str, EntityDef] = {
         EntityDef("JournalEntry", "Journal Entry", Kind.TRANSACTION, TXN_OPS, required=("Line",),
                   line_types=("JournalEntryLineDetail", "DescriptionOnly"),
                   filterable=_TXN_FILTERS | {"TotalAmt", "Adjustment"}),
+        # --- time, money moved between accounts ---------------------------------------------------
+        EntityDef("TimeActivity", "Time Activity", Kind.TRANSACTION, TXN_OPS, required=("NameOf",),
+                  refs={"EmployeeRef": ("Employee",), "VendorRef": ("Vendor",), "CustomerRef": ("Customer",),
+                        "ItemRef": ("Item",), "ClassRef": ("Class",), "DepartmentRef": ("Department",)},
+                  filterable=frozenset({"TxnDate", "NameOf", "EmployeeRef", "VendorRef", "CustomerRef",
+                                        "BillableStatus", "ItemRef"})),
+        EntityDef("Transfer", "Transfer", Kind.TRANSACTION, TXN_OPS,
+                  required=("FromAccountRef", "ToAccountRef", "Amount"),
+                  refs={"FromAccountRef": ("Account",), "ToAccountRef": ("Account",), "ClassRef": ("Class",),
+                        "DepartmentRef": ("Department",)},
+                  filterable=_TXN_FILTERS | {"Amount", "FromAccountRef", "ToAccountRef"}),
+        EntityDef("CreditCardPayment", "Credit Card Payment", Kind.TRANSACTION, TXN_OPS,
+                  required=("CreditCardAccountRef", "Amount", "BankAccountRef"),
+                  refs={"CreditCardAccountRef": ("Account",), "BankAccountRef": ("Account",), "VendorRef": ("Vendor",)},
+                  wire_key="CreditCardPaymentTxn", filterable=_TXN_FILTERS | {"Amount", "VendorRef"}),
+        EntityDef("RecurringTransaction", "Recurring Transaction", Kind.TEMPLATE,
+                  frozenset({Op.CREATE, Op.READ, Op.UPDATE, Op.DELETE, Op.QUERY, Op.CDC}),
+                  filterable=frozenset({"Type", "RecurDataRef"})),
         # --- the rest ----------------------------------------------------------------------------
         EntityDef("Attachable", "Attachment", Kind.ATTACHMENT,
                   frozenset({Op.CREATE, Op.READ, Op.UPDATE, Op.DELETE, Op.QUERY, Op.CDC}),
@@ -199,10 +236,24 @@ ENTITIES: dict[str, EntityDef] = {
         EntityDef("CompanyInfo", "Company Info", Kind.SETTINGS, frozenset({Op.READ, Op.UPDATE, Op.QUERY}),
                   filterable=frozenset({"CompanyName"})),
         EntityDef("Preferences", "Preferences", Kind.SETTINGS, frozenset({Op.READ, Op.UPDATE, Op.QUERY})),
+        EntityDef("ExchangeRate", "Exchange Rate", Kind.RATE, frozenset({Op.READ, Op.UPDATE, Op.QUERY}),
+                  multicurrency=True, filterable=frozenset({"SourceCurrencyCode", "AsOfDate"})),
     ]
 }
 
 BY_PATH: dict[str, EntityDef] = {e.path: e for e in ENTITIES.values()}
+
+# The transaction types a RecurringTransaction can wrap (Intuit's RecurringTransaction reference).
+RECURRING_TYPES = ("Bill", "Purchase", "CreditMemo", "Deposit", "Estimate", "Invoice", "JournalEntry",
+                   "RefundReceipt", "SalesReceipt", "Transfer", "VendorCredit", "PurchaseOrder")
+
+# What a line of a US company's transaction carries as TaxCodeRef: the pseudo-codes "TAX" and "NON", never
+# a TaxCode Id (the code with its rates goes in TxnTaxDetail.TxnTaxCodeRef). A TaxCode query returns only
+# the company's own codes, not these two.
+US_LINE_TAX_CODES = ("TAX", "NON")
+
+# Properties a query may name beyond an entity's XSD fields (RecurringTransaction's reference lists Type).
+QUERY_EXTRA: dict[str, frozenset[str]] = {"RecurringTransaction": frozenset({"Type", "RecurDataRef", "RecurringInfo"})}
 
 # Line detail types: which references each may carry, and whether the line counts toward TotalAmt.
 LINE_REFS: dict[str, dict[str, tuple[str, ...]]] = {
@@ -249,9 +300,17 @@ ITEM_TYPES = frozenset({"Inventory", "Service", "NonInventory", "Group", "Catego
 PAYMENT_TYPES = frozenset({"Cash", "Check", "CreditCard"})
 
 # Entities Intuit's CDC endpoint does not serve.
-NO_CDC = frozenset({"TaxCode", "TaxRate", "CompanyInfo", "Preferences"})
+NO_CDC = frozenset(e.name for e in ENTITIES.values() if not e.supports(Op.CDC))
+
+_BY_LOWER: dict[str, EntityDef] = {e.name.lower(): e for e in ENTITIES.values()}
 
 
 def entity(name: str) -> EntityDef:
     """The entity called `name` (wire spelling), or KeyError."""
     return ENTITIES[name]
+
+
+def entity_named(name: str) -> EntityDef | None:
+    """The entity called `name` whatever its case (`invoice`, `Invoice`, `INVOICE`), as Intuit matches names
+    in URLs, in a query's FROM and in CDC's `entities`; None if there is none."""
+    return _BY_LOWER.get(str(name).lower())

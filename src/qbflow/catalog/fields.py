@@ -285,7 +285,70 @@ FIELDS: dict[str, frozenset[str]] = {
         "ProductAndServicesPrefs", "ReportPrefs", "SalesFormsPrefs", "SyncToken", "TaxPrefs", "TimeTrackingPrefs",
         "VendorAndPurchasesPrefs", "domain", "sparse", "status",
     }),
+    # Budget < IntuitEntity (Finance.xsd)
+    "Budget": frozenset({
+        "Active", "AttachableRef", "BudgetDetail", "BudgetEntryType", "BudgetType", "CustomField", "EndDate", "Id",
+        "MetaData", "Name", "StartDate", "SyncToken", "domain", "sparse", "status",
+    }),
+    # TaxAgency < Vendor < NameBase < IntuitEntity (IntuitNamesTypes.xsd)
+    "TaxAgency": frozenset({
+        "APAccountRef", "AcctNum", "Active", "AltContactName", "AlternatePhone", "AttachableRef", "Balance", "BillAddr",
+        "BillRate", "BusinessNumber", "CISRate", "CompanyName", "ContactName", "CostRate", "CreditLimit", "CurrencyRef",
+        "CustomField", "DefaultTaxCodeRef", "DisplayName", "FamilyName", "Fax", "FullyQualifiedName", "GSTIN",
+        "GSTRegistrationType", "GivenName", "HasTPAR", "Id", "IntuitId", "IsSubContractor", "LastFileDate", "MetaData",
+        "MiddleName", "Mobile", "Notes", "OpenBalanceDate", "Organization", "OtherAddr", "OtherContactInfo",
+        "ParentRef", "PrefillAccountRef", "PrimaryEmailAddr", "PrimaryPhone", "PrintOnCheckName", "ReportingPeriod",
+        "SalesTaxCodeRef", "SalesTaxCountry", "SalesTaxReturnRef", "ShipAddr", "Source", "SubcontractorType", "Suffix",
+        "SyncToken", "T4AEligible", "T5018Eligible", "TDSEnabled", "TDSEntityTypeId", "TDSOverrideThreshold",
+        "TDSSectionTypeId", "TaxAgencyConfig", "TaxAgencyExt", "TaxCountry", "TaxIdEffectiveDate", "TaxIdentifier",
+        "TaxOnPurchasesAccountRef", "TaxOnTax", "TaxRegistrationNumber", "TaxReportingBasis", "TaxTrackedOnPurchases",
+        "TaxTrackedOnSales", "TaxTrackedOnSalesAccountRef", "TermRef", "Title", "UserId", "V4IDPseudonym", "Vendor1099",
+        "VendorEx", "VendorPaymentBankDetail", "VendorTypeRef", "WebAddr", "domain", "sparse", "status",
+    }),
+    # CompanyCurrency < IntuitEntity (Finance.xsd)
+    "CompanyCurrency": frozenset({
+        "Active", "AttachableRef", "Code", "CompanyCurrencyEx", "CustomField", "Id", "MetaData", "Name", "SyncToken",
+        "domain", "sparse", "status",
+    }),
+    # TimeActivity < IntuitEntity (Finance.xsd)
+    "TimeActivity": frozenset({
+        "AttachableRef", "BillableStatus", "BreakHours", "BreakMinutes", "BreakSeconds", "ClassRef", "CostRate",
+        "CustomField", "CustomerRef", "DepartmentRef", "Description", "EmployeeRef", "EndTime", "HourlyRate", "Hours",
+        "HoursInEmployeeTimeZone", "Id", "ItemRef", "MetaData", "Minutes", "NameOf", "OtherNameRef", "PayrollItemRef",
+        "ProjectRef", "Seconds", "StartTime", "SyncToken", "Taxable", "TimeActivityEx", "TimeChargeId", "TimeZone",
+        "TxnDate", "VendorRef", "domain", "sparse", "status",
+    }),
+    # Transfer < Transaction < IntuitEntity (Finance.xsd)
+    "Transfer": frozenset({
+        "Amount", "AttachableRef", "ClassRef", "CurrencyRef", "CustomField", "DepartmentRef", "DocNumber",
+        "ExchangeRate", "FromAccountRef", "HomeTotalCostAmount", "Id", "Line", "LinkedTxn", "MetaData", "PrivateNote",
+        "ProjectRef", "RecurDataRef", "RecurringInfo", "SyncToken", "Tag", "TaxFormNum", "TaxFormType", "ToAccountRef",
+        "TotalCostAmount", "TransactionLocationType", "TransferEx", "TxnApprovalInfo", "TxnDate", "TxnSource",
+        "TxnStatus", "TxnTaxDetail", "domain", "sparse", "status",
+    }),
+    # CreditCardPaymentTxn < Transaction < IntuitEntity (Finance.xsd); the endpoint is creditcardpayment
+    "CreditCardPayment": frozenset({
+        "Amount", "AttachableRef", "BankAccountRef", "CheckNum", "CreditCardAccountRef", "CreditCardPaymentEx",
+        "CurrencyRef", "CustomField", "DepartmentRef", "DocNumber", "ExchangeRate", "HomeTotalCostAmount", "Id", "Line",
+        "LinkedTxn", "Memo", "MetaData", "PrintStatus", "PrivateNote", "ProjectRef", "RecurDataRef", "RecurringInfo",
+        "SyncToken", "Tag", "TaxFormNum", "TaxFormType", "TotalCostAmount", "TransactionLocationType",
+        "TxnApprovalInfo", "TxnDate", "TxnSource", "TxnStatus", "TxnTaxDetail", "VendorRef", "domain", "sparse",
+        "status",
+    }),
+    # RecurringTransaction < IntuitEntity (IntuitRestServiceDef.xsd): one wrapped transaction
+    "RecurringTransaction": frozenset({
+        "AttachableRef", "CustomField", "Id", "IntuitObject", "MetaData", "SyncToken", "domain", "sparse", "status",
+    }),
+    # ExchangeRate < IntuitEntity (Finance.xsd)
+    "ExchangeRate": frozenset({
+        "AsOfDate", "AttachableRef", "CustomField", "ExchangeRateEx", "Id", "MetaData", "Rate", "SourceCurrencyCode",
+        "SyncToken", "TargetCurrencyCode", "domain", "sparse", "status",
+    }),
 }
+
+
+# The Java class QBO names in its 2010 fault when it differs from the entity's name.
+_CLASS_NAMES = {"CreditCardPayment": "CreditCardPaymentTxn"}
 
 
 def known_fields(entity: str) -> frozenset[str]:
@@ -323,5 +386,6 @@ def unknown_field_fault_detail(entity: str, field: str) -> str:
         if index < len(names) - 1:
             listing += ", "
     listing += "])"
-    return (f'Property Name:Unrecognized field "{field}" (class com.intuit.schema.finance.v3.{entity}), '
+    java_class = _CLASS_NAMES.get(entity, entity)
+    return (f'Property Name:Unrecognized field "{field}" (class com.intuit.schema.finance.v3.{java_class}), '
             f"not marked as ignorable{listing}\n specified is unsupported or invalid")

@@ -223,7 +223,7 @@ class QBOClient:
         """The record `entity` `record_id` (NotFound if there is none)."""
         definition = self._entity(entity, Op.READ)
         body = await self._request("GET", f"{definition.path}/{_segment(record_id)}")
-        return body[definition.name]
+        return body[definition.key]
 
     async def company_info(self) -> dict:
         """The company's CompanyInfo record."""
@@ -300,11 +300,12 @@ class QBOClient:
             since = changed_since
         body = await self._request("GET", "cdc", params={"entities": ",".join(names), "changedSince": since})
         result: dict[str, list[dict]] = {name: [] for name in names}
+        by_key = {ENTITIES[name].key: name for name in names}  # CreditCardPayment answers as CreditCardPaymentTxn
         for block in body.get("CDCResponse") or []:
             for response in block.get("QueryResponse") or []:
                 for key, value in response.items():
                     if isinstance(value, list):
-                        result.setdefault(key, []).extend(value)
+                        result.setdefault(by_key.get(key, key), []).extend(value)
         return result
 
     async def pdf(self, entity: str, record_id: str | int) -> bytes:
@@ -318,7 +319,7 @@ class QBOClient:
         """Create a record; the answer is the record as QBO stored it."""
         definition = self._entity(entity, Op.CREATE)
         answer = await self._request("POST", definition.path, json=dict(body), request_id=request_id, write=True)
-        return answer[definition.name]
+        return answer[definition.key]
 
     async def update(
         self,
@@ -343,7 +344,7 @@ class QBOClient:
             raise ValueError(f"update({definition.name}) needs a SyncToken, or fetch_sync_token=True")
         payload["sparse"] = bool(sparse)
         answer = await self._request("POST", definition.path, json=payload, request_id=request_id, write=True)
-        return answer[definition.name]
+        return answer[definition.key]
 
     async def delete(
         self, entity: str, id_or_record: str | int | Mapping[str, Any], request_id: str | None = None
@@ -353,7 +354,7 @@ class QBOClient:
         payload = await self._id_and_token(definition, id_or_record)
         answer = await self._request("POST", definition.path, params={"operation": "delete"}, json=payload,
                                      request_id=request_id, write=True)
-        return answer[definition.name]
+        return answer[definition.key]
 
     async def deactivate(
         self, entity: str, id_or_record: str | int | Mapping[str, Any], request_id: str | None = None
@@ -388,7 +389,7 @@ class QBOClient:
             raise UnsupportedOperation(f"{definition.name} does not support void")
         answer = await self._request("POST", definition.path, params=params, json=payload,
                                      request_id=request_id, write=True)
-        return answer[definition.name]
+        return answer[definition.key]
 
     async def send(
         self, entity: str, record_id: str | int, to: str | None = None, request_id: str | None = None
@@ -400,7 +401,7 @@ class QBOClient:
         answer = await self._request("POST", f"{definition.path}/{_segment(record_id)}/send", params=params,
                                      content=b"", headers={"Content-Type": "application/octet-stream"},
                                      request_id=request_id, write=True)
-        return answer[definition.name]
+        return answer[definition.key]
 
     async def batch(self, items: Iterable[Mapping[str, Any]], request_id: str | None = None) -> list[BatchResult]:
         """Run batch items in chunks of 30 (one /batch request each, in order); one result per item.
@@ -624,7 +625,7 @@ def _entity_of(query: str | Query) -> str | None:
         return None
     name = match.group(1)
     definition = ENTITIES.get(name) or BY_PATH.get(name.lower())
-    return definition.name if definition else name
+    return definition.key if definition else name
 
 
 def _records_of(response: dict, entity: str | None) -> list[dict]:

@@ -28,21 +28,33 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from qbflow.catalog.entities import BY_PATH, ENTITIES, VOID_INCLUDE, VOID_OPERATION, Kind, Op
+from qbflow.catalog.entities import (
+    ENTITIES,
+    QUERY_EXTRA,
+    VOID_INCLUDE,
+    VOID_OPERATION,
+    EntityDef,
+    Kind,
+    Op,
+    entity_named,
+)
 from qbflow.catalog.fields import known_fields
-from qbflow.sandbox import faults
+from qbflow.sandbox import faults, us_entities
 from qbflow.sandbox.admin import INJECTABLE_FAULTS
 from qbflow.sandbox.admin import routes as admin_routes
 from qbflow.sandbox.attachments import Attachments
 from qbflow.sandbox.books import Books
 from qbflow.sandbox.clock import Clock, qbo_time
+from qbflow.sandbox.exchange import ExchangeRates
 from qbflow.sandbox.faults import Fault
 from qbflow.sandbox.limits import RateLimiter
 from qbflow.sandbox.oauth import AuthFailure, OAuthApp, OAuthServer
 from qbflow.sandbox.oauth import Company as OAuthCompany
 from qbflow.sandbox.pdf import render_pdf
 from qbflow.sandbox.query import QueryError, parse_query, select
+from qbflow.sandbox.recurring import Recurring, flat
 from qbflow.sandbox.storage import Storage
+from qbflow.sandbox.taxservice import create_tax_code
 from qbflow.sandbox.webhooks import WebhookConfig, WebhookDispatcher
 
 # Successful answers carry a charset; Intuit's 4xx fault answers are plain application/json.
@@ -122,6 +134,8 @@ class Sandbox:
         self.limiter = RateLimiter(enabled=rate_limit)
         self.faults = FaultPlan(rate=fault_rate, seed=fault_seed)
         self.attachments = Attachments(self.books, self.storage, self.clock, self._file_secret())
+        self.recurring = Recurring(self.books)
+        self.exchange_rates = ExchangeRates(self.books)
         self._in_flight: dict[tuple[str, str], asyncio.Event] = {}
         names = company_names or [f"Sandbox Company_US_{n + 1}" for n in range(companies)]
         for name in names[len(self.books.companies):]:
@@ -261,7 +275,9 @@ class Sandbox:
         parts = rest.split("/")
         method = request.method
         params = request.query_params
-        head = parts[0]
+        # Resource names match whatever their case (/Invoice/5 is /invoice/5), as entity names do in a
+        # query's FROM and in CDC's `entities` (*inferred* for URLs: Intuit's SDKs send them lower-cased).
+        head = parts[0].lower()
         if head == "query":
             text = params.get("query") if method == "GET" else (await request.body()).decode("utf-8", "replace")
             if not text:
@@ -291,8 +307,32 @@ class Sandbox:
         if head == "preferences" and method == "GET" and len(parts) == 1:
             return 200, {"Preferences": self.books.get(realm, "Preferences", "1"), "time": self._time()}, \
                 JSON_OK
-        entity = BY_PATH.get(head)
+        if head == "taxservice" and method == "POST" and len(parts) == 2 and parts[1].lower() == "taxcode":
+            # Intuit answers the TaxService object bare, without an envelope or `time`.
+            return 200, create_tax_code(self.books, realm, await _json(request)), JSON_OK
+        entity = entity_named(head)
         if entity is None or len(parts) > 3:
+            raise self._no_resource(request)
+        self._check_multicurrency(realm, entity)
+        if entity.kind is Kind.RATE:
+            if method == "GET" and len(parts) == 1:
+                rate = self.exchange_rates.read(realm, _param(params, "sourcecurrencycode"),
+                                                _param(params, "asofdate"))
+                return 200, {entity.key: rate, "time": self._time()}, JSON_OK
+            if method == "POST" and len(parts) == 1:
+                rate = self.exchange_rates.update(realm, await _json(request))
+                return 200, {entity.key: rate, "time": self._time()}, JSON_OK
+            raise self._no_resource(request)
+        if entity.kind is Kind.TEMPLATE:
+            if method == "GET" and len(parts) == 2:
+                from qbflow.sandbox.books import _check_id
+
+                _check_id(parts[1])
+                return 200, {entity.key: self.recurring.get(realm, parts[1]), "time": self._time()}, JSON_OK
+            if method == "POST" and len(parts) == 1:
+                record = self.write(realm, entity.name, params.get("operation"), params.get("include"),
+                                    await _json(request))
+                return 200, {entity.key: record, "time": self._time()}, JSON_OK
             raise self._no_resource(request)
         if method == "GET" and len(parts) == 2:
             record = self.books.get(realm, entity.name, parts[1])
@@ -300,13 +340,13 @@ class Sandbox:
                 record = self.attachments.with_temp_url(realm, record, str(request.base_url))
             if entity.name == "Invoice" and "invoicelink" in params.get("include", "").lower():
                 record = _with_invoice_link(realm, record)
-            return 200, {entity.name: record, "time": self._time()}, JSON_OK
-        if method == "GET" and len(parts) == 3 and parts[2] == "pdf":
+            return 200, {entity.key: record, "time": self._time()}, JSON_OK
+        if method == "GET" and len(parts) == 3 and parts[2].lower() == "pdf":
             if not entity.supports(Op.PDF):
                 raise self._no_resource(request)
             record = self.books.get(realm, entity.name, parts[1])
             return 200, render_pdf(entity.name, record, self.books.company(realm).name), "application/pdf"
-        if method == "POST" and len(parts) == 3 and parts[2] == "send":
+        if method == "POST" and len(parts) == 3 and parts[2].lower() == "send":
             if not entity.supports(Op.SEND):
                 raise self._no_resource(request)
             content_type = request.headers.get("content-type", "")
@@ -314,14 +354,18 @@ class Sandbox:
                 # What QBO answers when a client sends JSON to /send (python-quickbooks PR #257).
                 raise faults.required("DeliveryAddress.Address")
             record = self.books.send(realm, entity.name, parts[1], params.get("sendTo"))
-            return 200, {entity.name: record, "time": self._time()}, JSON_OK
+            return 200, {entity.key: record, "time": self._time()}, JSON_OK
         if method == "POST" and len(parts) == 1:
             record = self.write(realm, entity.name, params.get("operation"), params.get("include"),
                                 await _json(request))
             if entity.kind is Kind.ATTACHMENT and record.get("status") != "Deleted":
                 record = self.attachments.with_temp_url(realm, record, str(request.base_url))
-            return 200, {entity.name: record, "time": self._time()}, JSON_OK
+            return 200, {entity.key: record, "time": self._time()}, JSON_OK
         raise self._no_resource(request)
+
+    def _check_multicurrency(self, realm: str, entity: EntityDef) -> None:
+        if entity.multicurrency and not us_entities.multicurrency_enabled(self.books.company(realm)):
+            raise us_entities.multicurrency_off()
 
     @staticmethod
     def _no_resource(request: Request) -> Fault:
@@ -331,11 +375,24 @@ class Sandbox:
         """Create, update, delete or void, as the `operation` and `include` query parameters say."""
         if not isinstance(body, dict):
             raise faults.invalid("Request body must be a JSON object", code="2010")
+        entity = ENTITIES[entity_name]
+        self._check_multicurrency(realm, entity)
         with self.storage.transaction():
             return self._write(realm, entity_name, operation, include, body)
 
     def _write(self, realm: str, entity_name: str, operation: str | None, include: str | None, body: dict) -> dict:
         entity = ENTITIES[entity_name]
+        if entity.kind is Kind.TEMPLATE:
+            if operation == "delete":
+                return self.recurring.delete(realm, body)
+            if operation not in (None, "create", "update") or include:
+                raise faults.unsupported_operation(str(operation or include))
+            _kind, txn = _template_body(body)
+            if txn.get("Id") not in (None, ""):
+                return self.recurring.update(realm, body)
+            return self.recurring.create(realm, body)
+        if entity.kind is Kind.RATE:
+            return self.exchange_rates.update(realm, body)
         if operation == "delete":
             return self.books.delete(realm, entity_name, body)
         if operation == "void":
@@ -358,8 +415,20 @@ class Sandbox:
             query = parse_query(text, known_entities=ENTITIES.keys(), known_property=_known_property)
         except QueryError as error:
             raise Fault(error.code, error.message, error.detail, element=None) from None
-        records = self._candidates(realm, query)
         entity = ENTITIES[query.entity]
+        self._check_multicurrency(realm, entity)
+        if entity.kind is Kind.TEMPLATE:
+            # Conditions see the wrapped transaction and its Type; the answer keeps the wrapper.
+            views: dict[int, dict] = {}
+            records = []
+            for stored in self._candidates(realm, query):
+                flat_view = flat(stored)
+                views[id(flat_view)] = stored
+                records.append(flat_view)
+        elif entity.kind is Kind.RATE:
+            records = self.exchange_rates.candidates(realm)
+        else:
+            records = self._candidates(realm, query)
         if entity.kind is Kind.NAME_LIST and not query.filters_on("Active"):
             records = [r for r in records if r.get("Active", True)]
         page, total = select(query, records)
@@ -369,7 +438,9 @@ class Sandbox:
             return {}
         if entity.kind is Kind.ATTACHMENT and base_url:
             page = [self.attachments.with_temp_url(realm, r, base_url) for r in page]
-        return {query.entity: page, "startPosition": query.start_position, "maxResults": len(page)}
+        if entity.kind is Kind.TEMPLATE:
+            page = [{views[id(r)]["Type"]: views[id(r)][views[id(r)]["Type"]]} for r in page]
+        return {entity.key: page, "startPosition": query.start_position, "maxResults": len(page)}
 
     def _candidates(self, realm: str, query: Any) -> Any:
         """The records a query can match: an equality on Id or on the customer/vendor narrows the scan to
@@ -420,13 +491,16 @@ class Sandbox:
         if "Query" in item:
             return {"QueryResponse": self.query(realm, str(item["Query"]))}
         operation = item.get("operation")
-        names = [k for k in item if k in ENTITIES]
+        by_key = {e.key: e.name for e in ENTITIES.values() if e.kind in (Kind.NAME_LIST, Kind.TRANSACTION,
+                                                                         Kind.ATTACHMENT, Kind.SETTINGS)}
+        names = [by_key.get(k) or k for k in item if k in ENTITIES or k in by_key]
         if not names:
             raise faults.required("BatchItemRequest entity")
         name = names[0]
+        body_key = ENTITIES[name].key if ENTITIES[name].key in item else name
         if operation not in ("create", "update", "delete", "void"):
             raise faults.invalid(f"Unsupported batch operation: {operation}", "operation", code="2010")
-        body = item[name]
+        body = item[body_key]
         if operation == "create" and isinstance(body, dict):
             body = {k: v for k, v in body.items() if k != "Id"}
         entity = ENTITIES[name]
@@ -434,7 +508,7 @@ class Sandbox:
             op, include = ("void", None) if entity.void_style == VOID_OPERATION else ("update", "void")
         else:
             op, include = (None if operation in ("create", "update") else operation), None
-        return {name: self.write(realm, name, op, include, body)}
+        return {ENTITIES[name].key: self.write(realm, name, op, include, body)}
 
 
 def _with_invoice_link(realm: str, invoice: dict) -> dict:
@@ -454,7 +528,22 @@ def _lowercase_fields(entity: str) -> frozenset[str]:
 
 def _known_property(entity: str, name: str) -> bool:
     """Property names in queries match whatever their case (Intuit's own docs write `Metadata`)."""
-    return name.lower() in _lowercase_fields(entity)
+    extra = QUERY_EXTRA.get(entity, frozenset())
+    return name.lower() in _lowercase_fields(entity) or name.lower() in {e.lower() for e in extra}
+
+
+def _template_body(body: Any) -> tuple[str, dict]:
+    from qbflow.sandbox.recurring import unwrap
+
+    return unwrap(body)
+
+
+def _param(params: Any, name: str) -> str | None:
+    """A query parameter whatever the case of its name (`sourcecurrencycode`, `sourceCurrencyCode`)."""
+    for key, value in params.items():
+        if key.lower() == name:
+            return value
+    return None
 
 
 def _dumps(payload: Any) -> bytes:

@@ -19,16 +19,17 @@ from qbflow.catalog.entities import (
     ENTITIES,
     ITEM_TYPES,
     LINE_REFS,
-    NO_CDC,
     PAYMENT_TYPES,
     SHARED_NAME_ENTITIES,
+    US_LINE_TAX_CODES,
     EntityDef,
     Kind,
     Op,
     Party,
+    entity_named,
 )
 from qbflow.catalog.fields import unknown_field_fault_detail, unknown_fields
-from qbflow.sandbox import faults
+from qbflow.sandbox import faults, us_entities
 from qbflow.sandbox.clock import COMPANY_TZ, Clock, qbo_datetime
 from qbflow.sandbox.faults import Fault
 from qbflow.sandbox.storage import Storage
@@ -183,9 +184,13 @@ class Books:
         self.storage.kv_set(f"company:{company.realm_id}", company.meta())
 
     def _next_id(self, company: Company, entity: EntityDef) -> str:
-        key = _TXN_SEQUENCE if entity.kind is Kind.TRANSACTION else entity.name
+        key = _TXN_SEQUENCE if entity.kind in (Kind.TRANSACTION, Kind.TEMPLATE) else entity.name
         start = 5000000000000000000 if entity.kind is Kind.ATTACHMENT else 1
-        value = company.sequences.get(key, start - 1) + 1
+        if key not in company.sequences:
+            # Records a seed inserted with fixed Ids (tax codes, rates, agencies) come before the first new one.
+            taken = [int(i) for i in company.table(entity.name) if i.isdigit()]
+            company.sequences[key] = max([start - 1, *taken])
+        value = company.sequences[key] + 1
         company.sequences[key] = value
         self._save_company(company)
         return str(value)
@@ -269,7 +274,9 @@ class Books:
         body.pop("sparse", None)
         for key in ("domain", "MetaData", "status"):
             body.pop(key, None)
-        if sparse:
+        if entity.name == "Preferences":
+            record = us_entities.preferences_update(current, body, sparse=sparse)
+        elif sparse:
             # In a sparse update a field sent empty (null or "") is cleared; others stay as they were.
             record = {k: v for k, v in copy.deepcopy(current).items() if k not in cleared}
             record.update(body)
@@ -390,18 +397,26 @@ class Books:
                 f"cdc with changedSince date {changed_since} which is older than fixed days")
         answers: list[dict] = []
         total = 0
-        for name in entity_names:
-            entity = ENTITIES.get(name)
-            if entity is None or name in NO_CDC:
-                raise faults.unsupported_operation(f"cdc for entity {name}")
+        for given in entity_names:
+            # Entity names match whatever their case, as in a query's FROM (`entities=invoice,Customer`).
+            entity = entity_named(given)
+            if entity is None or not entity.supports(Op.CDC):
+                raise faults.unsupported_operation(f"cdc for entity {given}")
+            if entity.multicurrency and not us_entities.multicurrency_enabled(company):
+                raise us_entities.multicurrency_off()
+            name = entity.name
             changed = [r for r in company.table(name).values()
                        if parse_when(r["MetaData"]["LastUpdatedTime"]) >= since]
             changed += [s for s in company.deleted.get(name, {}).values()
                         if parse_when(s["MetaData"]["LastUpdatedTime"]) >= since]
             changed.sort(key=lambda r: r["MetaData"]["LastUpdatedTime"])
+            if entity.kind is Kind.TEMPLATE:
+                from qbflow.sandbox.recurring import view
+
+                changed = [view(r) for r in changed]
             total += len(changed)
             if changed:
-                answers.append({name: changed, "startPosition": 1,
+                answers.append({entity.key: changed, "startPosition": 1,
                                 "maxResults": len(changed), "totalCount": len(changed)})
         if total > CDC_MAX_OBJECTS:
             raise faults.invalid(f"ChangeDataCapture response would contain {total} objects; the maximum is "
@@ -458,13 +473,14 @@ class Books:
         self.storage.save_record(company.realm_id, entity_name, record["Id"], record)
 
     # --- QBO's rules -------------------------------------------------------------------------------
-    def _apply_rules(self, company: Company, entity: EntityDef, record: dict, current: dict | None) -> None:
+    def _apply_rules(self, company: Company, entity: EntityDef, record: dict, current: dict | None, *,
+                     template: bool = False) -> None:
         self._number_addresses(company, record)
         self._check_refs(company, entity, record)
         if entity.kind is Kind.NAME_LIST:
             self._name_list_rules(company, entity, record, current)
         elif entity.kind is Kind.TRANSACTION:
-            self._transaction_rules(company, entity, record, current)
+            self._transaction_rules(company, entity, record, current, template=template)
         elif entity.kind is Kind.ATTACHMENT:
             self._attachable_rules(company, record)
 
@@ -522,6 +538,14 @@ class Books:
 
     def _name_list_rules(self, company: Company, entity: EntityDef, record: dict, current: dict | None) -> None:
         name_field = entity.name_field or "Name"
+        if entity.name in ("TaxAgency", "CompanyCurrency"):
+            if entity.name == "TaxAgency":
+                us_entities.tax_agency_rules(record)
+            else:
+                us_entities.currency_rules(record, current)
+            if record.get("Active", True):
+                self._check_unique_name(company, entity, record)
+            return
         if entity.name in SHARED_NAME_ENTITIES:
             if not _present(record.get("DisplayName")):
                 parts = [record.get(p) for p in ("Title", "GivenName", "MiddleName", "FamilyName", "Suffix")]
@@ -632,11 +656,24 @@ class Books:
         record.setdefault("UnitPrice", 0)
         record.setdefault("Taxable", False)
 
-    def _transaction_rules(self, company: Company, entity: EntityDef, record: dict, current: dict | None) -> None:
+    def _transaction_rules(self, company: Company, entity: EntityDef, record: dict, current: dict | None, *,
+                           template: bool = False) -> None:
         today = self.clock.company_now().date()
+        if entity.name == "TimeActivity":
+            us_entities.time_activity_rules(record, today.isoformat())
+            _parse_date(record["TxnDate"], "TxnDate")
+            return
         record.setdefault("TxnDate", today.isoformat())
         txn_date = _parse_date(record["TxnDate"], "TxnDate")
-        if entity.doc_number and not _present(record.get("DocNumber")):
+        if entity.name in ("Transfer", "CreditCardPayment"):
+            record.setdefault("CurrencyRef", dict(USD))
+            if entity.name == "Transfer":
+                us_entities.transfer_rules(company, record)
+            else:
+                us_entities.credit_card_payment_rules(company, record)
+            return
+        # A recurring template has no number of its own: each transaction it creates gets one.
+        if entity.doc_number and not template and not _present(record.get("DocNumber")):
             record["DocNumber"] = (current or {}).get("DocNumber") or self._next_doc_number(company, entity)
         record.setdefault("CurrencyRef", dict(USD))
         if entity.name == "JournalEntry":
@@ -714,6 +751,8 @@ class Books:
                             ref["EntityRef"] = self._resolve_ref(company, "EntityRef", targets, ref["EntityRef"])
                         continue
                     detail[ref_field] = self._resolve_ref(company, f"{detail_type}.{ref_field}", targets, ref)
+            if detail and "TaxCodeRef" in detail:
+                _check_line_tax_code(detail["TaxCodeRef"])
             if detail_type == "SalesItemLineDetail":
                 detail.setdefault("TaxCodeRef", {"value": "NON"})
             if detail_type == "ItemBasedExpenseLineDetail":
@@ -931,6 +970,15 @@ def _amount(line: dict) -> float:
 
 def _present(value: Any) -> bool:
     return value is not None and value != "" and value != [] and value != {}
+
+
+def _check_line_tax_code(ref: Any) -> None:
+    """A US line is taxable or not: its TaxCodeRef is "TAX" or "NON", the pseudo-codes Intuit's US
+    transactions carry on lines (the tax code with its rates goes in TxnTaxDetail.TxnTaxCodeRef)."""
+    value = ref.get("value") if isinstance(ref, dict) else None
+    if value not in US_LINE_TAX_CODES:
+        # *Inferred* answer: QBO resolves the line's code among its tax codes and finds none by that Id.
+        raise faults.invalid_reference("TaxCode", str(value))
 
 
 def _check_id(record_id: str) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from qbflow.sandbox.us_entities import default_preferences, seed_us_extras
+
 if TYPE_CHECKING:
     from qbflow.sandbox.books import Books, Company
 
@@ -188,6 +190,7 @@ def _seed(books: Books, company: Company) -> None:
         "Line": [{"Amount": 63.15, "DetailType": "AccountBasedExpenseLineDetail",
                   "AccountBasedExpenseLineDetail": {"AccountRef": {"value": accounts["Travel"]}}}],
     })
+    seed_us_extras(books, company, today)
 
 
 def _settings(books: Books, company: Company, today) -> None:
@@ -203,26 +206,4 @@ def _settings(books: Books, company: Company, today) -> None:
             {"Name": "CompanyType", "Value": "Other"}, {"Name": "OfferingSku", "Value": "QuickBooks Online Plus"},
         ],
     }, record_id="1")
-    books.insert(company, "Preferences", {
-        "AccountingInfoPrefs": {"TrackDepartments": False, "DepartmentTerminology": "Location",
-                                "ClassTrackingPerTxn": False, "ClassTrackingPerTxnLine": False,
-                                "CustomerTerminology": "Customers"},
-        "ProductAndServicesPrefs": {"ForSales": True, "ForPurchase": True, "QuantityWithPriceAndRate": True,
-                                    "QuantityOnHand": True},
-        "SalesFormsPrefs": {"AllowDeposit": False, "AllowDiscount": True, "AllowEstimates": True,
-                            "ETransactionEnabledStatus": "NotApplicable", "CustomTxnNumbers": False,
-                            "DefaultTerms": {"value": "3"}, "AllowShipping": False,
-                            "EstimateMessage": "Thank you for your business and have a great day!",
-                            "DefaultCustomerMessage": "Thank you for your business and have a great day!"},
-        "EmailMessagesPrefs": {"InvoiceMessage": {"Subject": "Invoice [Invoice No.] from Sandbox Company",
-                                                  "Message": "Your invoice is attached."}},
-        "VendorAndPurchasesPrefs": {"TrackingByCustomer": True, "BillableExpenseTracking": True,
-                                    "POCustomField": []},
-        "TimeTrackingPrefs": {"UseServices": True, "BillCustomers": True, "ShowBillRateToAll": False,
-                              "WorkWeekStartDate": "Monday", "MarkTimeEntriesBillable": True},
-        "TaxPrefs": {"UsingSalesTax": True, "PartnerTaxEnabled": True},
-        "CurrencyPrefs": {"MultiCurrencyEnabled": False, "HomeCurrency": {"value": "USD"}},
-        "ReportPrefs": {"ReportBasis": "Accrual", "CalcAgingReportFromTxnDate": False},
-        "OtherPrefs": {"NameValue": [{"Name": "SalesFormsPrefs.DefaultCustomerMessage",
-                                      "Value": "Thank you for your business and have a great day!"}]},
-    }, record_id="1")
+    books.insert(company, "Preferences", default_preferences(company.name), record_id="1")
