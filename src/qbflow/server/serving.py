@@ -215,6 +215,12 @@ def _worker_poll_requests(store: Store) -> Any:
     return WorkerPollRequests(store.engine.url)
 
 
+def _enqueue_runs() -> Any:
+    from qbflow.engine.workers import enqueue_runs
+
+    return enqueue_runs
+
+
 async def run_server(store: Store, options: ServeOptions, *, console: Console, settings: Settings | None = None,
                      stop: asyncio.Event | None = None, transport: Any | None = None,
                      on_ready: Callable[[str], None] | None = None) -> None:
@@ -263,6 +269,7 @@ async def run_server(store: Store, options: ServeOptions, *, console: Console, s
                               engine=engine, run_engine=engine is not None,
                               engine_tick=options.tick, secure_cookies=public_url.startswith("https://"),
                               public_url=public_url, transport=transport,
+                              on_runs=_enqueue_runs() if handoff is not None else None,
                               on_cycle=CycleLines(console, parts.stats) if parts else None)
         served = ServedApp(create_app(config), sock)
     except BaseException:
