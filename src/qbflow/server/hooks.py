@@ -23,6 +23,8 @@ the dashboard (`hook_refusals`), and logged without body, headers or secret.
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
 import logging
 import threading
 from collections import deque
@@ -194,10 +196,16 @@ def _trigger_of(target: HookTarget | None) -> WebhookTrigger | None:
     if trigger_kind(spec) != "webhook":
         return None
     try:
-        return WebhookTrigger.model_validate(spec)
+        return _parsed_trigger(json.dumps(spec, sort_keys=True))
     except ValidationError:  # stored definitions were validated; a newer qbflow may have changed the format
         log.warning("hook of workflow %r: its stored trigger is not valid any more", target.workflow)
         return None
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed_trigger(spec: str) -> WebhookTrigger:
+    # Validating parses the delivery_id template: once per trigger text, not once per delivery.
+    return WebhookTrigger.model_validate_json(spec)
 
 
 # --- GET /api/hooks, POST /api/hooks/{workflow}/rotate (API token) -----------------------------------------

@@ -187,15 +187,15 @@ class HookStore:
 
     def _write_delivery(self, db: Connection, hook: int, outcome: str, delivery_id: str | None,
                         run_id: int | None) -> None:
-        table = HookDelivery.__table__
-        new_id = db.execute(insert(table).values(
+        row = HookDelivery
+        new_id = db.execute(insert(row).values(
             hook_id=hook, received_at=utcnow(), status=202, outcome=outcome,
-            delivery_id=delivery_id[:255] if delivery_id else None, run_id=run_id).returning(table.c.id)).scalar_one()
+            delivery_id=delivery_id[:255] if delivery_id else None, run_id=run_id).returning(row.id)).scalar_one()
         if new_id % _PRUNE_EVERY == 0:
-            cutoff = db.execute(select(table.c.id).where(table.c.hook_id == hook).order_by(table.c.id.desc())
+            cutoff = db.execute(select(row.id).where(row.hook_id == hook).order_by(row.id.desc())
                                 .offset(KEEP_DELIVERIES).limit(1)).scalar_one_or_none()
             if cutoff is not None:
-                db.execute(delete(table).where(table.c.hook_id == hook, table.c.id <= cutoff))
+                db.execute(delete(row).where(row.hook_id == hook, row.id <= cutoff))
 
     def _find(self, workflow_id: int) -> HookRecord | None:
         with read_session(self.engine) as session:
