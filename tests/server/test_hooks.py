@@ -31,7 +31,7 @@ from qbflow.engine.workflow import WebhookTrigger, load_workflow_text
 from qbflow.server import ServerConfig, create_app
 from qbflow.settings import Settings
 from qbflow.store import Event, Run, RunStore, SecretBox, Store, open_store
-from qbflow.store.hooks import KEEP_DELIVERIES, HookRecord
+from qbflow.store.hooks import KEEP_DELIVERIES, HookRecord, HookStore
 from qbflow.store.models import HookDelivery
 from tests.server.conftest import API_TOKEN, SERVER_BASE, api_token_checker
 from tests.server.test_dashboard import Dashboard, dashboard  # noqa: F401 - the fixture
@@ -257,6 +257,14 @@ async def test_the_secret_is_encrypted_at_rest_and_never_logged(
         events = " ".join(str(row) for row in db.execute(text("SELECT record FROM events")).all())
     assert len(rows) == 1 and secret not in stored and store.box.decrypt(rows[0].secret_enc) == secret
     assert secret not in events and secret not in repr(store.hooks.target(hook.hook_id))
+
+
+def test_secrets_are_reencrypted_after_a_key_rotation(db_url: str) -> None:
+    old_key, new_key = SecretBox.generate_key(), SecretBox.generate_key()
+    with open_store(url=db_url, box=SecretBox([old_key])) as store:
+        hook, secret = add_hook(store)
+        assert HookStore(store.engine, SecretBox([new_key, old_key])).reencrypt_all() == 1
+        assert HookStore(store.engine, SecretBox([new_key])).target(hook.hook_id).secret == secret  # type: ignore[union-attr]
 
 
 async def test_api_lists_hooks_without_secrets(store: Store, api: httpx.AsyncClient,

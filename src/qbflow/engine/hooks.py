@@ -51,7 +51,7 @@ class Refused(QBFlowError):
 
 def content_kind(content_type: str | None) -> str:
     """JSON (`application/json`, `application/*+json`) or FORM (`application/x-www-form-urlencoded`); else 415."""
-    media = (content_type or "").split(";", 1)[0].strip().lower()
+    media = (content_type or "").split(";", 1)[0].strip().lower()[:100]  # it is echoed and logged: bounded
     if media == "application/json" or (media.startswith("application/") and media.endswith("+json")):
         return JSON
     if media == "application/x-www-form-urlencoded":
