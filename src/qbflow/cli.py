@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from qbflow.engine.status import SystemStatus
     from qbflow.qbo.client import QBOClient
     from qbflow.qbo.connect import Environment
-    from qbflow.store import ConnectionRecord, Store
+    from qbflow.store import ConnectionRecord, Store, WorkflowRecord
 
 app = typer.Typer(help="qbflow: automate QuickBooks Online.", no_args_is_help=True, add_completion=False)
 connections_app = typer.Typer(help="List, show and remove connections to QuickBooks companies.",
@@ -1162,11 +1162,11 @@ def _hooks_base() -> str:
     return get_settings().public_url or url_for("127.0.0.1", DEFAULT_PORT)
 
 
-def _print_new_hook(store: Store, record: object, secret: str | None = None) -> None:
+def _print_new_hook(store: Store, record: WorkflowRecord, secret: str | None = None) -> None:
     """After `workflow add` or `hooks rotate`: a webhook workflow's URL, and its secret when it is new."""
     from qbflow.engine.stored import ensure_hook, hook_url
 
-    made = ensure_hook(store.hooks, record)  # type: ignore[arg-type]
+    made = ensure_hook(store.hooks, record)
     if made is None:
         return
     hook, new = made

@@ -423,3 +423,37 @@ def test_with_workers_the_runs_job_is_enqueued_with_the_event(db_url: str, setti
             jobs = db.execute(text("SELECT task_name, args FROM procrastinate_jobs")).all()
             (run_id,) = db.execute(select(Run.id)).scalars().all()
     assert [(task, args) for task, args in jobs] == [("qbflow.run", {"run_id": run_id})]
+
+
+def test_cli_add_shows_the_secret_once_list_never_and_rotate_makes_a_new_one(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from qbflow.cli import app as cli
+
+    env = {"QBFLOW_DATA_DIR": str(tmp_path / "data"), "QBFLOW_SECRET_KEY": SecretBox.generate_key(),
+           "QBFLOW_PUBLIC_URL": "https://qbflow.example.com", "COLUMNS": "250"}
+    path = tmp_path / "shop.yaml"
+    path.write_text(SHOP)
+
+    def qbflow(*args: str, stdin: str | None = None) -> str:
+        result = CliRunner().invoke(cli, list(args), env=env, input=stdin)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    added = qbflow("workflow", "add", str(path))
+    url = re.search(r"URL: (https://qbflow\.example\.com/hooks/[\w-]{24})\n", added).group(1)  # type: ignore[union-attr]
+    secret = re.search(r"secret: ([\w-]{43})\n", added).group(1)  # type: ignore[union-attr]
+    again = qbflow("workflow", "add", str(path))  # an update keeps the URL and does not show the secret
+    assert f"URL: {url}" in again and "secret:" not in again
+    listed = qbflow("hooks", "list")
+    assert url in listed and secret not in listed
+    rotated = qbflow("hooks", "rotate", "Shop order")
+    new = re.search(r"secret: ([\w-]{43})\n", rotated).group(1)  # type: ignore[union-attr]
+    assert new != secret and "the old one no longer works" in rotated
+    chosen = qbflow("hooks", "rotate", "Shop order", "--secret-stdin", stdin="shpss_from_shopify\n")
+    assert "shpss_from_shopify" not in chosen and "secret:" not in chosen
+    with open_store(Settings(data_dir=tmp_path / "data", secret_key=env["QBFLOW_SECRET_KEY"])) as store:
+        (hook,) = store.hooks.list()
+        assert store.hooks.target(hook.hook_id).secret == "shpss_from_shopify"  # type: ignore[union-attr]
+    refused = CliRunner().invoke(cli, ["hooks", "rotate", "Nope"], env=env)
+    assert refused.exit_code == 1 and "No workflow named 'Nope'" in refused.output

@@ -27,6 +27,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from qbflow.server import api, dashboard, hooks, webhooks
 from qbflow.server.auth import SESSION_COOKIE, ApiToken, LoginRequired
 from qbflow.settings import Settings
+from qbflow.store.runs import RunsHook
 
 log = logging.getLogger("qbflow.server")
 
@@ -50,7 +51,7 @@ class ServerConfig:
     on_cycle: Callable[[Any], None] | None = None  # called with each engine cycle's report (run_engine only)
     transport: Any | None = None  # httpx transport to Intuit/QBO (tests: the in-process sandbox); None: network
     # Called in the transaction that stores a run made here (a webhook delivery): workers' `enqueue_runs`.
-    on_runs: Any | None = None
+    on_runs: RunsHook | None = None
 
 
 def create_app(config: ServerConfig) -> FastAPI:

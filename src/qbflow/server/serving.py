@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from qbflow.settings import Settings
     from qbflow.store import Store
+    from qbflow.store.runs import RunsHook
 
 __all__ = ["DEFAULT_PORT", "ServeError", "ServeOptions", "ServedApp", "bind", "is_local_host", "run_server",
            "stop_on_signals", "token_lines", "url_for"]
@@ -215,7 +216,8 @@ def _worker_poll_requests(store: Store) -> Any:
     return WorkerPollRequests(store.engine.url)
 
 
-def _enqueue_runs() -> Any:
+def _enqueue_runs() -> RunsHook:
+    """`--workers`: what stores a webhook delivery's run also enqueues its job, in the same transaction."""
     from qbflow.engine.workers import enqueue_runs
 
     return enqueue_runs
