@@ -88,6 +88,12 @@ def date_macro(company: Company, macro: str, today: date) -> tuple[date, date]:
         "this fiscal quarter": (quarter, _add_months(quarter, 3) - timedelta(days=1)),
         "this fiscal quarter-to-date": (quarter, today),
         "last fiscal quarter": (_add_months(quarter, -3), quarter - timedelta(days=1)),
+        "last fiscal quarter-to-date": (_add_months(quarter, -3), _add_months(quarter, -3) + (today - quarter)),
+        "next fiscal quarter": (_add_months(quarter, 3), _add_months(quarter, 6) - timedelta(days=1)),
+        "this calendar quarter": (quarter, _add_months(quarter, 3) - timedelta(days=1)),
+        "this calendar quarter-to-date": (quarter, today),
+        "last calendar quarter": (_add_months(quarter, -3), quarter - timedelta(days=1)),
+        "next 4 weeks": (week + timedelta(days=7), week + timedelta(days=34)),
     }
     if key not in macros:
         raise faults.invalid(f"Invalid date_macro: {macro}", "date_macro", code="2010")
@@ -164,7 +170,7 @@ def _cells(label: str | dict, values: Iterable[str]) -> list[dict]:
     return [first, *({"value": v} for v in values)]
 
 
-def _section(title: str | None, rows: list[dict], summary: list[dict] | None, group: str | None,
+def _section(title: str | dict | None, rows: list[dict], summary: list[dict] | None, group: str | None,
              width: int) -> dict:
     section: dict[str, Any] = {}
     if title is not None:
@@ -420,9 +426,8 @@ def balance_sheet(books: Books, company: Company, params: Params, today: date) -
     accounts = company.table("Account")
     snapshots = [balances_as_of(company, end, basis) for _t, _s, end in spans_all]
     retained = _retained_earnings_id(company)
-    used = {i for balances, _n, _e in snapshots for i, v in balances.items() if v}
-    used |= {i for i in accounts if accounts[i].get("AccountType") not in PROFIT_AND_LOSS_TYPES
-             and accounts[i].get("Active", True) and accounts[i].get("AccountType") in ("Bank",)}
+    # "Accounts with no data are excluded from the report" (Intuit's "Run reports" page).
+    used = {i for balances, _n, _e in snapshots for i in balances}
     no_data = not any(p for p in company.ledger.postings() if p.txn_date <= period.end.isoformat())
     width = len(spans_all) + 1
 
