@@ -269,7 +269,7 @@ def _columns_by(params: Params, period: Period, allowed: tuple[str, ...]) -> tup
     match = next((a for a in allowed if a.lower() == summarize.lower()), None)
     if match is None:
         raise faults.invalid(f"Invalid summarize_column_by: {summarize}", "summarize_column_by", code="2010")
-    if match == "Total":
+    if match in ("Total", "Customers", "Vendors"):
         return match, []
     step = {"Month": 1, "Quarter": 3, "Year": 12}[match]
     columns = []
@@ -310,22 +310,49 @@ def _party_filter(params: Params) -> Callable[[Posting], bool]:
     return keep
 
 
+def _dated(start: date, end: date) -> Callable[[Posting], bool]:
+    return lambda posting: _in(posting, start, end)
+
+
+def _named(party: str, party_id: str | None) -> Callable[[Posting], bool]:
+    """Postings about this customer (vendor); with no Id, those about no customer (vendor)."""
+    if party_id is None:
+        return lambda posting: posting.name_type != party
+    return lambda posting: posting.name_type == party and posting.name_id == party_id
+
+
 def profit_and_loss(books: Books, company: Company, params: Params, today: date) -> dict:
     period = Period(company, params, today, "This Fiscal Year-to-date")
     basis = _basis(params)
-    summarize, spans = _columns_by(params, period, ("Total", "Month", "Quarter", "Year"))
+    summarize, spans = _columns_by(params, period, ("Total", "Month", "Quarter", "Year", "Customers", "Vendors"))
     accounts = company.table("Account")
     keep = _party_filter(params)
     postings = [p for p in basis_postings(company, basis) if keep(p) and _in(p, period.start, period.end)
                 and accounts.get(p.account_id, {}).get("AccountType") in PROFIT_AND_LOSS_TYPES]
-    spans_all = [*spans, ("Total", period.start, period.end)]
+    # The money columns: (title, ColKey, MetaData, which postings it sums); the last is the total.
+    columns_spec: list[tuple[str, str, dict[str, str], Callable[[Posting], bool]]] = []
+    for title, start, end in spans:
+        columns_spec.append((title, title, {"StartDate": start.isoformat(), "EndDate": end.isoformat()},
+                             _dated(start, end)))
+    if summarize in ("Customers", "Vendors") and postings:
+        party = summarize[:-1]
+        names = company.table(party)
+        ids = sorted({p.name_id for p in postings if p.name_type == party},
+                     key=lambda i: names.get(i, {}).get("DisplayName", i))
+        for party_id in ids:
+            columns_spec.append((names.get(party_id, {}).get("DisplayName", party_id), party_id, {},
+                                 _named(party, party_id)))
+        if any(p.name_type != party for p in postings):
+            columns_spec.append(("Not Specified", "Not Specified", {}, _named(party, None)))
+    columns_spec.append(("Total" if columns_spec else "TOTAL", "total", {}, lambda p: True))
+    spans_all = columns_spec
     # amounts[account][column index], in the account's natural sign
     amounts: dict[str, list[float]] = defaultdict(lambda: [0.0] * len(spans_all))
     for posting in postings:
         account = accounts[posting.account_id]
         value = natural_balance(account, posting.amount)
-        for index, (_t, start, end) in enumerate(spans_all):
-            if _in(posting, start, end):
+        for index, (_t, _k, _m, belongs) in enumerate(spans_all):
+            if belongs(posting):
                 amounts[posting.account_id][index] += value
     no_data = not postings
     width = len(spans_all) + 1
@@ -364,9 +391,7 @@ def profit_and_loss(books: Books, company: Company, params: Params, today: date)
         rows.append(_section(None, [], _cells("Net Other Income", text(other)), "NetOtherIncome", width))
     rows.append(_section(None, [], _cells("Net Income", text(net)), "NetIncome", width))
     columns = [_col("", "Account", "account")]
-    for title, start, end in spans:
-        columns.append(_col(title, "Money", title, StartDate=start.isoformat(), EndDate=end.isoformat()))
-    columns.append(_col("Total" if spans else "TOTAL", "Money", "total"))
+    columns += [_col(title, "Money", key, **meta) for title, key, meta, _b in spans_all]
     extra = {k.capitalize(): params[k] for k in ("customer", "vendor") if params.get(k)}
     return {"Header": _header(company, books, "ProfitAndLoss", period=period, basis=basis, summarize=summarize,
                               no_data=no_data, extra=extra),
@@ -807,6 +832,193 @@ def _txn_label(txn_type: str) -> str:
     return _TXN_LABELS.get(txn_type, txn_type)
 
 
+# --- detail reports, cash flow and the transaction list ------------------------------------------------------
+_DETAIL_COLUMNS = (("Date", "tx_date"), ("Transaction Type", "txn_type"), ("Num", "doc_num"), ("Name", "name"),
+                   ("Memo/Description", "memo"), ("Split", "split_acc"), ("Amount", "subt_nat_amount"),
+                   ("Balance", "rbal_nat_amount"))
+
+
+def _detail_rows(company: Company, account: dict, postings: list[Posting]) -> tuple[list[dict], float]:
+    """One Data row per posting with a running balance, in the account's natural sign; and the total."""
+    sign = 1 if account.get("AccountType") in DEBIT_TYPES else -1
+    running = 0.0
+    rows = []
+    for posting in sorted(postings, key=lambda p: (p.txn_date, int(p.txn_id) if p.txn_id.isdigit() else 0)):
+        value = sign * posting.amount
+        running += value
+        rows.append(_data([{"value": posting.txn_date}, {"value": _txn_label(posting.txn_type), "id": posting.txn_id},
+                           {"value": posting.doc_number}, _names_of(company, posting), {"value": posting.memo},
+                           _split(company, posting), {"value": amount_text(value)},
+                           {"value": amount_text(running)}]))
+    return rows, running
+
+
+def profit_and_loss_detail(books: Books, company: Company, params: Params, today: date) -> dict:
+    period = Period(company, params, today, "This Fiscal Year-to-date")
+    basis = _basis(params)
+    accounts = company.table("Account")
+    keep = _party_filter(params)
+    postings = [p for p in basis_postings(company, basis) if keep(p) and _in(p, period.start, period.end)
+                and accounts.get(p.account_id, {}).get("AccountType") in PROFIT_AND_LOSS_TYPES]
+    width = len(_DETAIL_COLUMNS)
+    blank = [""] * (width - 2)
+    totals: dict[str, float] = {}
+    sections: dict[str, dict] = {}
+    for account_type, group, title in _PL_SECTIONS:
+        ids = sorted({p.account_id for p in postings if accounts[p.account_id].get("AccountType") == account_type},
+                     key=lambda i: accounts[i].get("Name", ""))
+        account_rows, total = [], 0.0
+        for account_id in ids:
+            account = accounts[account_id]
+            rows, moved = _detail_rows(company, account, [p for p in postings if p.account_id == account_id])
+            total += moved
+            account_rows.append(_section(_account_label(account), rows,
+                                         _cells(f"Total for {account.get('Name', '')}",
+                                                [*blank[:-1], amount_text(moved), ""]), None, width))
+        totals[group] = total
+        sections[group] = _section(title, account_rows, _cells(f"Total {title}", [*blank[:-1],
+                                                                                 amount_text(total), ""]),
+                                   group, width)
+
+    def summary(label: str, value: float, group: str) -> dict:
+        return _section(None, [], _cells(label, [*blank[:-1], amount_text(value), ""]), group, width)
+
+    gross = totals["Income"] - totals["COGS"]
+    operating = gross - totals["Expenses"]
+    other = totals["OtherIncome"] - totals["OtherExpenses"]
+    rows = [sections["Income"], *([sections["COGS"]] if "Rows" in sections["COGS"] else []),
+            summary("Gross Profit", gross, "GrossProfit"), sections["Expenses"],
+            summary("Net Operating Income", operating, "NetOperatingIncome")]
+    if "Rows" in sections["OtherIncome"] or "Rows" in sections["OtherExpenses"]:
+        rows += [s for g in ("OtherIncome", "OtherExpenses") if "Rows" in (s := sections[g])]
+        rows.append(summary("Net Other Income", other, "NetOtherIncome"))
+    rows.append(summary("Net Income", operating + other, "NetIncome"))
+    columns = [_col(title, col_type) for title, col_type in _DETAIL_COLUMNS]
+    return {"Header": _header(company, books, "ProfitAndLossDetail", period=period, basis=basis, summarize=None,
+                              no_data=not postings),
+            "Columns": {"Column": columns}, "Rows": {"Row": rows}}
+
+
+_INVESTING = frozenset({"Fixed Asset", "Other Asset"})
+_FINANCING = frozenset({"Long Term Liability", "Equity"})
+
+
+def cash_flow(books: Books, company: Company, params: Params, today: date) -> dict:
+    """Net income, adjusted by the change of every other balance-sheet account, is the change in cash (Bank
+    accounts): operating (current assets and liabilities), investing (fixed and other assets), financing
+    (long-term liabilities and equity)."""
+    period = Period(company, params, today, "This Fiscal Year-to-date")
+    accounts = company.table("Account")
+    change: dict[str, float] = defaultdict(float)
+    beginning = 0.0
+    net = 0.0
+    for posting in company.ledger.postings():
+        account_type = accounts.get(posting.account_id, {}).get("AccountType")
+        if posting.txn_date < period.start.isoformat():
+            if account_type == "Bank":
+                beginning += posting.amount
+            continue
+        if posting.txn_date > period.end.isoformat():
+            continue
+        if account_type in PROFIT_AND_LOSS_TYPES:
+            net -= posting.amount
+        elif account_type != "Bank":
+            change[posting.account_id] -= posting.amount  # a fall in an asset (rise in a liability) is cash in
+    width = 2
+
+    def lines(kinds: Callable[[str], bool]) -> tuple[list[dict], float]:
+        ids = sorted((i for i, v in change.items() if round(v, 2) and kinds(accounts.get(i, {}).get("AccountType",
+                                                                                                 ""))),
+                     key=lambda i: accounts.get(i, {}).get("Name", ""))
+        return ([_data(_cells(_account_label(accounts[i]), [amount_text(change[i])])) for i in ids],
+                sum(change[i] for i in ids))
+
+    adjustments, adjusted = lines(lambda t: t not in _INVESTING and t not in _FINANCING)
+    operating_rows = [{**_data(_cells("Net Income", [amount_text(net)])), "group": "NetIncome"}]
+    if adjustments:
+        operating_rows.append(_section("Adjustments to reconcile Net Income to Net Cash provided by operations:",
+                                       adjustments, _cells("Total Adjustments to reconcile Net Income to Net Cash "
+                                                           "provided by operations:", [amount_text(adjusted)]),
+                                       "OperatingAdjustments", width))
+    operating = net + adjusted
+    investing_rows, investing = lines(lambda t: t in _INVESTING)
+    financing_rows, financing = lines(lambda t: t in _FINANCING)
+    increase = operating + investing + financing
+    rows = [_section("OPERATING ACTIVITIES", operating_rows,
+                     _cells("Net cash provided by operating activities", [amount_text(operating)]),
+                     "OperatingActivities", width)]
+    if investing_rows:
+        rows.append(_section("INVESTING ACTIVITIES", investing_rows,
+                             _cells("Net cash provided by investing activities", [amount_text(investing)]),
+                             "InvestingActivities", width))
+    if financing_rows:
+        rows.append(_section("FINANCING ACTIVITIES", financing_rows,
+                             _cells("Net cash provided by financing activities", [amount_text(financing)]),
+                             "FinancingActivities", width))
+    rows.append(_section(None, [], _cells("NET CASH INCREASE FOR PERIOD", [amount_text(increase)]),
+                         "CashIncrease", width))
+    if round(beginning, 2):
+        rows.append(_section(None, [], _cells("Cash at beginning of period", [amount_text(beginning)]),
+                             "BeginningCash", width))
+    rows.append(_section(None, [], _cells("CASH AT END OF PERIOD", [amount_text(beginning + increase)]),
+                         "EndingCash", width))
+    columns = [_col("", "Account", "account"), _col("Total", "Money", "total")]
+    no_data = not change and not round(net, 2)
+    return {"Header": _header(company, books, "CashFlow", period=period, basis=None, summarize="Total",
+                              no_data=no_data),
+            "Columns": {"Column": columns}, "Rows": {"Row": rows}}
+
+
+_LISTED = ("Invoice", "SalesReceipt", "CreditMemo", "RefundReceipt", "Payment", "Estimate", "Bill", "VendorCredit",
+           "BillPayment", "Purchase", "PurchaseOrder", "Deposit", "Transfer", "JournalEntry", "CreditCardPayment")
+
+
+def transaction_list(books: Books, company: Company, params: Params, today: date) -> dict:
+    """Every transaction of the period, one row each, posting or not (estimates, purchase orders: "No")."""
+    period = Period(company, params, today, "This Month-to-date")
+    customers, vendors = _filter_ids(params, "customer"), _filter_ids(params, "vendor")
+    accounts = company.table("Account")
+    found = []
+    for entity in _LISTED:
+        for record in company.table(entity).values():
+            when = str(record.get("TxnDate", ""))[:10]
+            if not period.start.isoformat() <= when <= period.end.isoformat():
+                continue
+            customer = str((record.get("CustomerRef") or {}).get("value", ""))
+            vendor = str((record.get("VendorRef") or (record.get("EntityRef") or {})).get("value", ""))
+            if customers is not None and customer not in customers:
+                continue
+            if vendors is not None and vendor not in vendors:
+                continue
+            found.append((when, entity, record))
+    found.sort(key=lambda f: (f[0], int(f[2]["Id"]) if f[2]["Id"].isdigit() else 0))
+    rows = []
+    for when, entity, record in found:
+        entries = company.ledger.entries.get((entity, record["Id"]), [])
+        main = entries[-1] if entries else None  # the balancing line: A/R, A/P, the bank or card
+        if main is not None:
+            name = _names_of(company, main)
+            account = accounts.get(main.account_id, {})
+            account_cell = {"value": account.get("Name", ""), "id": main.account_id}
+            split = _split(company, main)
+            amount = amount_text(abs(float(record.get("TotalAmt", record.get("Amount", 0)) or 0)))
+        else:
+            party = record.get("CustomerRef") or record.get("VendorRef") or {}
+            name = {"value": party.get("name", ""), "id": party.get("value", "")} if party else {"value": ""}
+            account_cell, split = {"value": ""}, {"value": ""}
+            amount = amount_text(float(record.get("TotalAmt", 0) or 0))
+        rows.append(_data([{"value": when}, {"value": _txn_label(entity), "id": record["Id"]},
+                           {"value": str(record.get("DocNumber", ""))}, {"value": "Yes" if entries else "No"},
+                           name, {"value": str(record.get("PrivateNote", ""))}, account_cell, split,
+                           {"value": amount}]))
+    columns = [_col("Date", "tx_date"), _col("Transaction Type", "txn_type"), _col("Num", "doc_num"),
+               _col("Posting", "is_no_post"), _col("Name", "name"), _col("Memo/Description", "memo"),
+               _col("Account", "account_name"), _col("Split", "other_account"), _col("Amount", "subt_nat_amount")]
+    return {"Header": _header(company, books, "TransactionList", period=period, basis=None, summarize=None,
+                              no_data=not rows),
+            "Columns": {"Column": columns}, "Rows": {"Row": rows}}
+
+
 REPORTS: dict[str, Callable[[Books, Company, Params, date], dict]] = {
     "ProfitAndLoss": profit_and_loss,
     "BalanceSheet": balance_sheet,
@@ -818,6 +1030,9 @@ REPORTS: dict[str, Callable[[Books, Company, Params, date], dict]] = {
     "CustomerBalance": lambda b, c, p, t: party_balance(b, c, p, t, "AR"),
     "VendorBalance": lambda b, c, p, t: party_balance(b, c, p, t, "AP"),
     "GeneralLedger": general_ledger,
+    "ProfitAndLossDetail": profit_and_loss_detail,
+    "CashFlow": cash_flow,
+    "TransactionList": transaction_list,
 }
 
 
