@@ -398,3 +398,30 @@ async def test_transaction_list_shows_every_transaction_and_whether_it_posts(san
     seeded = sum(len(list(sandbox.books.records(realm, e))) for e in ("Invoice", "Payment", "Estimate",
                                                                      "SalesReceipt", "Bill", "Purchase"))
     assert len(listed["Rows"]["Row"]) >= seeded
+
+
+async def test_aging_puts_each_open_invoice_in_its_bucket(sandbox: Sandbox, realm: str, http: httpx.AsyncClient,
+                                                          api) -> None:
+    books = sandbox.books
+    today = books.clock.company_now().date()
+    customer = sorted(c["Id"] for c in books.records(realm, "Customer"))[-1]  # seeded with no invoices
+    item = next(iter(books.records(realm, "Item")))["Id"]
+    for amount, due_days_ago in ((10, -5), (20, 10), (40, 45), (80, 200)):
+        answer = await http.post(api("invoice"), json={
+            "CustomerRef": {"value": customer}, "TxnDate": (today - timedelta(days=due_days_ago + 30)).isoformat(),
+            "DueDate": (today - timedelta(days=due_days_ago)).isoformat(),
+            "Line": [{"Amount": amount, "DetailType": "SalesItemLineDetail",
+                      "SalesItemLineDetail": {"ItemRef": {"value": item}}}]})
+        assert answer.status_code == 200, answer.text
+    aged = await report(http, api, "AgedReceivables", customer=customer)
+    assert [c["ColTitle"] for c in aged["Columns"]["Column"]] == ["", "Current", "1 - 30", "31 - 60", "61 - 90",
+                                                                  "91 and over", "Total"]
+    row = aged["Rows"]["Row"][0]["ColData"]
+    assert [c["value"] for c in row[1:]] == ["10.00", "20.00", "40.00", "0.00", "80.00", "150.00"]
+    narrow = await report(http, api, "AgedReceivables", customer=customer, aging_period="15", num_periods="2")
+    assert [c["ColTitle"] for c in narrow["Columns"]["Column"]][1:-1] == ["Current", "1 - 15", "16 and over"]
+    assert [c["value"] for c in narrow["Rows"]["Row"][0]["ColData"][1:]] == ["10.00", "20.00", "120.00", "150.00"]
+    detail = await report(http, api, "AgedReceivableDetail", customer=customer)
+    sections = [row["Header"]["ColData"][0]["value"] for row in detail["Rows"]["Row"] if "Header" in row]
+    assert sections == ["91 and over days past due", "31 - 60 days past due", "1 - 30 days past due", "Current"]
+    assert books.get(realm, "Customer", customer)["Balance"] == 150

@@ -541,8 +541,6 @@ def trial_balance(books: Books, company: Company, params: Params, today: date) -
         if accounts.get(account_id, {}).get("AccountType") in PROFIT_AND_LOSS_TYPES:
             if posting.txn_date < fiscal.isoformat():
                 account_id = retained  # earlier years' profit is closed into Retained Earnings
-            elif posting.txn_date < period.start.isoformat():
-                account_id = retained
         debit[account_id] += posting.amount
     ids = sorted((i for i, v in debit.items() if round(v, 2)),
                  key=lambda i: (_TYPE_ORDER.get(accounts.get(i, {}).get("AccountType", ""), 99),
