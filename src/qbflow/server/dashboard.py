@@ -443,6 +443,9 @@ def workflow_page(request: Request, name: str) -> HTMLResponse:
     workflow = views.stored_workflow(record.definition)
     steps, on_error = views.workflow_tree(workflow) if workflow is not None else ([], [])
     trigger = views.trigger_rows(workflow, next_poll=row["next_poll"]) if workflow is not None else []
+    if workflow is not None and workflow.trigger.kind == "webhook":
+        hook = next((h for h in hooks_overview(request.app, recent=1) if h.workflow == record.name), None)
+        trigger.append(("URL", hook.url if hook is not None else "none yet (store the workflow again to make one)"))
     return render(request, "workflow.html", {
         "workflow": record, "definition": workflow, "row": row, "trigger": trigger, "steps": steps,
         "on_error": on_error, "recent": runs.list_runs(workflow=record.name, limit=RECENT_RUNS)})
