@@ -184,14 +184,16 @@ steps:
 
 
 class ServerProcess:
-    """`qbflow serve --no-engine` on a free port of 127.0.0.1, its output in a log file; `kill()` is SIGKILL."""
+    """`qbflow serve ARGS` (default --no-engine) on a free port of 127.0.0.1, its output in a log file; `kill()` is
+    SIGKILL."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(self, env: dict[str, str], log: Path, *args: str) -> None:
         self.url = f"http://127.0.0.1:{free_port()}"
         self.log = log
         with log.open("w") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "qbflow.cli", "serve", "--no-engine", "--port", self.url.rsplit(":", 1)[1]],
+                [sys.executable, "-m", "qbflow.cli", "serve", *(args or ("--no-engine",)), "--port",
+                 self.url.rsplit(":", 1)[1]],
                 env=_environ(env), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         wait_for(self.answers, 60, "qbflow serve to answer")
 
