@@ -11,7 +11,8 @@ The database stays the truth and the queue is delivery only:
   is due (`scheduler.connection_due`, read from the stored cursors), and re-delivers runs that are due but have
   no job (`qbflow runs retry`, a crash between a run's outcome and its retry's job), and runs left "running"
   whose job is gone (a run is "running" only while its job is being done: one without a job would otherwise
-  never finish; its new job resumes it).
+  never finish; its new job resumes it). A waiting run made due before the time its job waits for (an approval
+  decided where no `wake_run_job` moved the job) gets a job due now (`hurry_runs`).
   It also stores the schedules' due fire times (`engine.schedule`), each run's job enqueued in that transaction.
 * `qbflow.poll_company(connection)` polls one company exactly as the embedded engine does
   (`Engine.poll_connection`: one shared read for all its workflows). Its queueing lock `poll:<connection>` makes
