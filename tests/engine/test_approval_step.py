@@ -5,6 +5,8 @@ rejected, or the timeout's default."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -163,3 +165,12 @@ def test_validation_names_approval_problems_with_lines() -> None:
     assert any("unknown name 'approval'" in message for (line, field), message in problems.items()
                if field.startswith("steps[1].then[0]"))
     assert validate_workflow_text(TEXT) == []
+
+
+def test_a_process_that_only_runs_workflows_knows_the_approval_step() -> None:
+    # `qbflow run`, `serve` and `worker` import the runner and never validate a workflow (which loads every type):
+    # the approval step must be registered with the other step types, or each of its runs fails with KeyError.
+    code = ("import qbflow.engine.runner\nfrom qbflow.engine.steps.base import _REGISTRY\n"
+            "print(' '.join(sorted(_REGISTRY)))")
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert "approval" in found.stdout.split(), found.stdout

@@ -11,7 +11,8 @@ The database stays the truth and the queue is delivery only:
   is due (`scheduler.connection_due`, read from the stored cursors), and re-delivers runs that are due but have
   no job (`qbflow runs retry`, a crash between a run's outcome and its retry's job), and runs left "running"
   whose job is gone (a run is "running" only while its job is being done: one without a job would otherwise
-  never finish; its new job resumes it).
+  never finish; its new job resumes it). A waiting run made due before the time its job waits for (an approval
+  decided where no `wake_run_job` moved the job) gets a job due now (`hurry_runs`).
   It also stores the schedules' due fire times (`engine.schedule`), each run's job enqueued in that transaction.
 * `qbflow.poll_company(connection)` polls one company exactly as the embedded engine does
   (`Engine.poll_connection`: one shared read for all its workflows). Its queueing lock `poll:<connection>` makes
@@ -67,7 +68,7 @@ if TYPE_CHECKING:
     from procrastinate.app import WorkerOptions as ProcrastinateWorkerOptions
 
 __all__ = ["QUEUES", "WorkerOptions", "Workers", "WorkersUnavailable", "enqueue_runs", "ensure_schema",
-           "list_workers", "require_postgres"]
+           "hurry_runs", "list_workers", "require_postgres", "wake_run_job"]
 
 log = logging.getLogger("qbflow.workers")
 
@@ -165,6 +166,39 @@ SELECT runs.id FROM runs
                     WHERE (job.queueing_lock = 'run:' || runs.id AND job.status = 'todo')
                        OR (job.lock = 'run:' || runs.id AND job.status = 'doing'))
  ORDER BY runs.id LIMIT :limit""")
+
+
+# Runs made due before the time their waiting job is scheduled for: an approval decided, a wait woken (the job was
+# deferred at the approval's expiry or the retry's time). Their job is replaced by one due now.
+_LATE_JOBS = """
+SELECT job.id, runs.id AS run_id FROM runs
+  JOIN procrastinate_jobs job ON job.queueing_lock = 'run:' || runs.id AND job.status = 'todo'
+ WHERE runs.status IN ('waiting_retry', 'waiting') AND runs.next_attempt_at <= :now
+   AND job.scheduled_at > runs.next_attempt_at{only}
+ ORDER BY runs.id LIMIT :limit FOR UPDATE OF job SKIP LOCKED"""
+
+
+def hurry_runs(db: Connection, now: datetime, run_ids: Sequence[int] | None = None) -> list[int]:
+    """Give the runs (all, or `run_ids`) that became due before the time their job waits for a job due now,
+    inside the caller's transaction; the runs hurried. A job a worker has taken meanwhile is left alone."""
+    only = " AND runs.id = ANY(:ids)" if run_ids is not None else ""
+    rows = db.execute(text(_LATE_JOBS.format(only=only)),
+                      {"now": now, "limit": _SWEEP_LIMIT, "ids": list(run_ids or ())}).all()
+    hurried = [row.run_id for row in rows
+               if db.execute(text("SELECT procrastinate_cancel_job_v1(:id, false, true)"), {"id": row.id}).scalar()
+               is not None]
+    enqueue_runs(db, hurried)  # NOTIFY on commit: a worker takes it at once
+    return hurried
+
+
+def wake_run_job(db: Connection, run_id: int, now: datetime) -> None:
+    """`ApprovalStore`'s `on_wake` when workers may use the database: the woken run's job, if one waits for a later
+    time, is replaced by one due now (in the decision's transaction). Nothing without Procrastinate's tables."""
+    if db.dialect.name != "postgresql":
+        return
+    if db.execute(text("SELECT to_regclass('procrastinate_jobs')")).scalar() is None:
+        return
+    hurry_runs(db, now, [run_id])
 
 
 @dataclass(frozen=True)
@@ -290,6 +324,10 @@ class Workers:
         swept = 0
         for run_id in undelivered:
             swept += await self.defer_run(run_id)
+        # Runs woken early whose job waits for the old time (a decision made where no hook moved it, or in the
+        # moment between a run's outcome and its job's defer): due now.
+        with self.runs.engine.begin() as db:
+            swept += len(hurry_runs(db, now))
         if swept:
             log.warning("re-delivered %d due or running run(s) that had no job", swept)
         # Schedules' due fire times, their runs' jobs enqueued in the same transaction (fired once: this task is

@@ -22,6 +22,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
+from qbflow.engine.workers import wake_run_job
 from qbflow.server import auth
 from qbflow.server.api import MAX_ID
 from qbflow.server.auth import require_api_token
@@ -48,8 +49,9 @@ _COMMENT_MAX = 2000
 
 
 def approval_store(store: object) -> ApprovalStore:
-    """The approvals of an opened store, with its link-signing key."""
-    return ApprovalStore.of(store)
+    """The approvals of an opened store, with its link-signing key. A decision also moves the run's job forward
+    when workers use the database (its job waits for the approval's expiry): the run goes on at once."""
+    return ApprovalStore.of(store, on_wake=wake_run_job)
 
 
 def _approvals(request: Request) -> ApprovalStore:

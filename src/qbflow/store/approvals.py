@@ -20,12 +20,12 @@ import builtins
 import hashlib
 import hmac
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Engine, select, update
+from sqlalchemy import Connection, CursorResult, Engine, select, update
 
 from qbflow.store.db import read_session, write_session
 from qbflow.store.errors import StoreError
@@ -50,6 +50,9 @@ __all__ = [
 ]
 
 DECISIONS = (APPROVAL_APPROVED, APPROVAL_REJECTED)
+
+# What a decision calls, in its transaction, once the run it woke is due: (db, run_id, now).
+WakeHook = Callable[[Connection, int, datetime], None]
 _SIGNATURE_BYTES = 20
 
 
@@ -123,14 +126,16 @@ class ApprovalRecord:
 class ApprovalStore:
     """The approvals table, with the key that signs approvers' links."""
 
-    def __init__(self, engine: Engine, *, signing_key: bytes) -> None:
+    def __init__(self, engine: Engine, *, signing_key: bytes, on_wake: WakeHook | None = None) -> None:
         self.engine = engine
         self._key = signing_key
+        self.on_wake = on_wake
 
     @classmethod
-    def of(cls, store: Any) -> ApprovalStore:
-        """The approvals of an opened `Store`, signing links with a key derived from its secret key."""
-        return cls(store.engine, signing_key=store.box.derive("approval links"))
+    def of(cls, store: Any, *, on_wake: WakeHook | None = None) -> ApprovalStore:
+        """The approvals of an opened `Store`, signing links with a key derived from its secret key. `on_wake(db,
+        run_id, now)` is called in a decision's transaction once the run is due (the server: its workers' job)."""
+        return cls(store.engine, signing_key=store.box.derive("approval links"), on_wake=on_wake)
 
     def request(self, run_id: int, workflow_id: int, step_path: str, *, message: str, approvers: Sequence[str],
                 expires_at: datetime, on_timeout: str = APPROVAL_REJECTED, now: datetime | None = None
@@ -221,6 +226,8 @@ class ApprovalStore:
             if not changed:
                 raise ApprovalClosed(record)
             self._wake(session, row.run_id, now)
+            if self.on_wake is not None:
+                self.on_wake(session.connection(), row.run_id, now)
             return record
 
     def expire(self, approval_id: int, now: datetime | None = None) -> ApprovalRecord:
