@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from qbflow.engine.status import SystemStatus
     from qbflow.qbo.client import QBOClient
     from qbflow.qbo.connect import Environment
-    from qbflow.store import ConnectionRecord, Store
+    from qbflow.store import ConnectionRecord, Store, WorkflowRecord
 
 app = typer.Typer(help="qbflow: automate QuickBooks Online.", no_args_is_help=True, add_completion=False)
 connections_app = typer.Typer(help="List, show and remove connections to QuickBooks companies.",
@@ -687,6 +687,7 @@ def workflow_add(
             console.print(f"{path}: ok: {workflow.name!r}, trigger {workflow.trigger.label}, "
                           f"{len(workflow.steps)} step(s): {verb} ({'enabled' if record.enabled else 'disabled'})",
                           markup=False, highlight=False)
+            _print_new_hook(store, record)
     if failed:
         raise typer.Exit(1)
 
@@ -1200,6 +1201,89 @@ def serve(
         except (KeyboardInterrupt, asyncio.CancelledError):  # a second Ctrl-C: stopped without waiting
             err_console.print("Stopped without waiting for the run in flight (the next start resumes it).")
             raise typer.Exit(130) from None
+
+
+hooks_app = typer.Typer(help="Inbound URLs of webhook workflows (`trigger: {kind: webhook}`).", no_args_is_help=True)
+app.add_typer(hooks_app, name="hooks")
+
+
+def _hooks_base() -> str:
+    from qbflow.app.serve import DEFAULT_PORT
+    from qbflow.server.serving import url_for
+    from qbflow.settings import get_settings
+
+    return get_settings().public_url or url_for("127.0.0.1", DEFAULT_PORT)
+
+
+def _print_new_hook(store: Store, record: WorkflowRecord, secret: str | None = None) -> None:
+    """After `workflow add` or `hooks rotate`: a webhook workflow's URL, and its secret when it is new."""
+    from qbflow.engine.stored import ensure_hook, hook_url
+
+    made = ensure_hook(store.hooks, record)
+    if made is None:
+        return
+    hook, new = made
+    secret = secret or new
+    console.print(f"  URL: {hook_url(_hooks_base(), hook)}", markup=False, highlight=False)
+    if secret is not None:
+        console.print(f"  secret: {secret}", markup=False, highlight=False)
+        console.print("  Shown only this once (it is stored encrypted): give it to the sender. "
+                      "`qbflow hooks rotate NAME` makes a new one.", markup=False, highlight=False)
+
+
+@hooks_app.command("list")
+def hooks_list() -> None:
+    """Each webhook workflow's URL, when its secret was made, and its recent deliveries (never the secret)."""
+    from qbflow.engine.stored import hook_url
+
+    with _clear_errors(), _open_store() as store:
+        hooks = store.hooks.list()
+    if not hooks:
+        console.print("No webhook workflows yet: add one with `trigger: {kind: webhook}` (docs/workflows.md).")
+        return
+    base = _hooks_base()
+    table = Table(title="Hooks")
+    for column in ("Workflow", "URL", "Enabled", "Secret made", "Deliveries", "Last delivery"):
+        table.add_column(column)
+    for hook in hooks:
+        last = hook.last_delivery
+        table.add_row(escape(hook.workflow), escape(hook_url(base, hook)),
+                      "[green]on[/green]" if hook.enabled else "[dim]off[/dim]",
+                      _at(hook.rotated_at or hook.created_at) + (" (rotated)" if hook.rotated_at else ""),
+                      str(hook.deliveries),
+                      "-" if last is None else f"{_at(last.received_at)} {last.outcome}"
+                      + (f" run #{last.run_id}" if last.run_id else ""))
+    console.print(table)
+    console.print("[dim]Accepted deliveries only: refused ones store nothing (the dashboard shows the server's "
+                  "recent refusals).[/dim]")
+
+
+@hooks_app.command("rotate")
+def hooks_rotate(
+    name: Annotated[str, typer.Argument(help="The webhook workflow's name (`qbflow hooks list`).")],
+    secret_stdin: Annotated[bool, typer.Option("--secret-stdin", help="Read the secret from standard input (one the "
+                                               "sender chose, e.g. Shopify's or Stripe's) instead of making a "
+                                               "random one.")] = False,
+) -> None:
+    """Give a webhook workflow's URL a new secret, shown once; the old one stops working at once."""
+    from qbflow.engine.workflow import trigger_kind
+    from qbflow.store import RunStore, WorkflowNotFound
+
+    given = sys.stdin.readline().strip() if secret_stdin else None
+    if secret_stdin and not given:
+        _fail("no secret on standard input")
+    with _clear_errors(), _open_store() as store:
+        runs = RunStore(store.engine)
+        try:
+            record = runs.get_workflow(name)
+        except WorkflowNotFound as exc:
+            _fail(str(exc) + _nearest(name, [r.name for r in runs.list_workflows()]))
+        definition = record.definition if isinstance(record.definition, dict) else {}
+        if trigger_kind(definition.get("trigger") or {}) != "webhook":
+            _fail(f"workflow {name!r} has no URL: its trigger is not `kind: webhook`")
+        _hook, secret = store.hooks.rotate(record.id, given)
+        console.print(f"New secret for {name!r}; the old one no longer works.", markup=False, highlight=False)
+        _print_new_hook(store, record, None if secret_stdin else secret)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,8 @@ from qbflow.engine.stored import store_workflow
 from qbflow.engine.workflow import load_workflow_text
 from qbflow.store import RunStore
 from tests.engine.test_manual import STATEMENT
-from tests.server.conftest import WELCOME_YAML
 from tests.server.test_dashboard import Dashboard, dashboard  # noqa: F401 - the fixture
+from tests.support.stores import WELCOME_YAML
 
 
 async def test_the_api_starts_a_manual_run_with_checked_inputs(api: httpx.AsyncClient, runs: RunStore) -> None:

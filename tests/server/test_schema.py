@@ -33,7 +33,7 @@ def api_schema(app: FastAPI, runs: RunStore, connection: ConnectionRecord):
 
 def test_no_server_error_and_answers_match_the_schema(api_schema: schemathesis.BaseSchema) -> None:
     operations = [result.ok() for result in api_schema.get_all_operations()]
-    assert len([op for op in operations if op.path.startswith("/api/")]) == 17, [op.label for op in operations]
+    assert len([op for op in operations if op.path.startswith("/api/")]) == 19, [op.label for op in operations]
     for operation in operations:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
 

@@ -22,9 +22,9 @@ def test_upgrade_creates_the_schema_on_a_new_database(db_url: str) -> None:
     upgrade(db_url)
     engine = make_engine(db_url)
     try:
-        assert {"connections", "workflows", "events", "runs", "step_results", "trigger_cursors", "own_writes",
+        assert {"connections", "workflows", "events", "runs", "step_results", "trigger_cursors", "own_writes", "hooks",
                 "alembic_version"} <= set(inspect(engine).get_table_names())
-        assert current_revision(engine) == head() == "0006"
+        assert current_revision(engine) == head() == "0007"
         upgrade(engine)  # again: nothing to do
         assert current_revision(engine) == head()
     finally:

@@ -18,6 +18,7 @@ from rich.console import Console
 
 from qbflow.app.signals import stop_on_signals
 from qbflow.engine.live import STOP_HINT
+from qbflow.engine.workers import enqueue_runs
 from qbflow.server.serving import ServedApp, ServeError, bind, is_local_host, url_for
 
 if TYPE_CHECKING:
@@ -114,6 +115,7 @@ async def run_server(store: Store, options: ServeOptions, *, console: Console, s
                               engine=engine, run_engine=engine is not None,
                               engine_tick=options.tick, secure_cookies=public_url.startswith("https://"),
                               public_url=public_url, transport=transport,
+                              on_runs=enqueue_runs if handoff is not None else None,
                               on_cycle=CycleLines(console, parts.stats) if parts else None)
         served = ServedApp(create_app(config), sock)
     except BaseException:

@@ -340,6 +340,11 @@ class Engine:
         self._hints.add(connection)
         self._wake.set()
 
+    def request_runs(self) -> None:
+        """Runs were stored outside a poll (a webhook delivery): claim them now rather than at the next tick."""
+        self._refresh_lanes()
+        self._wake.set()
+
     # -- polls ---------------------------------------------------------------------------------------
 
     def _start_polls(self, hinted: set[str], by_connection: dict[str, list[WorkflowRecord]], *,

@@ -67,4 +67,4 @@ def source_for(kind: str) -> TriggerSource:
     return SOURCES[kind]
 
 
-_BUILT_IN = {"schedule": "qbflow.engine.schedule", "manual": "qbflow.engine.manual"}
+_BUILT_IN = {"schedule": "qbflow.engine.schedule", "manual": "qbflow.engine.manual", "webhook": "qbflow.engine.hooks"}

@@ -12,8 +12,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from qbflow.engine.workflow import TriggerSpec, Workflow, WorkflowInvalid, WorkflowProblem, load_workflow_text
+from qbflow.engine.workflow import (
+    TriggerSpec,
+    Workflow,
+    WorkflowInvalid,
+    WorkflowProblem,
+    load_workflow_text,
+    trigger_kind,
+)
 from qbflow.errors import QBFlowError
+from qbflow.store.hooks import HookRecord, HookStore
 from qbflow.store.models import RUN_CANCELLED, RUN_FAILED, RUN_QUEUED, RUN_SUCCEEDED, RUN_WAITING_RETRY
 from qbflow.store.runs import CursorRecord, RunRecord, RunStore, WorkflowNotFound, WorkflowRecord
 
@@ -21,6 +29,8 @@ __all__ = [
     "RETRYABLE",
     "RetryRefused",
     "WorkflowOverview",
+    "ensure_hook",
+    "hook_url",
     "retry_run",
     "store_workflow",
     "store_workflow_text",
@@ -63,6 +73,20 @@ def store_workflow(runs: RunStore, workflow: Workflow, source_path: str | None, 
     except WorkflowNotFound:
         verb = "added"
     return runs.upsert_workflow(workflow.name, source_path, stored_definition(workflow), enabled=enabled), verb
+
+
+def ensure_hook(hooks: HookStore, record: WorkflowRecord) -> tuple[HookRecord, str | None] | None:
+    """A webhook workflow's inbound URL: (hook, its secret when made just now, to show once; else None). The hook
+    and secret stay when the workflow is updated. None for other trigger kinds."""
+    definition = record.definition if isinstance(record.definition, dict) else {}
+    if trigger_kind(definition.get("trigger") or {}) != "webhook":
+        return None
+    return hooks.ensure(record.id)
+
+
+def hook_url(base: str, hook: HookRecord) -> str:
+    """The URL senders post to, on the server at `base` (its public URL)."""
+    return base.rstrip("/") + hook.path
 
 
 def store_workflow_text(runs: RunStore, text: str, *, connections: Collection[str] | None,

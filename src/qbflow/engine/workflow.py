@@ -202,10 +202,75 @@ class _OtherTrigger(_Strict):
         return None
 
 
+_SIZE = re.compile(r"^(\d+)\s*(b|kb|k|mb|m)?$")
+_SIZE_UNITS = {None: 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024 * 1024, "mb": 1024 * 1024}
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP token (RFC 9110)
+MAX_WEBHOOK_BODY = 10 * 1024 * 1024
+
+
 class WebhookTrigger(_OtherTrigger):
-    """An inbound webhook (`kind: webhook`): `POST /hooks/<id>` on qbflow's server starts a run."""
+    """An inbound webhook (`kind: webhook`): `POST /hooks/<id>` on qbflow's server starts a run.
+
+    `auth`: `hmac` (an HMAC-SHA256 of the raw body, keyed with the hook's secret, in `signature_header`, hex or
+    base64, after an optional `signature_prefix` such as GitHub's "sha256="), `bearer` (`Authorization: Bearer
+    <secret>`) or `stripe` (Stripe's `Stripe-Signature: t=...,v1=...` over "t.body", at most `tolerance` old).
+    `delivery_id`: "header:NAME" or a template over the delivery (`{{ body.id }}`); deliveries with the same one
+    start one run. Without it every accepted delivery is its own event."""
 
     kind: Literal["webhook"]
+    auth: Literal["hmac", "bearer", "stripe"] = "hmac"
+    signature_header: str | None = None  # default: X-Qbflow-Signature (hmac), Stripe-Signature (stripe)
+    signature_encoding: Literal["hex", "base64"] = "hex"
+    signature_prefix: str = ""
+    delivery_id: str | None = None
+    max_body: int = Field(default=1024 * 1024, gt=0, le=MAX_WEBHOOK_BODY)
+    tolerance: int = Field(default=300, ge=1)  # seconds ("5m" in files): how old a Stripe signature may be
+
+    @field_validator("signature_header")
+    @classmethod
+    def _header(cls, value: str | None) -> str | None:
+        if value is not None and not _HEADER_NAME.match(value):
+            raise ValueError(f"expected an HTTP header name such as 'X-Hub-Signature-256', got {value!r}")
+        return value
+
+    @field_validator("delivery_id")
+    @classmethod
+    def _delivery_id(cls, value: str | None) -> str | None:
+        from qbflow.engine.templates import check_template, is_template
+
+        if value is None:
+            return None
+        if value.lower().startswith("header:"):
+            name = value.split(":", 1)[1].strip()
+            if not _HEADER_NAME.match(name):
+                raise ValueError(f"expected 'header:NAME' with an HTTP header name, got {value!r}")
+            return f"header:{name}"
+        if not is_template(value):
+            raise ValueError(f"expected 'header:NAME' or a template such as '{{{{ body.id }}}}', got {value!r}")
+        check_template(value)
+        return value
+
+    @field_validator("max_body", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            match = _SIZE.match(value.strip().lower())
+            if not match:
+                raise ValueError(f"expected a size such as '256KB' or '1MB', got {value!r}")
+            return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
+        return value
+
+    @field_validator("tolerance", mode="before")
+    @classmethod
+    def _tolerance(cls, value: Any) -> Any:
+        return int(parse_interval(value).total_seconds()) if isinstance(value, str) else value
+
+    @property
+    def header(self) -> str:
+        """The header that carries the signature (hmac, stripe) or the token (bearer: Authorization)."""
+        if self.auth == "bearer":
+            return "Authorization"
+        return self.signature_header or ("Stripe-Signature" if self.auth == "stripe" else "X-Qbflow-Signature")
 
 
 

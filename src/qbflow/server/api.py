@@ -20,7 +20,15 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from qbflow.engine.status import system_status
-from qbflow.engine.stored import RetryRefused, WorkflowOverview, retry_run, store_workflow, workflow_overviews
+from qbflow.engine.stored import (
+    RetryRefused,
+    WorkflowOverview,
+    ensure_hook,
+    hook_url,
+    retry_run,
+    store_workflow,
+    workflow_overviews,
+)
 from qbflow.engine.workflow import (
     WorkflowInvalid,
     WorkflowProblem,
@@ -30,6 +38,7 @@ from qbflow.engine.workflow import (
 )
 from qbflow.redaction import redacted
 from qbflow.server.auth import require_api_token
+from qbflow.server.hooks import hook_store
 from qbflow.server.webhooks import webhook_stats
 from qbflow.store.errors import ConnectionNotFound
 from qbflow.store.models import RUN_QUEUED
@@ -100,8 +109,14 @@ class WorkflowOut(BaseModel):
     updated_at: datetime
 
 
+class HookSecretOut(BaseModel):
+    url: str = Field(description="Where senders POST (`kind: webhook` workflows).")
+    secret: str | None = Field(description="The hook's secret, only in the answer that made it (shown once).")
+
+
 class WorkflowDetailOut(WorkflowOut):
     definition: dict[str, Any] = Field(description="The stored workflow (secret-looking values masked).")
+    hook: HookSecretOut | None = Field(default=None, description="A webhook workflow's URL (POST /api/workflows).")
 
 
 class WorkflowText(BaseModel):
@@ -498,21 +513,24 @@ async def add_workflow(
     replaced: 200; a new one: 201). 422 lists every problem with its line, field and message."""
     text = await _workflow_text(request)
 
-    def store() -> tuple[WorkflowOverview | None, str, tuple[WorkflowProblem, ...]]:
+    def store() -> tuple[WorkflowOverview | None, str, tuple[WorkflowProblem, ...], Any]:
         runs = _runs(request)
         try:
             workflow = load_workflow_text(text, connections=_connection_names(request))
             record, verb = store_workflow(runs, workflow, None, enabled=enabled)
         except WorkflowInvalid as error:
-            return None, "", error.problems
-        return _overview(runs, record.name), verb, ()
+            return None, "", error.problems, None
+        return _overview(runs, record.name), verb, (), ensure_hook(hook_store(request.app), record)
 
-    overview, verb, problems = await asyncio.to_thread(store)
+    overview, verb, problems, hook = await asyncio.to_thread(store)
     if overview is None:
         return _invalid(problems)
     if verb == "updated":
         response.status_code = status.HTTP_200_OK
-    return _detail(overview)
+    detail = _detail(overview)
+    if hook is not None:
+        detail.hook = HookSecretOut(url=hook_url(request.app.state.config.public_url, hook[0]), secret=hook[1])
+    return detail
 
 
 @router.get("/workflows/{name}", response_model=WorkflowDetailOut, tags=["workflows"],

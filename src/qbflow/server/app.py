@@ -3,7 +3,8 @@
     config = ServerConfig(store=store, settings=settings, api_token=token, engine=engine, run_engine=True)
     app = create_app(config)           # uvicorn.run(app, host="127.0.0.1", port=8000)
 
-Routers: `api` (JSON under /api, Bearer token), `webhooks` (POST /webhooks/intuit, signed by Intuit),
+Routers: `api` (JSON under /api, Bearer token), `webhooks` (POST /webhooks/intuit, signed by Intuit), `hooks`
+(POST /hooks/{id}, webhook workflows' deliveries, signed with each hook's secret),
 `dashboard` (pages behind a login). `app.state` holds the config's parts for the routes: `store`,
 `settings`, `engine` (None when no engine runs here), `api_token`, `transport`.
 """
@@ -23,9 +24,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.middleware.sessions import SessionMiddleware
 
-from qbflow.server import api, approvals, dashboard, webhooks
+from qbflow.server import api, approvals, dashboard, hooks, webhooks
 from qbflow.server.auth import SESSION_COOKIE, ApiToken, LoginRequired
 from qbflow.settings import Settings
+from qbflow.store.runs import RunsHook
 
 log = logging.getLogger("qbflow.server")
 
@@ -48,6 +50,8 @@ class ServerConfig:
     public_url: str = "http://127.0.0.1:8000"
     on_cycle: Callable[[Any], None] | None = None  # called with each engine cycle's report (run_engine only)
     transport: Any | None = None  # httpx transport to Intuit/QBO (tests: the in-process sandbox); None: network
+    # Called in the transaction that stores a run made here (a webhook delivery): workers' `enqueue_runs`.
+    on_runs: RunsHook | None = None
 
 
 def create_app(config: ServerConfig) -> FastAPI:
@@ -103,5 +107,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.include_router(approvals.api_router)
     app.include_router(approvals.router)
     app.include_router(webhooks.router)
+    app.include_router(hooks.router)  # POST /hooks/{id}: webhook workflows' deliveries (their own auth)
+    app.include_router(hooks.api_router)
     app.include_router(dashboard.router)
     return app

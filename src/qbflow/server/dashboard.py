@@ -1,7 +1,8 @@
 """The dashboard: server-rendered pages for connections, workflows and runs, behind a login.
 
 Pages (Jinja2 templates in `templates/`, one stylesheet in `static/`, no JavaScript, nothing loaded from
-elsewhere): `/login`, `/` (overview), `/workflows` (switches and upload), `/runs` (filterable, paged),
+elsewhere): `/login`, `/` (overview), `/workflows` (switches and upload), `/hooks` (webhook workflows' URLs,
+deliveries, secret rotation), `/runs` (filterable, paged),
 `/runs/{id}` (one run, secrets masked), `/system` (`qbflow status`: workers, queues, request rates) and the
 browser connect flow (`qbflow.server.connect`, included here).
 
@@ -24,11 +25,12 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 
 from qbflow.engine.status import system_status
-from qbflow.engine.stored import stored_definition
+from qbflow.engine.stored import ensure_hook, stored_definition
 from qbflow.engine.workflow import WorkflowInvalid, load_workflow_text, trigger_kind, validate_workflow_text
 from qbflow.redaction import redacted
 from qbflow.server import auth
 from qbflow.server import connect as connect_flow
+from qbflow.server.hooks import hook_store, hooks_overview, rotate_hook
 from qbflow.server.webhooks import webhook_stats
 from qbflow.store.models import RUN_STATUSES
 from qbflow.store.runs import RunNotFound, RunStore, WorkflowNotFound
@@ -391,7 +393,39 @@ async def upload_workflow(request: Request, file: Annotated[UploadFile | None, F
                                   enabled=bool(enable))
     flash(request, f"{filename}: workflow {record.name!r} {verb} ({'on' if record.enabled else 'off'}), trigger "
                    f"{workflow.trigger.label}, {len(workflow.steps)} step(s).")
+    made = ensure_hook(hook_store(request.app), record)
+    if made is not None and made[1] is not None:  # a new webhook URL: its secret goes on a page, never in a flash
+        return _hooks_page(request, revealed=(made[0].workflow, made[1]))
     return _redirect("/workflows")
+
+
+# --- hooks ----------------------------------------------------------------------------------------------------
+
+def _hooks_page(request: Request, revealed: tuple[str, str] | None = None) -> HTMLResponse:
+    hooks = hooks_overview(request.app)
+    shown = None
+    if revealed is not None:
+        url = next((h.url for h in hooks if h.workflow == revealed[0]), "")
+        shown = {"workflow": revealed[0], "secret": revealed[1], "url": url}
+    return render(request, "hooks.html", {"hooks": hooks, "revealed": shown})
+
+
+@router.get("/hooks", dependencies=[LoggedIn])
+def hooks_page(request: Request) -> HTMLResponse:
+    """Webhook workflows' URLs, recent deliveries and refusals; a new secret is shown here once."""
+    return _hooks_page(request)
+
+
+@router.post("/hooks", dependencies=[LoggedIn])
+def rotate_hook_secret(request: Request, workflow: Annotated[str, Form()] = "",
+                       csrf: Annotated[str, Form()] = "") -> Response:
+    if (refused := csrf_refused(request, csrf)) is not None:
+        return refused
+    try:
+        hook, secret = rotate_hook(request.app, workflow)
+    except HTTPException as exc:
+        return problem_page(request, 404, "Not rotated", str(exc.detail), back="/hooks", back_label="Back to the hooks")
+    return _hooks_page(request, revealed=(hook.workflow, secret))
 
 
 # --- runs ---------------------------------------------------------------------------------------------------

@@ -347,3 +347,36 @@ class Approval(Base):
     decided_at: Mapped[datetime | None] = mapped_column()
     decided_by: Mapped[str | None] = mapped_column(String(255))
     comment: Mapped[str | None] = mapped_column(Text)
+
+
+class Hook(Base):
+    """A webhook workflow's inbound URL (`POST /hooks/<hook_id>`): a random id that tells nothing about the
+    workflow, and the secret its deliveries are signed with (or sent as a bearer token), encrypted."""
+
+    __tablename__ = "hooks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    hook_id: Mapped[str] = mapped_column(String(64), unique=True)
+    workflow_id: Mapped[int] = mapped_column(ForeignKey("workflows.id", ondelete="CASCADE"), unique=True)
+    secret_enc: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    rotated_at: Mapped[datetime | None]
+
+    def __repr__(self) -> str:
+        return f"Hook(id={self.id!r}, workflow_id={self.workflow_id!r})"
+
+
+class HookDelivery(Base):
+    """One delivery a hook accepted (202): a new event and run, or a duplicate of an earlier delivery id. The
+    newest few per hook are kept (`HookStore` prunes the rest); refused deliveries store nothing."""
+
+    __tablename__ = "hook_deliveries"
+    __table_args__ = (Index("ix_hook_deliveries_hook_id_id", "hook_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    hook_id: Mapped[int] = mapped_column(ForeignKey("hooks.id", ondelete="CASCADE"))
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    status: Mapped[int] = mapped_column(Integer)
+    outcome: Mapped[str] = mapped_column(String(20))  # accepted | duplicate
+    delivery_id: Mapped[str | None] = mapped_column(String(255))
+    run_id: Mapped[int | None] = mapped_column(Integer)

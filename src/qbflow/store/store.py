@@ -11,6 +11,7 @@ from qbflow.settings import Settings, get_settings
 from qbflow.store.connections import ConnectionStore
 from qbflow.store.crypto import SecretBox
 from qbflow.store.db import make_engine, upgrade
+from qbflow.store.hooks import HookStore
 
 
 @dataclass
@@ -20,9 +21,11 @@ class Store:
     engine: Engine
     box: SecretBox
     connections: ConnectionStore = field(init=False)
+    hooks: HookStore = field(init=False)
 
     def __post_init__(self) -> None:
         self.connections = ConnectionStore(self.engine, self.box)
+        self.hooks = HookStore(self.engine, self.box)
 
     def close(self) -> None:
         """Close the database connections."""
