@@ -28,6 +28,7 @@ NAMES = {"new-customer-get-customer.yaml": "Look up new customers",
          "updated-purchase-get-expense.yaml": "Read edited expenses",
          "new-bill-upload-attachment.yaml": "File new bills",
          # the scenarios (tests/engine/test_scenarios.py runs them end to end)
+         "shop-order-invoice.yaml": "Invoice paid shop orders",
          "monday-overdue-reminders.yaml": "Remind overdue invoices",
          "big-bill-approval.yaml": "Approve big bills",
          "email-invoice-on-request.yaml": "Email an invoice on request"}
@@ -85,7 +86,7 @@ def test_every_example_is_valid_enabled_on_sandbox_and_logs() -> None:
         assert (workflow.trigger.connection if isinstance(workflow.trigger, TriggerSpec)
                 else workflow.connection) == SANDBOX_CONNECTION
         assert workflow.steps[-1].action == "log"
-    assert {w.trigger.kind for w in workflows} == {"qbo", "schedule", "manual"}
+    assert {w.trigger.kind for w in workflows} == {"qbo", "webhook", "schedule", "manual"}
     moved = load_examples("acme")
     assert all((w.trigger.connection if isinstance(w.trigger, TriggerSpec) else w.connection) == "acme"
                and all(s.connection in (None, "acme") for s in w.walk()) for w in moved)

@@ -139,6 +139,121 @@ def all_runs(runs: RunStore) -> list[Any]:
     return [runs.get_run(run.id) for run in runs.list_runs(limit=1000)]
 
 
+# --- the shop order -----------------------------------------------------------------------------------------------
+
+THREE_ITEMS = [{"sku": "Soil", "title": "Potting soil, 2 cu ft bag", "quantity": 4, "price": "10.00"},
+               {"sku": "Sprinkler Heads", "title": "Sprinkler head", "quantity": 12, "price": "2.00"},
+               {"sku": "Rock Fountain", "title": "Rock fountain", "quantity": 1, "price": "275.00"}]
+
+
+def shop_order(number: str, email: str, first: str, last: str, items: list[dict]) -> dict:
+    """A paid order as the shop posts it."""
+    return {"id": f"gid://shop/Order/{number}", "order_number": number, "financial_status": "paid",
+            "customer": {"email": email, "first_name": first, "last_name": last}, "line_items": items}
+
+
+def server_app(store: Store, sandbox: Sandbox) -> Any:
+    from qbflow.server import ServerConfig, create_app
+    from qbflow.settings import get_settings
+    from tests.server.conftest import api_token_checker
+
+    return create_app(ServerConfig(store=store, settings=get_settings(), api_token=api_token_checker(),
+                                   public_url=PUBLIC_URL, transport=httpx.ASGITransport(app=sandbox)))
+
+
+async def test_a_paid_shop_order_becomes_one_emailed_invoice_with_a_line_per_item(
+        store: Store, runs: RunStore, sandbox: Sandbox, realm: str, token: str, books: Books, chat: Chat) -> None:
+    from qbflow.engine.hooks import sign
+    from qbflow.engine.stored import ensure_hook
+
+    record, _ = store_workflow(runs, example("shop-order-invoice.yaml"), None)
+    made = ensure_hook(store.hooks, record)  # as `qbflow workflow add` does: the URL, and the secret shown once
+    assert made is not None and made[1] is not None
+    hook, secret = made
+    qbflow = make_engine(runs, sandbox, realm, token, lambda: datetime.now(UTC), chat)
+    customers_before = len(await books.query("select * from Customer"))
+    bayview = (await books.query("select * from Customer where DisplayName = 'Bayview Surf Co.'"))[0]
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=server_app(store, sandbox)),
+                                 base_url=PUBLIC_URL) as web:
+        async def post(order: dict) -> httpx.Response:
+            body = json.dumps(order).encode()
+            return await web.post(hook.path, content=body, headers={"Content-Type": "application/json",
+                                                                    **sign(secret, body)})
+
+        new = shop_order("1001", "ivy@newleafstudio.example", "Ivy", "Nguyen", THREE_ITEMS)
+        first = await post(new)
+        assert first.status_code == 202, first.text
+        existing = shop_order("1002", "theo@bayviewsurf.example", "Theo", "Marquez", THREE_ITEMS[:2])
+        assert (await post(existing)).status_code == 202
+        assert (await qbflow.cycle()).runs == 2
+        # The shop retries the first delivery (it missed the answer): no second run, invoice or email.
+        again = await post(new)
+        assert again.status_code == 202 and again.json().get("duplicate") is True
+        assert (await qbflow.cycle()).runs == 0
+        unforged = await web.post(hook.path, content=json.dumps(shop_order("1009", "x@y.example", "X", "Y",
+                                                                           THREE_ITEMS)).encode(),
+                                  headers={"Content-Type": "application/json", **sign("not-the-secret", b"{}")})
+        assert unforged.status_code == 401  # a forged order starts nothing
+
+    assert [(run.status, run.error) for run in all_runs(runs)] == [(RUN_SUCCEEDED, None)] * 2
+    # A new customer: created once, with the order's name and email.
+    (ivy,) = await books.query("select * from Customer where PrimaryEmailAddr = 'ivy@newleafstudio.example'")
+    assert ivy["DisplayName"] == "Ivy Nguyen" and (ivy["GivenName"], ivy["FamilyName"]) == ("Ivy", "Nguyen")
+    assert len(await books.query("select * from Customer")) == customers_before + 1  # the existing one was found
+
+    # The 3-item order: a 3-line invoice for the new customer, emailed once.
+    (invoice,) = await books.query("select * from Invoice where DocNumber = 'SHOP-1001'")
+    assert invoice["CustomerRef"]["value"] == ivy["Id"]
+    lines = [line for line in invoice["Line"] if line["DetailType"] == "SalesItemLineDetail"]
+    assert [(line["SalesItemLineDetail"]["ItemRef"]["name"], line["Description"], line["SalesItemLineDetail"]["Qty"],
+             line["SalesItemLineDetail"]["UnitPrice"], line["Amount"]) for line in lines] == [
+        ("Soil", "Potting soil, 2 cu ft bag", 4, 10.0, 40.0), ("Sprinkler Heads", "Sprinkler head", 12, 2.0, 24.0),
+        ("Rock Fountain", "Rock fountain", 1, 275.0, 275.0)]
+    assert invoice["TotalAmt"] == 339.0 and invoice["EmailStatus"] == "EmailSent"
+    (mail,) = books.emails_for(invoice["Id"])
+    assert mail["to"] == "ivy@newleafstudio.example"
+
+    # The existing customer's order: their invoice, 2 lines, emailed once.
+    (theirs,) = await books.query("select * from Invoice where DocNumber = 'SHOP-1002'")
+    assert theirs["CustomerRef"]["value"] == bayview["Id"]
+    assert len([line for line in theirs["Line"] if line["DetailType"] == "SalesItemLineDetail"]) == 2
+    assert [m["to"] for m in books.emails_for(theirs["Id"])] == ["theo@bayviewsurf.example"]
+    assert len(books.emails()) == 2 and chat.messages == []
+    run = runs.get_run(first.json()["run_id"])
+    assert run.step("note").output["message"] == (
+        "Shop order 1001: invoice SHOP-1001 (3 line(s), 339.00) emailed to ivy@newleafstudio.example (new customer "
+        "Ivy Nguyen)")
+
+
+async def test_a_shop_order_that_cannot_be_invoiced_is_posted_to_the_team_chat(
+        store: Store, runs: RunStore, sandbox: Sandbox, realm: str, token: str, books: Books, chat: Chat) -> None:
+    from qbflow.engine.hooks import sign
+    from qbflow.engine.stored import ensure_hook
+
+    record, _ = store_workflow(runs, example("shop-order-invoice.yaml"), None)
+    made = ensure_hook(store.hooks, record)
+    assert made is not None and made[1] is not None
+    hook, secret = made
+    order = shop_order("1003", "theo@bayviewsurf.example", "Theo", "Marquez",
+                       [*THREE_ITEMS[:1], {"sku": "Unicorn Saddle", "title": "Saddle", "quantity": 1, "price": "9.00"}])
+    body = json.dumps(order).encode()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=server_app(store, sandbox)),
+                                 base_url=PUBLIC_URL) as web:
+        answer = await web.post(hook.path, content=body, headers={"Content-Type": "application/json",
+                                                                  **sign(secret, body)})
+    assert answer.status_code == 202, answer.text
+    assert (await make_engine(runs, sandbox, realm, token, lambda: datetime.now(UTC), chat).cycle()).runs == 1
+    run = runs.get_run(answer.json()["run_id"])
+    assert run.status == RUN_FAILED and run.step("invoice").status == "failed"
+    (posted,) = chat.messages
+    assert chat.urls == ["https://chat.example.com/hooks/qbflow"]
+    assert posted["text"].startswith("Shop order 1003 was not invoiced: invoice failed: ")
+    assert "Unicorn Saddle" in posted["text"]
+    assert await books.query("select * from Invoice where DocNumber = 'SHOP-1003'") == []
+    assert books.emails() == []
+
+
 # --- the Monday reminder ----------------------------------------------------------------------------------------
 
 def next_monday_8am(after: datetime) -> datetime:
