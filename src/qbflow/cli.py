@@ -397,19 +397,19 @@ def _connector_errors(what: str) -> Iterator[None]:
         _fail(f"{what}: unexpected {type(exc).__name__}: {_one_line(exc)} (a bug in qbflow; please report it)")
 
 
-def _read_input(text: str | None) -> dict:
-    """--input as a dict: inline JSON, @file.json, or @- for standard input (nothing given: {})."""
+def _read_input(text: str | None, *, option: str = "--input") -> dict:
+    """--input (or `option`) as a dict: inline JSON, @file.json, or @- for standard input (nothing given: {})."""
     if text is None:
         return {}
-    source = "--input"
+    source = option
     if text.startswith("@"):
         name = text[1:]
-        source = f"--input file {name!r}" if name != "-" else "--input from standard input"
+        source = f"{option} file {name!r}" if name != "-" else f"{option} from standard input"
         try:
             text = sys.stdin.read() if name == "-" else Path(name).expanduser().read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            _fail(f"cannot read --input file {name!r}: {reason}", USAGE_ERROR)
+            _fail(f"cannot read {option} file {name!r}: {reason}", USAGE_ERROR)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -858,22 +858,23 @@ def runs_retry(run_id: Annotated[int, typer.Argument(metavar="ID", help="The run
 def workflow_test(
     name: Annotated[str, typer.Argument(help="A stored workflow's name (`qbflow workflow list`).")],
     live: Annotated[bool, typer.Option("--live", help="Really call QuickBooks and send HTTP requests.")] = False,
+    sample: Annotated[str | None, typer.Option(
+        "--sample", help="What the steps see as `trigger`, as a JSON object, @file.json or @- (a QuickBooks record; "
+                         "a webhook's {\"body\": ..., \"headers\": ..., \"query\": ...}; a manual run's "
+                         "{\"inputs\": ...}). Default: the trigger's own sample.")] = None,
 ) -> None:
-    """Run a workflow once on its trigger's sample record and show each step's input and output.
+    """Run a workflow once on a sample trigger (its trigger's sample, or --sample) and show each step's input and
+    output, nested steps included, for every trigger kind.
 
     Without --live nothing is written: QuickBooks actions and HTTP requests are checked, not sent."""
     from qbflow.engine.runner import store_clients, test_workflow, workflow_from_definition
     from qbflow.store import RunStore
 
+    given = _read_input(sample, option="--sample") if sample is not None else None
     with _clear_errors(), _open_store() as store:
         record = RunStore(store.engine).get_workflow(name)
         workflow = workflow_from_definition(record.definition)
-        sample = None
-        if workflow.trigger.kind in ("schedule", "manual"):  # a fire time's trigger, or the inputs' defaults
-            from qbflow.engine.sources import source_for
-
-            sample = source_for(workflow.trigger.kind).sample(workflow)
-        report = asyncio.run(test_workflow(workflow, live=live, clients=store_clients(store), sample=sample))
+        report = asyncio.run(test_workflow(workflow, live=live, clients=store_clients(store), sample=given))
     result = report.to_dict()
     typer.echo(json.dumps(result, indent=2, default=str))
     if not report.ok:

@@ -430,3 +430,11 @@ async def test_a_resumed_if_keeps_the_branch_it_took(runs, sandbox, realm, token
     assert done.step("check").status == "succeeded" and done.step("check").output["branch"] == "then"
     assert done.step("check.other") is None
     assert await customers(sandbox, realm, token, "Branch ") == ["Branch One", "Branch Two"]
+
+
+async def test_flow_steps_never_finish_before_they_start(runs, clients) -> None:
+    run_id = add_run(runs, workflow_text(BRANCHES), {"Amount": 250, "Tier": "gold"})
+    done = await run_it(runs, clients, run_id)
+    timed = [(s.step_id, s.started_at, s.finished_at) for s in done.steps if s.finished_at is not None]
+    assert {"totals", "size", "tier"} <= {step_id for step_id, _, _ in timed}
+    assert all(started <= finished for _, started, finished in timed), timed

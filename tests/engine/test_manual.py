@@ -166,3 +166,21 @@ def test_workflow_test_and_list_show_manual_and_schedule_workflows(tmp_path: Pat
     assert tick.exit_code == 0 and ":00:00Z" in json.loads(tick.output)["trigger"]["fire_time"]
     listed = cli(tmp_path, key, "workflow", "list").output
     assert "manual" in listed and "schedule" in listed
+
+
+def test_workflow_test_takes_a_sample_trigger_for_any_kind(tmp_path: Path) -> None:
+    key = SecretBox.generate_key()
+    (tmp_path / "shop.yaml").write_text(
+        "name: Shop\ntrigger: {kind: webhook, delivery_id: '{{ body.id }}'}\nsteps:\n"
+        "  - {id: each, for_each: '{{ trigger.body.items }}', as: line, steps: [\n"
+        "      {id: say, action: log, input: {message: '{{ line.sku }} x {{ line.qty }}'}}]}\n")
+    assert cli(tmp_path, key, "workflow", "add", str(tmp_path / "shop.yaml")).exit_code == 0
+    body = {"body": {"id": "order-1", "items": [{"sku": "A", "qty": 2}, {"sku": "B", "qty": 1}]}}
+    tested = cli(tmp_path, key, "workflow", "test", "Shop", "--sample", json.dumps(body))
+    assert tested.exit_code == 0, tested.output
+    report = json.loads(tested.output)
+    assert [s["output"]["message"] for s in report["steps"][0]["steps"]] == ["A x 2", "B x 1"]
+    bad = cli(tmp_path, key, "workflow", "test", "Shop", "--sample", "[1]")
+    assert bad.exit_code != 0 and "--sample must be a JSON object" in bad.output
+    default = cli(tmp_path, key, "workflow", "test", "Shop")  # the webhook source's own sample
+    assert "body" in json.loads(default.output)["trigger"]

@@ -132,3 +132,11 @@ def test_referenced_steps_and_unknown_names() -> None:
     assert unknown_names("{{ trigger.Id }} {{ step.find }} {{ today() }}") == {"step"}
     with pytest.raises(TemplateError):
         referenced_steps("{{ steps.find.output.Id ")
+
+
+def test_a_key_named_like_a_dict_method_is_the_keys_value() -> None:
+    order = {"items": [{"sku": "A"}], "keys": "k", "values": 3, "name": "#1001"}
+    context = make_context(trigger={"body": order}, steps={}, run_id=1, started_at=None)
+    assert render("{{ trigger.body.items | length }}", context) == 1
+    assert render("{{ trigger.body.keys }}-{{ trigger.body.values }}", context) == "k-3"
+    assert render("{{ trigger.body.get('name') }}", context) == "#1001"  # methods of a mapping without the key

@@ -678,3 +678,13 @@ def test_webhook_signature_checks_with_the_library(tmp_path: Path):
     assert notification["realmId"] == realm
     entities = notification["dataChangeEvent"]["entities"]
     assert ("Customer", created.Id, "Create") in {(e["name"], e["id"], e["operation"]) for e in entities}
+
+
+def test_reports_through_the_library(qb: QuickBooks):
+    """python-quickbooks' get_report reads the sandbox's reports as it reads Intuit's."""
+    pnl = qb.get_report("ProfitAndLoss", {"date_macro": "This Fiscal Year-to-date", "summarize_column_by": "Month"})
+    assert pnl["Header"]["ReportName"] == "ProfitAndLoss" and pnl["Header"]["SummarizeColumnsBy"] == "Month"
+    assert [row.get("group") for row in pnl["Rows"]["Row"]][-1] == "NetIncome"
+    sheet = qb.get_report("BalanceSheet")
+    totals = {row["group"]: row["Summary"]["ColData"][-1]["value"] for row in sheet["Rows"]["Row"]}
+    assert totals["TotalAssets"] == totals["TotalLiabilitiesAndEquity"]

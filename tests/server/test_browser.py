@@ -222,9 +222,9 @@ async def click_through(page: Any, url: str, store: Store, sandbox_url: str) -> 
     customer = (await sandbox_api(sandbox_url, store, "POST", "/customer",
                                   json={"DisplayName": "Tour Gardens"}))["Customer"]
     await page.click("nav >> text=Runs")
-    await reload_until(page, r"Greet new customers</td>\s*<td><span class=\"status succeeded\"",
+    await reload_until(page, r"Greet new customers</a></td>\s*<td><span class=\"status succeeded\"",
                        "the greeting run to succeed")
-    await reload_until(page, r"Invoice new customers</td>\s*<td><span class=\"status failed\"",
+    await reload_until(page, r"Invoice new customers</a></td>\s*<td><span class=\"status failed\"",
                        "the invoice run to fail")
 
     # Open the successful run: the event and the step's rendered input.
@@ -232,13 +232,17 @@ async def click_through(page: Any, url: str, store: Store, sandbox_url: str) -> 
     await expect(page.locator("#run-status")).to_have_text("succeeded")
     await expect(page.locator("main")).to_contain_text(f"Customer {customer['Id']}")
     await expect(page.locator("section[data-step='say']")).to_contain_text("Welcome Tour Gardens")
+    # Its workflow's page: the trigger and the steps.
+    await page.click("table.details >> text=Greet new customers")
+    await expect(page.locator("#trigger")).to_contain_text("new_customer")
+    await expect(page.locator("#steps li[data-step='say']")).to_contain_text("log")
 
     # The failed run says why; once the item exists in QuickBooks, a retry succeeds.
     await page.click("nav >> text=Runs")
     await page.select_option("#filter-status", "failed")
     await page.click("button:has-text('Filter')")
     await expect(page.locator("tr[data-run]")).to_have_count(1)
-    await page.locator("tr[data-run] a").click()
+    await page.locator("tr[data-run] a").first.click()
     await expect(page.locator("#run-status")).to_have_text("failed")
     await expect(page.locator("main")).to_contain_text("Tour Widget")
     accounts = await sandbox_api(sandbox_url, store, "GET", "/query",

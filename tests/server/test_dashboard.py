@@ -8,6 +8,7 @@ import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -454,3 +455,209 @@ async def test_pending_approvals_are_listed_and_decided_on_the_dashboard(dashboa
     assert (decided.status, decided.decided_by, decided.comment) == ("approved", "dashboard", "ok by phone")
     page = await dashboard.page("/approvals")
     assert "Nothing is waiting for an answer." in page and "ok by phone" in page
+
+
+# --- a workflow's tree of steps and a run's nested steps -------------------------------------------------------
+
+HOOK_SECRET = "hook-token-SECRET-ddddddddddd"
+TREE_YAML = f"""\
+name: Approve big invoices
+description: Ask before paying big invoices.
+trigger: {{key: new_invoice, connection: acme, poll_interval: 2m, filter: "{{{{ trigger.TotalAmt > 0 }}}}"}}
+steps:
+  - id: totals
+    set: {{big: "{{{{ trigger.TotalAmt > 1000 }}}}"}}
+  - id: size
+    if: "{{{{ steps.totals.output.big }}}}"
+    then:
+      - id: tell_boss
+        action: log
+        input: {{message: "Big invoice {{{{ trigger.DocNumber }}}}"}}
+    else:
+      - id: small_note
+        action: log
+        input: {{message: small one}}
+  - id: by_term
+    switch: "{{{{ trigger.Term }}}}"
+    cases:
+      "Net 30":
+        - id: remind_later
+          wait: 25d
+    default:
+      - id: no_term
+        action: log
+        input: {{message: no term}}
+  - id: each_line
+    for_each: "{{{{ trigger.Line }}}}"
+    as: line
+    concurrency: 2
+    steps:
+      - id: note_line
+        when: "{{{{ line.Amount > 0 }}}}"
+        action: log
+        input: {{message: "line {{{{ loop.number }}}}: {{{{ line.Amount }}}}"}}
+  - id: ok
+    approval:
+      message: "Pay invoice {{{{ trigger.DocNumber }}}}?"
+      approvers: [ana]
+      timeout: 2d
+    notify:
+      - id: ask
+        action: http.request
+        input:
+          url: https://chat.example.com/hooks/finance
+          headers: {{Authorization: "Bearer {HOOK_SECRET}"}}
+          json: {{text: "{{{{ approval.message }}}}"}}
+on_error:
+  - id: alert
+    action: log
+    input: {{message: "failed: {{{{ error.message }}}}"}}
+"""
+
+
+class Nesting(HTMLParser):
+    """Each element marked `data-step` or `data-branch`, with the marks of the marked elements around it."""
+
+    VOID = frozenset({"input", "br", "meta", "link", "img", "hr"})
+
+    def __init__(self, html: str) -> None:
+        super().__init__()
+        self.stack: list[tuple[str, str | None]] = []
+        self.found: dict[str, list[list[str]]] = {}
+        self.feed(html)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self.VOID:
+            return
+        marks = dict(attrs)
+        mark = marks.get("data-step") or (f"[{marks['data-branch']}]" if "data-branch" in marks else None)
+        if mark is not None:
+            self.found.setdefault(mark, []).append([m for _, m in self.stack if m is not None])
+        self.stack.append((tag, mark))
+
+    def handle_endtag(self, tag: str) -> None:
+        while self.stack:
+            if self.stack.pop()[0] == tag:
+                break
+
+    def within(self, mark: str) -> list[str]:
+        """The marks around the one element with `mark`, outermost first."""
+        [outside] = self.found[mark]
+        return outside
+
+
+def store_tree_workflow(runs: RunStore) -> int:
+    from qbflow.engine.stored import stored_definition
+    from qbflow.engine.workflow import load_workflow_text
+
+    return runs.upsert_workflow("Approve big invoices", "flows/approve.yaml",
+                                stored_definition(load_workflow_text(TREE_YAML))).id
+
+
+async def test_a_workflow_page_shows_its_trigger_and_its_steps_as_a_tree(dashboard: Dashboard) -> None:
+    store_tree_workflow(dashboard.runs)
+    await dashboard.login()
+    listed = await dashboard.page("/workflows")
+    assert 'href="/workflows/Approve%20big%20invoices"' in listed
+    page = await dashboard.page("/workflows/Approve%20big%20invoices")
+    assert HOOK_SECRET not in page and "&#34;Authorization&#34;: &#34;***&#34;" in page
+    for text in ("Ask before paying big invoices.", "QuickBooks changes", "new_invoice", "acme", "2m",
+                 "{{ trigger.TotalAmt &gt; 0 }}", "Pay invoice {{ trigger.DocNumber }}?", "ana", "2d",
+                 "{{ line.Amount &gt; 0 }}", "25d", "http.request", "at the next cycle (first poll)"):
+        assert text in page, text
+    tree = Nesting(page)
+    assert tree.within("tell_boss") == ["size", "[then]"]
+    assert tree.within("small_note") == ["size", "[else]"]
+    assert tree.within("remind_later") == ["by_term", '[case "Net 30"]']
+    assert tree.within("no_term") == ["by_term", "[default]"]
+    assert tree.within("note_line") == ["each_line", "[for each item as line (concurrency 2)]"]
+    assert tree.within("ask") == ["ok", "[notify]"]
+    assert tree.within("alert") == ["[on_error]"]
+    assert tree.within("totals") == [] and tree.within("each_line") == []
+    missing = await dashboard.client.get("/workflows/Nope")
+    assert missing.status_code == 404 and "No workflow named &#39;Nope&#39;" in missing.text
+
+
+async def test_schedule_and_manual_workflow_pages_show_their_trigger(dashboard: Dashboard) -> None:
+    from qbflow.engine.stored import stored_definition
+    from qbflow.engine.workflow import load_workflow_text
+
+    for text in ("name: Monday report\ntrigger: {kind: schedule, cron: '0 8 * * MON', timezone: Europe/Paris}\n"
+                 "steps: [{id: say, action: log, input: {message: hi}}]\n",
+                 "name: Refund\ntrigger: {kind: manual}\ninputs:\n  amount: {type: number, required: true, "
+                 "description: How much}\n  note: {default: by hand}\nsteps: [{id: say, action: log, "
+                 "input: {message: hi}}]\n"):
+        workflow = load_workflow_text(text)
+        dashboard.runs.upsert_workflow(workflow.name, None, stored_definition(workflow))
+    await dashboard.login()
+    schedule = await dashboard.page("/workflows/Monday%20report")
+    assert "0 8 * * MON" in schedule and "Europe/Paris" in schedule
+    fire = re.search(r"Next fire time</th><td>(\d{4}-\d\d-\d\d) 0[67]:00:00 UTC \(\1 08:00 CE", schedule)
+    assert fire and datetime.fromisoformat(fire.group(1)).weekday() == 0, schedule
+    manual = await dashboard.page("/workflows/Refund")
+    assert 'href="/workflows/run?name=Refund"' in manual and "How much" in manual
+    assert "<td><code>amount</code></td><td>number</td><td>yes</td>" in manual
+    assert "<code>\"by hand\"</code>" in manual
+
+
+async def test_a_run_page_nests_steps_by_their_paths_and_says_what_it_waits_for(dashboard: Dashboard) -> None:
+    from qbflow.engine.runner import Runner
+    from qbflow.server.approvals import approval_store
+
+    workflow_id = store_tree_workflow(dashboard.runs)
+    record = {"Id": "7", "DocNumber": "1042", "TotalAmt": 1500, "Term": "Net 15",
+              "Line": [{"Amount": 10}, {"Amount": 20}, {"Amount": 0}]}
+    events = [{"dedup_key": f"Invoice:{i}:0", "entity": "Invoice", "record_id": str(i), "sync_token": "0",
+               "record": {**record, "Id": str(i)} if i == 7 else {**record, "Id": str(i), "Line": "not a list"}}
+              for i in (7, 8)]
+    waiting_id, failing_id = dashboard.runs.record_poll(workflow_id, "new_invoice", "acme", "9130350000000001",
+                                                        events, "{}")
+    sent: list[httpx.Request] = []
+    runner = Runner(dashboard.runs, clients=None,  # type: ignore[arg-type] - no QuickBooks step runs
+                    http_transport=httpx.MockTransport(lambda r: sent.append(r) or httpx.Response(200, json={})),
+                    approvals=approval_store(dashboard.store), public_url=BASE)
+    for run_id in (waiting_id, failing_id):
+        assert dashboard.runs.claim_run(run_id) is not None
+        await runner.run_once(run_id)
+    assert len(sent) == 1 and dashboard.runs.get_run(waiting_id).status == "waiting"
+    assert dashboard.runs.get_run(failing_id).status == "failed"
+    await dashboard.login()
+
+    page = await dashboard.page(f"/runs/{waiting_id}")
+    assert HOOK_SECRET not in page
+    tree = Nesting(page)
+    for index in range(3):
+        assert tree.within(f"each_line[{index}].note_line") == ["each_line", f"[iteration {index}]"]
+    assert tree.within("size.tell_boss") == ["size", "[then]"]
+    assert tree.within("by_term.no_term") == ["by_term", "[default]"]
+    assert tree.within("ok.ask") == ["ok", "[notify]"]
+    assert re.findall(r'<section class="step card" data-step="([^"]+)"', page) == [
+        "totals", "size", "size.tell_boss", "by_term", "by_term.no_term", "each_line", "each_line[0].note_line",
+        "each_line[1].note_line", "each_line[2].note_line", "ok", "ok.ask"]
+    skipped = page[page.index('data-step="each_line[2].note_line"'):]
+    assert re.match(r'[^§]*?<code class="kind">log</code>\s*<span class="status skipped">', skipped)
+    waiting = page[page.index('class="waiting-for"'):page.index("</tr>", page.index('class="waiting-for"'))]
+    assert "Pay invoice 1042?" in waiting and 'href="/approvals"' in waiting and "ana" in waiting
+
+    failed = await dashboard.page(f"/runs/{failing_id}")
+    assert Nesting(failed).within("on_error.alert") == ["[on_error]"]
+    assert "for_each needs a list" in failed and "waiting-for" not in failed
+
+
+async def test_a_run_waiting_on_a_wait_step_says_until_when(dashboard: Dashboard) -> None:
+    from qbflow.engine.runner import Runner
+    from qbflow.engine.stored import stored_definition
+    from qbflow.engine.workflow import load_workflow_text
+
+    workflow = load_workflow_text("name: Later\ntrigger: {key: new_customer, connection: acme}\nsteps:\n"
+                                  "  - {id: pause, wait: 3d}\n  - {id: say, action: log, input: {message: hi}}\n")
+    workflow_id = dashboard.runs.upsert_workflow(workflow.name, None, stored_definition(workflow)).id
+    [run_id] = add_runs(dashboard.runs, workflow_id, 1)
+    moment = datetime(2030, 3, 4, 9, 0, tzinfo=UTC)
+    assert dashboard.runs.claim_run(run_id, moment) is not None
+    await Runner(dashboard.runs, clients=None, now=lambda: moment).run_once(run_id)  # type: ignore[arg-type]
+    await dashboard.login()
+    page = await dashboard.page(f"/runs/{run_id}")
+    waiting = page[page.index('class="waiting-for"'):page.index("</tr>", page.index('class="waiting-for"'))]
+    assert "step <code>pause</code> to wait until 2030-03-07 09:00:00 UTC" in waiting
+    assert 'href="/approvals"' not in waiting

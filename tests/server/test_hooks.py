@@ -375,6 +375,8 @@ async def test_the_dashboard_shows_a_new_secret_once_then_urls_and_deliveries(
 
     page = await dashboard.page("/hooks")
     assert secret not in page and f"/hooks/{hook.hook_id}</code>" in page
+    workflow_page = await dashboard.page("/workflows/Shop%20order")
+    assert f"/hooks/{hook.hook_id}" in workflow_page and secret not in workflow_page
     assert "<td>accepted</td><td>order-1</td>" in page and "X-Qbflow-Signature does not match the body" in page
     rotated = await dashboard.client.post("/hooks", data={"csrf": await dashboard.csrf("/hooks"),
                                                           "workflow": "Shop order"})

@@ -144,8 +144,18 @@ def _filter_b64encode(value: Any) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+class _DataEnvironment(SandboxedEnvironment):
+    """Templates read JSON data: `x.items`, `x.keys` or `x.values` of a mapping that has such a key is that key's
+    value (a shop order's `items`), not the dict method Jinja would otherwise find first."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, Mapping) and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
+
 def _build_environment() -> SandboxedEnvironment:
-    env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    env = _DataEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
     env.filters.update({
         "money": _filter_money,
         "date": _filter_date,

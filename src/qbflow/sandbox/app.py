@@ -53,6 +53,7 @@ from qbflow.sandbox.oauth import Company as OAuthCompany
 from qbflow.sandbox.pdf import render_pdf
 from qbflow.sandbox.query import QueryError, parse_query, select
 from qbflow.sandbox.recurring import Recurring, flat
+from qbflow.sandbox.reports import run_report
 from qbflow.sandbox.storage import Storage
 from qbflow.sandbox.taxservice import create_tax_code
 from qbflow.sandbox.webhooks import WebhookConfig, WebhookDispatcher
@@ -307,6 +308,9 @@ class Sandbox:
         if head == "preferences" and method == "GET" and len(parts) == 1:
             return 200, {"Preferences": self.books.get(realm, "Preferences", "1"), "time": self._time()}, \
                 JSON_OK
+        if head == "reports" and method == "GET" and len(parts) == 2:
+            # Reports come bare, without an envelope or `time` (recorded ProfitAndLoss and GeneralLedger).
+            return 200, run_report(self.books, realm, parts[1], params), JSON_OK
         if head == "taxservice" and method == "POST" and len(parts) == 2 and parts[1].lower() == "taxcode":
             # Intuit answers the TaxService object bare, without an envelope or `time`.
             return 200, create_tax_code(self.books, realm, await _json(request)), JSON_OK

@@ -32,6 +32,7 @@ from qbflow.catalog.fields import unknown_field_fault_detail, unknown_fields
 from qbflow.sandbox import faults, us_entities
 from qbflow.sandbox.clock import COMPANY_TZ, Clock, qbo_datetime
 from qbflow.sandbox.faults import Fault
+from qbflow.sandbox.ledger import POSTING_ENTITIES, PROFIT_AND_LOSS_TYPES, Ledger, natural_balance
 from qbflow.sandbox.storage import Storage
 
 USD = {"value": "USD", "name": "United States Dollar"}
@@ -76,6 +77,8 @@ class Company:
     deleted: dict[str, dict[str, dict]] = field(default_factory=dict)
     sequences: dict[str, int] = field(default_factory=dict)
     outbox: list[dict] = field(default_factory=list)
+    # Every transaction's double-entry postings: the one source of account balances and reports.
+    ledger: Ledger = field(default_factory=Ledger)
 
     # Indexes kept in step with `records` by put/remove, so QBO's rules never scan a whole table.
     by_party: dict[tuple[str, str], set[str]] = field(default_factory=dict)  # (entity, party id) -> ids
@@ -155,6 +158,9 @@ class Books:
                 company.deleted.setdefault(entity[1:], {})[record_id] = body
             else:
                 company.put(entity, body)
+        for company in self.companies.values():
+            company.ledger.rebuild(company)
+            self.refresh_accounts(company, set(company.table("Account")))
 
     def create_company(self, name: str | None = None, realm_id: str | None = None, seed: bool = True) -> Company:
         """A new company with believable books (the same every time)."""
@@ -883,7 +889,16 @@ class Books:
 
     def _after_change(self, company: Company, entity: EntityDef, previous: dict | None, *, removed: bool,
                       record: dict | None = None) -> None:
-        """Side effects on other records: invoice/bill balances and links, customer/vendor balances."""
+        """Side effects on other records: invoice/bill balances and links, customer/vendor balances, the
+        ledger's postings and the balances of the accounts they touch."""
+        if entity.name in POSTING_ENTITIES:
+            record_id = str((record or previous or {}).get("Id"))
+            touched = company.ledger.post(company, entity.name, record_id, None if removed else record)
+            self.refresh_accounts(company, touched)
+        if entity.name == "Account" and record is not None:
+            # A new or moved account: its balance, and its old and new parents' totals with sub-accounts.
+            parents = {(r or {}).get("ParentRef", {}).get("value") for r in (previous, record)} - {None}
+            self.refresh_accounts(company, {record["Id"], *parents})
         if entity.name in ("Payment", "BillPayment"):
             linked_type = "Invoice" if entity.name == "Payment" else "Bill"
             touched = _linked_ids(previous) | _linked_ids(record)
@@ -913,15 +928,55 @@ class Books:
             for ref in {(r or {}).get("VendorRef", {}).get("value") for r in (previous, record)} - {None}:
                 self._recompute_party_balance(company, "Vendor", ref)
 
+    def refresh_accounts(self, company: Company, account_ids: set[str]) -> None:
+        """Set CurrentBalance (and WithSubAccounts up the parent chain) of these accounts from the ledger.
+        Income and expense accounts show 0, as QBO's do: their activity is in the reports."""
+        accounts = company.table("Account")
+        pending = {i for i in account_ids if i in accounts}
+        for account_id in list(pending):
+            parent = (accounts[account_id].get("ParentRef") or {}).get("value")
+            while parent and parent in accounts and parent not in pending:
+                pending.add(parent)
+                parent = (accounts[parent].get("ParentRef") or {}).get("value")
+        children: dict[str, list[str]] = {}
+        for account in accounts.values():
+            parent = (account.get("ParentRef") or {}).get("value")
+            if parent:
+                children.setdefault(str(parent), []).append(account["Id"])
+
+        def own(account: dict) -> float:
+            if account.get("AccountType") in PROFIT_AND_LOSS_TYPES:
+                return 0.0
+            return natural_balance(account, company.ledger.totals.get(account["Id"], 0.0))
+
+        def with_subs(account_id: str) -> float:
+            return own(accounts[account_id]) + sum(with_subs(c) for c in children.get(account_id, ()))
+
+        for account_id in pending:
+            account = accounts[account_id]
+            current, total = money(own(account)), money(with_subs(account_id))
+            if account.get("CurrentBalance") == current and account.get("CurrentBalanceWithSubAccounts") == total:
+                continue
+            self.save(company, "Account", {**account, "CurrentBalance": current,
+                                           "CurrentBalanceWithSubAccounts": total})
+
     def _recompute_party_balance(self, company: Company, party: str, party_id: str) -> None:
         holder = company.table(party).get(party_id)
         if holder is None:
             return
-        source = "Invoice" if party == "Customer" else "Bill"
-        balance = money(sum(float(t.get("Balance", 0)) for t in company.parties(source, party_id)))
+        # What the customer owes (or the company owes the vendor): open invoices (bills), less credits
+        # and payments not applied to any of them; the same total as their postings to A/R (A/P).
         if party == "Customer":
-            balance = money(balance - sum(float(p.get("UnappliedAmt", 0))
-                                          for p in company.parties("Payment", party_id)))
+            balance = sum(float(t.get("Balance", 0)) for t in company.parties("Invoice", party_id))
+            balance -= sum(float(p.get("UnappliedAmt", 0)) for p in company.parties("Payment", party_id))
+            balance -= sum(float(c.get("Balance", 0)) for c in company.parties("CreditMemo", party_id))
+        else:
+            balance = sum(float(t.get("Balance", 0)) for t in company.parties("Bill", party_id))
+            balance -= sum(float(c.get("Balance", 0)) for c in company.parties("VendorCredit", party_id))
+            balance -= sum(float(p.get("TotalAmt", 0)) - sum(float(line.get("Amount", 0))
+                                                             for line in p.get("Line", []))
+                           for p in company.parties("BillPayment", party_id))
+        balance = money(balance)
         if holder.get("Balance") == balance:
             return
         holder = {**holder, "Balance": balance}

@@ -1,9 +1,10 @@
 """The dashboard: server-rendered pages for connections, workflows and runs, behind a login.
 
 Pages (Jinja2 templates in `templates/`, one stylesheet in `static/`, no JavaScript, nothing loaded from
-elsewhere): `/login`, `/` (overview), `/workflows` (switches and upload), `/hooks` (webhook workflows' URLs,
-deliveries, secret rotation), `/runs` (filterable, paged),
-`/runs/{id}` (one run, secrets masked), `/system` (`qbflow status`: workers, queues, request rates) and the
+elsewhere): `/login`, `/` (overview), `/workflows` (switches and upload), `/workflows/{name}` (trigger and
+tree of steps, `views.workflow_tree`), `/hooks` (webhook workflows' URLs, deliveries, secret rotation), `/runs`
+(filterable, paged), `/runs/{id}` (one run, steps nested by their ledger paths, secrets masked), `/system`
+(`qbflow status`: workers, queues, request rates) and the
 browser connect flow (`qbflow.server.connect`, included here).
 
 Every form POST carries the session's CSRF token (`auth.check_csrf`); a form without it gets a 403 page.
@@ -28,12 +29,13 @@ from qbflow.engine.status import system_status
 from qbflow.engine.stored import ensure_hook, stored_definition
 from qbflow.engine.workflow import WorkflowInvalid, load_workflow_text, trigger_kind, validate_workflow_text
 from qbflow.redaction import redacted
-from qbflow.server import auth
+from qbflow.server import auth, views
 from qbflow.server import connect as connect_flow
 from qbflow.server.hooks import hook_store, hooks_overview, rotate_hook
 from qbflow.server.webhooks import webhook_stats
+from qbflow.store.approvals import ApprovalStore
 from qbflow.store.models import RUN_STATUSES
-from qbflow.store.runs import RunNotFound, RunStore, WorkflowNotFound
+from qbflow.store.runs import RunNotFound, RunStore, WorkflowNotFound, WorkflowRecord
 
 __all__ = ["flash", "render", "router", "safe_next"]
 
@@ -188,10 +190,10 @@ def _next_polls(runs: RunStore) -> dict[int, datetime | None]:
     return polls
 
 
-def _workflow_rows(runs: RunStore) -> list[dict[str, Any]]:
+def _workflow_rows(runs: RunStore, records: list[WorkflowRecord] | None = None) -> list[dict[str, Any]]:
     polls = _next_polls(runs)
     rows = []
-    for record in runs.list_workflows():
+    for record in runs.list_workflows() if records is None else records:
         definition = record.definition if isinstance(record.definition, dict) else {}
         trigger = definition.get("trigger") or {}
         last = next(iter(runs.list_runs(workflow=record.name, limit=1)), None)
@@ -428,6 +430,27 @@ def rotate_hook_secret(request: Request, workflow: Annotated[str, Form()] = "",
     return _hooks_page(request, revealed=(hook.workflow, secret))
 
 
+@router.get("/workflows/{name:path}", dependencies=[LoggedIn])
+def workflow_page(request: Request, name: str) -> HTMLResponse:
+    """One workflow: its trigger, its steps as a tree (branches, loops, approvals, on_error), its recent runs."""
+    runs = _runs(request)
+    try:
+        record = runs.get_workflow(name)
+    except WorkflowNotFound as exc:
+        return problem_page(request, 404, "No such workflow", str(exc), back="/workflows",
+                            back_label="Back to the workflows")
+    [row] = _workflow_rows(runs, [record])
+    workflow = views.stored_workflow(record.definition)
+    steps, on_error = views.workflow_tree(workflow) if workflow is not None else ([], [])
+    trigger = views.trigger_rows(workflow, next_poll=row["next_poll"]) if workflow is not None else []
+    if workflow is not None and workflow.trigger.kind == "webhook":
+        hook = next((h for h in hooks_overview(request.app, recent=1) if h.workflow == record.name), None)
+        trigger.append(("URL", hook.url if hook is not None else "none yet (store the workflow again to make one)"))
+    return render(request, "workflow.html", {
+        "workflow": record, "definition": workflow, "row": row, "trigger": trigger, "steps": steps,
+        "on_error": on_error, "recent": runs.list_runs(workflow=record.name, limit=RECENT_RUNS)})
+
+
 # --- runs ---------------------------------------------------------------------------------------------------
 
 @router.get("/runs", dependencies=[LoggedIn])
@@ -460,7 +483,14 @@ def run_page(request: Request, run_id: int) -> HTMLResponse:
     except RunNotFound:
         return problem_page(request, 404, "No such run", f"There is no run with id {run_id}.", back="/runs",
                             back_label="Back to the runs")
-    return render(request, "run.html", {"run": run, "retryable": run.status in RETRYABLE})
+    try:
+        workflow = views.stored_workflow(_runs(request).get_workflow(run.workflow_name).definition)
+    except WorkflowNotFound:
+        workflow = None
+    steps, on_error = views.run_tree(run, workflow)
+    return render(request, "run.html", {"run": run, "retryable": run.status in RETRYABLE, "steps": steps,
+                                        "on_error": on_error,
+                                        "waiting": views.waiting_for(run, ApprovalStore.of(_store(request)))})
 
 
 @router.post("/runs/{run_id}/retry", dependencies=[LoggedIn])

@@ -880,15 +880,16 @@ class RunStore:
             if outcome.status not in STEP_STATUSES:
                 raise ValueError(f"unknown step status {outcome.status!r}")
             finished = outcome.finished_at or (now if outcome.status in _FINISHED_STEP else None)
+            started = outcome.started_at or finished or now  # flow steps record no start: at most their finish
             if outcome.position is None:  # needs the count of the run's steps: the one-row path
-                _write_step(connection, uid, run_id, outcome.step_id, None, outcome.started_at or now,
+                _write_step(connection, uid, run_id, outcome.step_id, None, started,
                             status=outcome.status, output=outcome.output, error=outcome.error, input=outcome.input,
                             keep_input=outcome.input is None, add_attempts=outcome.attempts, finished_at=finished)
                 continue
             batches.setdefault(outcome.input is None, []).append({
                 "run_id": run_id, "step_id": outcome.step_id, "position": outcome.position, "status": outcome.status,
                 "request_id": request_id_for(uid, outcome.step_id), "input": outcome.input, "output": outcome.output,
-                "error": outcome.error, "started_at": outcome.started_at or now, "attempts": outcome.attempts,
+                "error": outcome.error, "started_at": started, "attempts": outcome.attempts,
                 "finished_at": finished})
         for keep_input, rows in batches.items():
             connection.execute(_step_upsert(connection.dialect.name, keep_input, False, returning=False), rows)
