@@ -1,4 +1,4 @@
-"""The four example workflows (`qbflow/examples/`, which the repository's `examples/` is) as a user runs them:
+"""The example workflows (`qbflow/examples/`, which the repository's `examples/` is) as a user runs them:
 `qbflow sandbox` serving on 127.0.0.1, the connection `sandbox` made by `qbflow connect`, the folder stored by
 `qbflow workflow add`, changes made through the sandbox's API, `qbflow run --once` as a separate process, and
 every effect checked through a separate read of QuickBooks (not the steps' answers)."""
@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from qbflow.app.up import SANDBOX_CONNECTION, example_files, examples_dir, load_examples
-from qbflow.engine.workflow import validate_workflow
+from qbflow.engine.workflow import TriggerSpec, validate_workflow
 from qbflow.store import RunRecord, RunStore, open_store
 from tests.support.connect import CLIENT_ID, CLIENT_SECRET, qbflow_env, stored
 from tests.support.sandbox import running_sandbox
@@ -26,7 +26,14 @@ REPO = Path(__file__).resolve().parents[2]
 NAMES = {"new-customer-get-customer.yaml": "Look up new customers",
          "new-invoice-send-invoice.yaml": "Email new invoices",
          "updated-purchase-get-expense.yaml": "Read edited expenses",
-         "new-bill-upload-attachment.yaml": "File new bills"}
+         "new-bill-upload-attachment.yaml": "File new bills",
+         # the scenarios (tests/engine/test_scenarios.py runs them end to end)
+         "shop-order-invoice.yaml": "Invoice paid shop orders",
+         "monday-overdue-reminders.yaml": "Remind overdue invoices",
+         "big-bill-approval.yaml": "Approve big bills",
+         "email-invoice-on-request.yaml": "Email an invoice on request"}
+QBO_TRIGGERED = {"Look up new customers", "Email new invoices", "Read edited expenses", "File new bills",
+                 "Approve big bills"}
 
 
 def qbflow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
@@ -73,11 +80,16 @@ def test_every_example_is_valid_enabled_on_sandbox_and_logs() -> None:
     workflows = load_examples()
     assert {w.name for w in workflows} == set(NAMES.values())
     for workflow in workflows:
-        assert workflow.trigger.connection == SANDBOX_CONNECTION
+        kind = workflow.trigger.kind
+        assert (kind == "qbo") == (workflow.name in QBO_TRIGGERED), workflow.name
+        # QuickBooks triggers name the company; the others say it at the top for their QuickBooks steps
+        assert (workflow.trigger.connection if isinstance(workflow.trigger, TriggerSpec)
+                else workflow.connection) == SANDBOX_CONNECTION
         assert workflow.steps[-1].action == "log"
+    assert {w.trigger.kind for w in workflows} == {"qbo", "webhook", "schedule", "manual"}
     moved = load_examples("acme")
-    assert all(w.trigger.connection == "acme" and all(s.connection in (None, "acme") for s in w.steps)
-               for w in moved)
+    assert all((w.trigger.connection if isinstance(w.trigger, TriggerSpec) else w.connection) == "acme"
+               and all(s.connection in (None, "acme") for s in w.walk()) for w in moved)
 
 
 # --- the examples at work -----------------------------------------------------------------------------------------
@@ -101,8 +113,8 @@ def env(sandbox_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
     assert connected.returncode == 0, connected.stdout + connected.stderr
     added = qbflow(env, "workflow", "add", str(REPO / "examples"))
     assert added.returncode == 0, added.stdout + added.stderr
-    assert added.stdout.count("(enabled)") == 4, added.stdout
-    first = qbflow(env, "run", "--once")  # activates the four triggers: from now on
+    assert added.stdout.count("(enabled)") == len(NAMES), added.stdout
+    first = qbflow(env, "run", "--once")  # activates the QuickBooks triggers and the schedule: from now on
     assert first.returncode == 0, first.stdout + first.stderr
     return env
 
@@ -217,3 +229,14 @@ def test_new_bill_gets_an_attachment(env: dict[str, str], changes: dict) -> None
     assert httpx.get(api.base + url if url.startswith("/") else url, timeout=30).text == expected
     assert run.step("note").output["message"] == f"Attached bill-{bill['Id']}-filed.txt to bill {bill['Id']} " \
                                                  "(Meadow Hardware, 86.40)"
+
+
+def test_an_invoice_is_emailed_on_request(env: dict[str, str], changes: dict, sandbox_url: str) -> None:
+    api = changes["api"]
+    invoice = next(i for i in api.query("select * from Invoice") if i["Id"] != changes["invoice"]["Id"])
+    ran = qbflow(env, "workflow", "run", "Email an invoice on request", "--input",
+                 f'{{"doc_number": "{invoice["DocNumber"]}"}}', "--now")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    outbox = httpx.get(f"{sandbox_url}/_sandbox/companies/{api.realm}/outbox", timeout=30).json()["emails"]
+    assert [mail["doc_number"] for mail in outbox if mail["id"] == invoice["Id"]] == [invoice["DocNumber"]]
+    assert api.get(f"invoice/{invoice['Id']}")["EmailStatus"] == "EmailSent"

@@ -21,7 +21,11 @@ from tests.support.connect import CLIENT_ID, CLIENT_SECRET, qbflow_env
 from tests.support.sandbox import running_sandbox
 from tests.support.serve import serves
 
-UP_SECONDS = 45  # activity ends ~15 s after activation and the examples poll again 30 s after it
+UP_SECONDS = 45  # activity ends ~25 s after activation and the examples poll again 30 s after it
+# The runs `up`'s scripted activity starts: one per change, two for "File new bills" (the small bill and the big one);
+# the schedule (Mondays 08:00) and the manual workflow make none.
+EXPECTED_RUNS = {"Look up new customers": 1, "Email new invoices": 1, "Read edited expenses": 1, "File new bills": 2,
+                 "Invoice paid shop orders": 1, "Approve big bills": 1}
 
 
 def fresh_env(tmp_path: Path) -> dict[str, str]:
@@ -75,7 +79,11 @@ def test_up_runs_every_example_within_a_minute_and_stops_by_itself(tmp_path: Pat
     assert "qbflow runs list" in out and "qbflow runs show ID" in out
     assert env["QBFLOW_DATA_DIR"] in out and "sandbox (connected)" in out
     assert all(name in out for name in NAMES.values())
-    assert out.count("[demo] created ") == 3 and "[demo] edited expense " in out
+    assert out.count("[demo] created ") == 4 and "[demo] edited expense " in out
+    assert "[demo] posted paid shop order " in out and "(3 items, for hello+" in out  # from the customer it made
+    assert re.search(r"^\[demo\] approved bill BB-\w+ as controller@example.com \(approval \d+\)", out, re.MULTILINE)
+    assert re.search(r"^ +Invoice paid shop orders \(POST http://127\.0\.0\.1:\d+/hooks/\S+\)", out, re.MULTILINE)
+    assert "Hook secret" not in out  # up signs its own order; the secret stays in memory
     assert out.rstrip().endswith("stopped.")
     assert not serves(url)  # the sandbox stopped with it
     assert not serves(server_url_in(out))  # and so did qbflow's server
@@ -88,10 +96,23 @@ def test_up_runs_every_example_within_a_minute_and_stops_by_itself(tmp_path: Pat
     assert listed.returncode == 0, listed.stderr
     runs = runs_by_workflow(env)
     # one run per scripted change, each succeeded; nothing for the company's seed records
-    assert runs == {name: ["succeeded"] for name in NAMES.values()}, (runs, out)
-    for name in NAMES.values():
+    assert runs == {name: ["succeeded"] * n for name, n in EXPECTED_RUNS.items()}, (runs, out)
+    for name in EXPECTED_RUNS:
         assert name in listed.stdout
-    assert listed.stdout.count("succeeded") == 4
+    assert listed.stdout.count("succeeded") == sum(EXPECTED_RUNS.values())
+    with environment(env):
+        store = open_store()
+        try:
+            store_runs = RunStore(store.engine)
+            found = {run.workflow_name: store_runs.get_run(run.id) for run in store_runs.list_runs(limit=1000)}
+        finally:
+            store.close()
+    shop = found["Invoice paid shop orders"]
+    assert "(3 line(s), 339.00) emailed to hello+" in shop.step("note").output["message"]
+    assert "(existing customer " in shop.step("note").output["message"]
+    approved = found["Approve big bills"]
+    assert approved.step("approval").output["by"] == "controller@example.com"
+    assert approved.step("decision.attach_approval").status == "succeeded"
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
@@ -162,8 +183,11 @@ def test_up_on_an_existing_connection_starts_no_sandbox(tmp_path: Path) -> None:
     assert names == ["books"]  # no `sandbox` connection was made
     assert sorted(w.name for w in workflows) == sorted(NAMES.values())
     for workflow in workflows:
-        assert workflow.enabled and workflow.definition["trigger"]["connection"] == "books"
+        trigger = workflow.definition["trigger"]
+        assert workflow.enabled and (trigger.get("connection") or workflow.definition["connection"]) == "books"
         assert all(step.get("connection") in (None, "books") for step in workflow.definition["steps"])
+    assert re.search(r"^Hook secret +Invoice paid shop orders: \S{40,}  \(shown only this once", result.stdout,
+                     re.MULTILINE), result.stdout  # no activity signs orders here: the secret is for the shop
 
 
 def test_up_on_an_unknown_connection_says_so(tmp_path: Path) -> None:

@@ -9,11 +9,13 @@ What it does, in order:
    no sandbox is started and that stored connection is used instead;
 2. makes the connection `sandbox` to it with `qbflow connect`'s authorization-code flow (the `authorize`
    callable), or reuses the stored one when it still answers;
-3. stores and enables the four example workflows shipped in `qbflow/examples/` (the repository's
-   `examples/` folder is the same files), on that connection;
+3. stores and enables the example workflows shipped in `qbflow/examples/` (the repository's `examples/`
+   folder is the same files), on that connection; the webhook example gets its URL on qbflow's server;
 4. unless `activity=False`, and only on the built-in sandbox: a new customer, a new invoice, an edited
-   expense and a new bill, made through the sandbox's API with the connection's token, a few seconds apart,
-   once the engine has activated the triggers (a trigger fires only for changes made after that);
+   expense and a new bill, made through the sandbox's API with the connection's token, then a paid shop order
+   posted to the webhook example's URL (signed with its secret, which `up` makes anew and keeps in memory) and
+   a bill over 5,000 whose approval `up` answers (approved), a few seconds apart, once the engine has activated
+   the QuickBooks triggers (a trigger fires only for changes made after that);
 5. serves qbflow's server (JSON API, webhooks, dashboard; `qbflow.server`) on 127.0.0.1:`server_port`, with
    the API token shown once when it is new;
 6. runs the engine (`qbflow.app.run.run_engine`) until SIGINT, SIGTERM or `duration` seconds; runs in
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -37,7 +40,7 @@ from rich.console import Console
 from rich.table import Table
 
 from qbflow.engine.stored import stored_definition
-from qbflow.engine.workflow import TriggerSpec, Workflow, load_workflow
+from qbflow.engine.workflow import TriggerSpec, Workflow, load_workflow, trigger_kind
 from qbflow.errors import QBFlowError
 
 if TYPE_CHECKING:
@@ -69,7 +72,9 @@ SANDBOX_DATA_FILE = "sandbox.sqlite3"  # in the data dir, next to qbflow's own d
 ACTIVATION_TIMEOUT = 60.0  # seconds to wait for the engine's first poll before giving up on the activity
 # Seconds after activation at which the scripted changes are made: spread out so each shows on its own,
 # all well before the triggers' next poll (30 s after activation).
-ACTIVITY_SCHEDULE = (3.0, 7.0, 11.0, 15.0)
+ACTIVITY_SCHEDULE = (3.0, 7.0, 11.0, 15.0, 18.0, 21.0)
+APPROVAL_WAIT = 20.0  # seconds to wait for the big bill's run to ask for approval before giving up on answering
+APPROVER = "controller@example.com"  # the approver named in big-bill-approval.yaml
 
 # `qbflow connect`'s flow on a local sandbox: (name, sandbox URL, client id, client secret) -> the stored connection
 Authorize = Callable[[str, str, str, str], Awaitable["ConnectionRecord"]]
@@ -125,6 +130,43 @@ def install_examples(runs: RunStore, connection: str = SANDBOX_CONNECTION) -> li
     """Store the example workflows on `connection`, enabled (a stored workflow of the same name is replaced)."""
     return [runs.upsert_workflow(workflow.name, workflow.source, stored_definition(workflow), enabled=True)
             for workflow in load_examples(connection)]
+
+
+def _kind(record: WorkflowRecord) -> str:
+    definition = record.definition if isinstance(record.definition, dict) else {}
+    return trigger_kind(definition.get("trigger") or {})
+
+
+def _about(record: WorkflowRecord, hooks: dict[int, str]) -> str:
+    """One workflow as the header lists it: its name and what starts it."""
+    trigger = record.definition.get("trigger") or {}
+    kind = _kind(record)
+    if kind == "qbo":
+        return f"{record.name} (polled every {trigger.get('poll_interval', 300):g} s)"
+    if kind == "webhook":
+        return f"{record.name} (POST {hooks[record.id]})" if record.id in hooks else f"{record.name} (webhook)"
+    if kind == "schedule":
+        when = trigger.get("cron") or f"every {trigger.get('every')}"
+        return f"{record.name} (schedule {when} {trigger.get('timezone') or 'UTC'})"
+    return f"{record.name} (by hand: qbflow workflow run {record.name!r})"
+
+
+def _example_hooks(store: Store, workflows: list[WorkflowRecord], *, rotate: bool
+                   ) -> dict[int, tuple[str, str | None]]:
+    """The webhook examples' hooks: {workflow id: (URL path, secret or None)}. The secret is there when the hook was
+    made now, or, with `rotate` (up's own activity signs its shop order), a new one kept in memory only."""
+    from qbflow.engine.stored import ensure_hook
+
+    hooks: dict[int, tuple[str, str | None]] = {}
+    for record in workflows:
+        made = ensure_hook(store.hooks, record)
+        if made is None:
+            continue
+        hook, secret = made
+        if secret is None and rotate:
+            hook, secret = store.hooks.rotate(record.id)
+        hooks[record.id] = (hook.path, secret)
+    return hooks
 
 
 # --- the built-in sandbox, served in this process ---------------------------------------------------------
@@ -244,9 +286,13 @@ async def _first_id(qbo: QBOClient, entity: str, **where: Any) -> str | None:
 class _Activity:
     """The changes `up` makes in its sandbox so the examples have something to do."""
 
-    def __init__(self, qbo: QBOClient, say: Callable[[str], None]) -> None:
+    def __init__(self, qbo: QBOClient, say: Callable[[str], None], *, store: Store | None = None,
+                 hook: tuple[str, str] | None = None, stop: asyncio.Event | None = None) -> None:
         self.qbo = qbo
         self.say = say
+        self.store = store
+        self.hook = hook  # (URL, secret) of the shop-order webhook
+        self.stop = stop or asyncio.Event()
         self.tag = secrets.token_hex(2)
         self.customer: dict | None = None
 
@@ -298,6 +344,66 @@ class _Activity:
                       "AccountBasedExpenseLineDetail": {"AccountRef": {"value": account_id}}}]})
         self.say(f"created bill {bill.get('DocNumber') or bill['Id']} for {bill['TotalAmt']:.2f} (Id {bill['Id']})")
 
+    async def shop_order(self) -> None:
+        """A paid order of three items from the customer made above, posted to the shop-order webhook, signed."""
+        import httpx
+
+        from qbflow.engine.hooks import sign
+
+        if self.hook is None:
+            self.say("no webhook example installed; skipped the shop order")
+            return
+        url, secret = self.hook
+        customer = self.customer or {}
+        email = (customer.get("PrimaryEmailAddr") or {}).get("Address") or f"orders+{self.tag}@shop.example"
+        number = f"{self.tag}01"
+        order = {"id": f"up-{self.tag}-order-1", "order_number": number, "financial_status": "paid",
+                 "customer": {"email": email, "first_name": customer.get("GivenName") or "Robin",
+                              "last_name": customer.get("FamilyName") or "Shopper"},
+                 "line_items": [{"sku": "Soil", "title": "Potting soil, 2 cu ft bag", "quantity": 4, "price": "10.00"},
+                                {"sku": "Sprinkler Heads", "title": "Sprinkler head", "quantity": 12, "price": "2.00"},
+                                {"sku": "Rock Fountain", "title": "Rock fountain", "quantity": 1, "price": "275.00"}]}
+        body = json.dumps(order).encode()
+        async with httpx.AsyncClient(timeout=30) as http:
+            answer = await http.post(url, content=body, headers={"Content-Type": "application/json",
+                                                                 **sign(secret, body)})
+        if answer.status_code != 202:
+            self.say(f"the shop order was refused: {answer.status_code} {answer.text[:200]}")
+            return
+        self.say(f"posted paid shop order {number} (3 items, for {email}), signed, to the webhook: "
+                 f"run {answer.json().get('run_id')}")
+
+    async def big_bill(self) -> None:
+        """A bill over 5,000, then approving it once its run asks (as the approver would, by their link)."""
+        from qbflow.store.approvals import ApprovalStore
+
+        vendor_id = (await _first_id(self.qbo, "Vendor", DisplayName="Meadow Hardware")
+                     or await _first_id(self.qbo, "Vendor", Active=True))
+        account_id = (await _first_id(self.qbo, "Account", Name="Supplies")
+                      or await _first_id(self.qbo, "Account", AccountType="Expense"))
+        if vendor_id is None or account_id is None or self.store is None:
+            self.say("no vendor or expense account; skipped the big bill")
+            return
+        doc = f"BB-{self.tag}"
+        bill = await self.qbo.create("Bill", {
+            "VendorRef": {"value": vendor_id}, "DocNumber": doc,
+            "Line": [{"Amount": 7450.0, "DetailType": "AccountBasedExpenseLineDetail",
+                      "Description": "Greenhouse frame and glazing",
+                      "AccountBasedExpenseLineDetail": {"AccountRef": {"value": account_id}}}]})
+        self.say(f"created bill {doc} for {bill['TotalAmt']:.2f} (Id {bill['Id']}): over 5,000, so it needs approval")
+        approvals = ApprovalStore.of(self.store)
+        deadline = asyncio.get_running_loop().time() + APPROVAL_WAIT
+        while asyncio.get_running_loop().time() < deadline:
+            asked = [a for a in await asyncio.to_thread(approvals.list) if a.message.startswith(f"Bill {doc} ")]
+            if asked:
+                await asyncio.to_thread(approvals.decide, asked[0].id, "approved", by=APPROVER,
+                                        comment="Approved by qbflow up's scripted activity")
+                self.say(f"approved bill {doc} as {APPROVER} (approval {asked[0].id}); its run goes on")
+                return
+            if await _wait_or_stop(self.stop, 0.5):
+                return
+        self.say(f"no approval was asked for bill {doc} within {APPROVAL_WAIT:g} s; left unanswered")
+
 
 async def _wait_or_stop(stop: asyncio.Event, seconds: float) -> bool:
     """Wait `seconds`; True if `stop` was set meanwhile."""
@@ -322,24 +428,30 @@ async def _activated(runs: RunStore, workflows: list[WorkflowRecord], realm_id: 
 
 
 async def scripted_activity(store: Store, runs: RunStore, workflows: list[WorkflowRecord], realm_id: str,
-                            stop: asyncio.Event, say: Callable[[str], None]) -> None:
-    """Once the triggers are active: a new customer, invoice, edited expense and bill, a few seconds apart."""
+                            stop: asyncio.Event, say: Callable[[str], None],
+                            hook: tuple[str, str] | None = None) -> None:
+    """Once the triggers are active: a new customer, invoice, edited expense and bill, a paid shop order posted to
+    `hook` (URL, secret), and a big bill whose approval is answered, a few seconds apart."""
+    import httpx
+
     from qbflow.qbo.connections import client_for
 
-    if not await _activated(runs, workflows, realm_id, stop, ACTIVATION_TIMEOUT):
+    polled = [record for record in workflows if _kind(record) == "qbo"]  # only they have cursors to wait for
+    if not await _activated(runs, polled, realm_id, stop, ACTIVATION_TIMEOUT):
         if not stop.is_set():
             say(f"the engine did not poll the examples within {ACTIVATION_TIMEOUT:g} s; no activity")
         return
     started = asyncio.get_running_loop().time()
     async with await client_for(SANDBOX_CONNECTION, store) as qbo:
-        activity = _Activity(qbo, say)
+        activity = _Activity(qbo, say, store=store, hook=hook, stop=stop)
         for at, change in zip(ACTIVITY_SCHEDULE, (activity.new_customer, activity.new_invoice,
-                                                  activity.edit_expense, activity.new_bill), strict=True):
+                                                  activity.edit_expense, activity.new_bill, activity.shop_order,
+                                                  activity.big_bill), strict=True):
             if await _wait_or_stop(stop, started + at - asyncio.get_running_loop().time()):
                 return
             try:
                 await change()
-            except QBFlowError as error:
+            except (QBFlowError, httpx.HTTPError) as error:
                 say(f"{change.__name__.replace('_', ' ')} failed: {error}")
     say("done; the sandbox's webhooks start each change's runs within seconds (and the examples' polls, every "
         "30 s, would pick up anything a webhook missed)")
@@ -367,7 +479,7 @@ def _data_rows() -> list[tuple[str, str]]:
 
 
 async def _start_server(store: Store, engine: Any, port: int, local: LocalSandbox | None = None,
-                        ) -> tuple[ServedApp, list[tuple[str, str]]]:
+                        ) -> tuple[ServedApp, str, list[tuple[str, str]]]:
     """qbflow's server (API, webhooks, dashboard) on 127.0.0.1:`port`, handing webhooks to `engine` (which `up`
     runs itself); with the header rows saying where it is and which API token it takes. With the built-in
     sandbox (`local`), the sandbox sends its change notifications to this server, signed with a verifier made
@@ -413,7 +525,7 @@ async def _start_server(store: Store, engine: Any, port: int, local: LocalSandbo
         about_token = "the one in QBFLOW_API_TOKEN"
     else:
         about_token = f"the one shown when it was made (its hash is in {token.source}; or set QBFLOW_API_TOKEN)"
-    return served, [("Server", f"{url}  (dashboard {url}/, JSON API {url}/api, documented at {url}/docs)"),
+    return served, url, [("Server", f"{url}  (dashboard {url}/, JSON API {url}/api, documented at {url}/docs)"),
                     ("API token", about_token), *rows]
 
 
@@ -460,16 +572,22 @@ async def run_up(store: Store, options: UpOptions, *, authorize: Authorize, cons
                         f"in {record.company_name or record.realm_id}, a real company. Go on?"):
                     raise UpError("stopped before anything was installed (not confirmed)")
             workflows = install_examples(runs, record.name)
-            every = " or ".join(sorted({f"{w.definition['trigger']['poll_interval']:g} s" for w in workflows}))
-            rows.append(("Workflows", f"{', '.join(w.name for w in workflows)}: enabled, polled every {every} "
-                                      f"(files in {examples_dir()})"))
+            hooks = _example_hooks(store, workflows, rotate=local is not None and options.activity)
+            parts = await build_engine(store)
+            served, server_url, server_rows = await _start_server(store, parts.engine, options.server_port, local)
+            public = (get_settings().public_url.rstrip("/") or server_url)
+            rows.append(("Workflows", f"enabled (files in {examples_dir()}):"))
+            rows += [("", _about(w, {i: public + path for i, (path, _s) in hooks.items()})) for w in workflows]
+            rows += [("Hook secret", f"{w.name}: {secret}  (shown only this once: give it to the sender; "
+                                     f"`qbflow hooks rotate` makes a new one)")
+                     for w in workflows if w.id in hooks and (secret := hooks[w.id][1]) is not None
+                     and not (local is not None and options.activity)]
             if local is not None and options.activity:
-                rows.append(("Activity", "a new customer, invoice, edited expense and bill in the sandbox over the "
-                                         "next ~20 s; their runs follow within seconds"))
+                rows.append(("Activity", "a new customer, invoice, edited expense and bill in the sandbox, a paid "
+                                         "shop order posted to the webhook and a bill over 5,000 that up approves, "
+                                         "over the next ~25 s; their runs follow within seconds"))
             elif local is None:
                 rows.append(("Activity", "none on a real company: change something in QuickBooks to see a run"))
-            parts = await build_engine(store)
-            served, server_rows = await _start_server(store, parts.engine, options.server_port, local)
             rows += server_rows
             rows.append(("Runs", "qbflow runs list   ·   qbflow runs show ID   (in another terminal), or the "
                                  "dashboard"))
@@ -484,8 +602,10 @@ async def run_up(store: Store, options: UpOptions, *, authorize: Authorize, cons
             if local is not None:
                 await local.seed_settled()
             if local is not None and options.activity:
+                shop = next(((server_url + path, secret) for path, secret in hooks.values() if secret is not None),
+                            None)
                 activity = asyncio.create_task(
-                    scripted_activity(store, runs, workflows, local.company[0], stop, say))
+                    scripted_activity(store, runs, workflows, local.company[0], stop, say, hook=shop))
             await run_engine(store, once=False, tick=options.tick, live=options.live, console=console, stop=stop,
                              parts=parts)
         finally:

@@ -819,6 +819,10 @@ def _find_fields(r: EntityActions) -> dict[str, Any]:
         if "TxnDate" in filterable:
             fields["date_from"] = (date | None, Field(None, description="Transaction date on or after."))
             fields["date_to"] = (date | None, Field(None, description="Transaction date on or before."))
+        if definition.has_balance and {"DueDate", "Balance"} <= filterable:
+            fields["overdue_on"] = (date | None, Field(None, description=(
+                "Only unpaid ones (Balance above 0) due before this date: those overdue on that day, e.g. "
+                "today() in a template.")))
         if "CustomerRef" in filterable:
             fields["customer"] = (RefValue | None, Field(None, description=ref_description(("Customer",))))
         if "VendorRef" in filterable:
@@ -857,6 +861,8 @@ def _find_handler(r: EntityActions):
                 query = query.where_op("TxnDate", ">=", values["date_from"])
             if values.get("date_to") is not None:
                 query = query.where_op("TxnDate", "<=", values["date_to"])
+            if values.get("overdue_on") is not None:
+                query = query.where_op("Balance", ">", 0).where_op("DueDate", "<", values["overdue_on"])
             for name, prop, targets in (("customer", "CustomerRef", ("Customer",)),
                                         ("vendor", "VendorRef", ("Vendor",)),
                                         ("payee", "EntityRef", ("Vendor", "Customer", "Employee"))):
