@@ -95,11 +95,15 @@ def test_up_runs_every_example_within_a_minute_and_stops_by_itself(tmp_path: Pat
                             capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert listed.returncode == 0, listed.stderr
     runs = runs_by_workflow(env)
+    # The Monday reminder fires only if the test happens to span Monday 08:00 Pacific: whatever it did then is
+    # its own business (tests/engine/test_scenarios.py checks it), not a scripted change's.
+    reminders = runs.pop("Remind overdue invoices", [])
+    assert len(reminders) <= 1, reminders
     # one run per scripted change, each succeeded; nothing for the company's seed records
     assert runs == {name: ["succeeded"] * n for name, n in EXPECTED_RUNS.items()}, (runs, out)
     for name in EXPECTED_RUNS:
         assert name in listed.stdout
-    assert listed.stdout.count("succeeded") == sum(EXPECTED_RUNS.values())
+    assert listed.stdout.count("succeeded") == sum(EXPECTED_RUNS.values()) + reminders.count("succeeded")
     with environment(env):
         store = open_store()
         try:
