@@ -67,3 +67,20 @@ def test_an_event_is_stored_once_per_dedup_key_with_one_run(runs: RunStore) -> N
     run = runs.get_run(first)
     assert run.status == "queued" and run.event is not None and run.event.record == {"body": {"n": 1}}
     assert [r.id for r in runs.list_runs(workflow="Shop order")] == sorted([first, other], reverse=True)
+
+
+def test_every_trigger_kind_has_a_source_that_gives_a_dry_runs_trigger() -> None:
+    from qbflow.engine.sources import TriggerSource, source_for
+    from qbflow.engine.workflow import TRIGGER_KINDS
+
+    manual = load_workflow_text("name: m\ntrigger: {kind: manual}\ninputs: {n: {type: integer, default: 2}}\n"
+                                "steps: [{id: a, action: log, input: {message: x}}]\n")
+    schedule = load_workflow_text("name: s\ntrigger: {kind: schedule, every: 1h}\n"
+                                  "steps: [{id: a, action: log, input: {message: x}}]\n")
+    qbo = load_workflow_text("name: q\ntrigger: {key: new_invoice, connection: acme}\n"
+                             "steps: [{id: a, action: log, input: {message: x}}]\n")
+    samples = {kind: source_for(kind).sample(workflow) for kind, workflow in (
+        ("qbo", qbo), ("webhook", load_workflow_text(WEBHOOK)), ("schedule", schedule), ("manual", manual))}
+    assert set(samples) == set(TRIGGER_KINDS) and all(isinstance(source_for(k), TriggerSource) for k in samples)
+    assert samples["qbo"]["Id"] and "body" in samples["webhook"] and samples["manual"]["inputs"] == {"n": 2}
+    assert samples["schedule"]["fire_time"].endswith(":00:00Z")

@@ -41,14 +41,13 @@ from typing import Any
 import httpx
 from pydantic import TypeAdapter
 
-from qbflow.connector.triggers import trigger as trigger_def
 from qbflow.engine.executor import DEFAULT_PUBLIC_URL, ClientFactory, Execution, RunState
 from qbflow.engine.sources import source_for
 from qbflow.engine.steps.actions import READ_OPERATIONS, WRITE_OPERATIONS
 from qbflow.engine.steps.base import StepFailed, StepReport, WaitUntil, classify, error_json, jsonable
 from qbflow.engine.steps.base import render_input as _render_input
 from qbflow.engine.templates import make_context
-from qbflow.engine.workflow import TriggerSpec, Workflow
+from qbflow.engine.workflow import Workflow
 from qbflow.qbo.client import QBOClient
 from qbflow.store.approvals import ApprovalStore
 from qbflow.store.models import RUN_FAILED, RUN_RUNNING, RUN_SUCCEEDED, RUN_WAITING, RUN_WAITING_RETRY
@@ -277,10 +276,8 @@ class Runner:
 # --- `qbflow workflow test` ------------------------------------------------------------------------------
 
 def sample_trigger(workflow: Workflow) -> dict[str, Any]:
-    """What a dry run's templates see as `trigger` when no sample is given: the QuickBooks trigger's sample
-    record, or the trigger source's sample (a webhook's body, a schedule's next fire time, manual inputs)."""
-    if isinstance(workflow.trigger, TriggerSpec):
-        return trigger_def(workflow.trigger.key).sample_record()
+    """What a dry run's templates see as `trigger` when no sample is given: the trigger source's sample (a
+    QuickBooks trigger's sample record, a webhook's body, a schedule's next fire time, manual inputs)."""
     try:
         source = source_for(workflow.trigger.kind)
     except KeyError:

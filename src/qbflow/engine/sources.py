@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-from qbflow.engine.workflow import Workflow
+from qbflow.connector.triggers import trigger as trigger_def
+from qbflow.engine.workflow import TriggerSpec, Workflow
 from qbflow.store.runs import RunsHook, RunStore, WorkflowRecord
 
 __all__ = ["SOURCES", "DueSource", "TriggerSource", "register_source", "source_for"]
@@ -68,3 +69,18 @@ def source_for(kind: str) -> TriggerSource:
 
 
 _BUILT_IN = {"schedule": "qbflow.engine.schedule", "manual": "qbflow.engine.manual", "webhook": "qbflow.engine.hooks"}
+
+
+class QuickBooksSource:
+    """`kind: qbo`: QuickBooks changes. The engine's polls collect them (`scheduler.Engine`: one shared poll per
+    company, cursors moved in the transaction that stores the events, `RunStore.record_polls`)."""
+
+    kind = "qbo"
+
+    def sample(self, workflow: Workflow) -> dict[str, Any]:
+        """The trigger's sample record (`qbflow trigger sample KEY`)."""
+        assert isinstance(workflow.trigger, TriggerSpec)
+        return trigger_def(workflow.trigger.key).sample_record()
+
+
+register_source(QuickBooksSource())
