@@ -27,6 +27,9 @@ NAMES = {"new-customer-get-customer.yaml": "Look up new customers",
          "new-invoice-send-invoice.yaml": "Email new invoices",
          "updated-purchase-get-expense.yaml": "Read edited expenses",
          "new-bill-upload-attachment.yaml": "File new bills"}
+# Examples run on a schedule, not by a QuickBooks change (so `qbflow up` makes no run of them).
+SCHEDULED = {"weekly-ar-aging.yaml": "Weekly A/R aging"}
+EVERY = {**NAMES, **SCHEDULED}
 
 
 def qbflow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
@@ -62,7 +65,7 @@ def run_for(env: dict[str, str], workflow: str, record_id: str) -> RunRecord:
 # --- the files ---------------------------------------------------------------------------------------------------
 def test_the_repository_examples_folder_is_the_installed_one() -> None:
     ours = sorted(path.name for path in (REPO / "examples").iterdir() if path.suffix == ".yaml")
-    assert ours == sorted(NAMES) == [path.name for path in example_files()]
+    assert ours == sorted(EVERY) == [path.name for path in example_files()]
     for name in ours:
         assert (REPO / "examples" / name).read_bytes() == (examples_dir() / name).read_bytes()
 
@@ -71,13 +74,13 @@ def test_every_example_is_valid_enabled_on_sandbox_and_logs() -> None:
     for path in example_files():
         assert validate_workflow(path, connections=[SANDBOX_CONNECTION]) == [], path
     workflows = load_examples()
-    assert {w.name for w in workflows} == set(NAMES.values())
+    assert {w.name for w in workflows} == set(EVERY.values())
     for workflow in workflows:
-        assert workflow.trigger.connection == SANDBOX_CONNECTION
+        assert (workflow.trigger.polled_connection or workflow.connection) == SANDBOX_CONNECTION
         assert workflow.steps[-1].action == "log"
     moved = load_examples("acme")
-    assert all(w.trigger.connection == "acme" and all(s.connection in (None, "acme") for s in w.steps)
-               for w in moved)
+    assert all((w.trigger.polled_connection or w.connection) == "acme"
+               and all(s.connection in (None, "acme") for s in w.steps) for w in moved)
 
 
 # --- the examples at work -----------------------------------------------------------------------------------------
@@ -101,8 +104,8 @@ def env(sandbox_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
     assert connected.returncode == 0, connected.stdout + connected.stderr
     added = qbflow(env, "workflow", "add", str(REPO / "examples"))
     assert added.returncode == 0, added.stdout + added.stderr
-    assert added.stdout.count("(enabled)") == 4, added.stdout
-    first = qbflow(env, "run", "--once")  # activates the four triggers: from now on
+    assert added.stdout.count("(enabled)") == len(EVERY), added.stdout
+    first = qbflow(env, "run", "--once")  # activates the triggers: from now on
     assert first.returncode == 0, first.stdout + first.stderr
     return env
 
@@ -217,3 +220,22 @@ def test_new_bill_gets_an_attachment(env: dict[str, str], changes: dict) -> None
     assert httpx.get(api.base + url if url.startswith("/") else url, timeout=30).text == expected
     assert run.step("note").output["message"] == f"Attached bill-{bill['Id']}-filed.txt to bill {bill['Id']} " \
                                                  "(Meadow Hardware, 86.40)"
+
+
+def test_weekly_ar_aging_dry_run_and_live_test_log_the_total(env: dict[str, str], sandbox_url: str) -> None:
+    import json
+
+    dry = qbflow(env, "workflow", "test", "Weekly A/R aging")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    report = json.loads(dry.stdout)
+    assert report["ok"] and report["steps"][0]["dry_run"] and report["steps"][0]["input"] == {
+        "aging_period": 30, "num_periods": 4}
+    live = qbflow(env, "workflow", "test", "Weekly A/R aging", "--live")
+    assert live.returncode == 0, live.stdout + live.stderr
+    steps = json.loads(live.stdout)["steps"]
+    aging = Api(env, sandbox_url).http.get("/reports/AgedReceivables").json()  # a separate read
+    total = aging["Rows"]["Row"][-1]["Summary"]["ColData"][-1]["value"]
+    customers = len(aging["Rows"]["Row"]) - 1
+    assert customers > 0
+    message = steps[1]["output"]["message"]
+    assert f": {float(total)} owed in total" in message and f"({customers} customers)" in message, message

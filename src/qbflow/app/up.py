@@ -9,7 +9,7 @@ What it does, in order:
    no sandbox is started and that stored connection is used instead;
 2. makes the connection `sandbox` to it with `qbflow connect`'s authorization-code flow (the `authorize`
    callable), or reuses the stored one when it still answers;
-3. stores and enables the four example workflows shipped in `qbflow/examples/` (the repository's
+3. stores and enables the five example workflows shipped in `qbflow/examples/` (the repository's
    `examples/` folder is the same files), on that connection;
 4. unless `activity=False`, and only on the built-in sandbox: a new customer, a new invoice, an edited
    expense and a new bill, made through the sandbox's API with the connection's token, a few seconds apart,
@@ -306,10 +306,15 @@ async def _wait_or_stop(stop: asyncio.Event, seconds: float) -> bool:
     return stop.is_set()
 
 
+def _polled(workflows: list[WorkflowRecord]) -> list[WorkflowRecord]:
+    """The examples started by QuickBooks changes (the others, like the weekly report, run on a schedule)."""
+    return [w for w in workflows if "poll_interval" in (w.definition.get("trigger") or {})]
+
+
 async def _activated(runs: RunStore, workflows: list[WorkflowRecord], realm_id: str, stop: asyncio.Event,
                      timeout: float) -> bool:
-    """Wait until the engine has polled every example's trigger once on `realm_id` (its cursor exists)."""
-    wanted = {record.id for record in workflows}
+    """Wait until the engine has polled every polled example's trigger once on `realm_id` (its cursor exists)."""
+    wanted = {record.id for record in _polled(workflows)}
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not stop.is_set():
@@ -460,9 +465,12 @@ async def run_up(store: Store, options: UpOptions, *, authorize: Authorize, cons
                         f"in {record.company_name or record.realm_id}, a real company. Go on?"):
                     raise UpError("stopped before anything was installed (not confirmed)")
             workflows = install_examples(runs, record.name)
-            every = " or ".join(sorted({f"{w.definition['trigger']['poll_interval']:g} s" for w in workflows}))
-            rows.append(("Workflows", f"{', '.join(w.name for w in workflows)}: enabled, polled every {every} "
-                                      f"(files in {examples_dir()})"))
+            polled = _polled(workflows)
+            every = " or ".join(sorted({f"{w.definition['trigger']['poll_interval']:g} s" for w in polled}))
+            scheduled = [w.name for w in workflows if w not in polled]
+            rows.append(("Workflows", f"{', '.join(w.name for w in polled)}: enabled, polled every {every}"
+                                      + (f"; {', '.join(scheduled)}: on its schedule" if scheduled else "")
+                                      + f" (files in {examples_dir()})"))
             if local is not None and options.activity:
                 rows.append(("Activity", "a new customer, invoice, edited expense and bill in the sandbox over the "
                                          "next ~20 s; their runs follow within seconds"))
