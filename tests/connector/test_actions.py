@@ -500,6 +500,42 @@ def _get_attachment():
     return prepare, check
 
 
+def _report_case(name: str, data: dict, group: str):
+    """A report action: its flat summary row of `group` says what a plain read of the report says."""
+    def prepare(books: Books):
+        return data, None
+
+    async def check(books: Books, state, given, result):
+        plain = await books.client.report(name, **{k: str(v) for k, v in (given.get("params") or given).items()})
+        assert result["report"]["Header"]["ReportName"] == name
+        assert result["report"]["Rows"] == plain["Rows"]
+
+        def summary(rows: list[dict]) -> str | None:
+            for row in rows:
+                if row.get("group") == group and "Summary" in row:
+                    return row["Summary"]["ColData"][-1]["value"]
+                found = summary((row.get("Rows") or {}).get("Row") or [])
+                if found is not None:
+                    return found
+            return None
+
+        flat = [r for r in result["rows"] if r["type"] == "Summary" and r["group"] == group]
+        assert len(flat) == 1 and flat[0][result["columns"][-1]] == float(summary(plain["Rows"]["Row"]) or 0)
+
+    return prepare, check
+
+
+for _key, _name, _data, _group in (
+        ("get_profit_and_loss", "ProfitAndLoss", {"date_macro": "All"}, "NetIncome"),
+        ("get_balance_sheet", "BalanceSheet", {}, "TotalAssets"),
+        ("get_ar_aging", "AgedReceivables", {}, "GrandTotal"),
+        ("get_ap_aging", "AgedPayables", {"aging_period": 10}, "GrandTotal"),
+        ("get_cash_flow", "CashFlow", {}, "EndingCash"),
+        ("get_trial_balance", "TrialBalance", {}, "GrandTotal"),
+        ("run_report", "CustomerBalance", {"report": "customerbalance", "params": {}}, "GrandTotal")):
+    CASES[_key] = Case(*_report_case(_name, _data, _group))
+
+
 def test_there_is_a_case_for_every_action() -> None:
     assert set(CASES) == set(ACTIONS)
 

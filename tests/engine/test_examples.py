@@ -34,6 +34,9 @@ NAMES = {"new-customer-get-customer.yaml": "Look up new customers",
          "email-invoice-on-request.yaml": "Email an invoice on request"}
 QBO_TRIGGERED = {"Look up new customers", "Email new invoices", "Read edited expenses", "File new bills",
                  "Approve big bills"}
+# Examples run on a schedule only, not by a QuickBooks change (`qbflow up` makes no run of them).
+SCHEDULED = {"weekly-ar-aging.yaml": "Weekly A/R aging"}
+EVERY = {**NAMES, **SCHEDULED}
 
 
 def qbflow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
@@ -69,7 +72,7 @@ def run_for(env: dict[str, str], workflow: str, record_id: str) -> RunRecord:
 # --- the files ---------------------------------------------------------------------------------------------------
 def test_the_repository_examples_folder_is_the_installed_one() -> None:
     ours = sorted(path.name for path in (REPO / "examples").iterdir() if path.suffix == ".yaml")
-    assert ours == sorted(NAMES) == [path.name for path in example_files()]
+    assert ours == sorted(EVERY) == [path.name for path in example_files()]
     for name in ours:
         assert (REPO / "examples" / name).read_bytes() == (examples_dir() / name).read_bytes()
 
@@ -78,7 +81,7 @@ def test_every_example_is_valid_enabled_on_sandbox_and_logs() -> None:
     for path in example_files():
         assert validate_workflow(path, connections=[SANDBOX_CONNECTION]) == [], path
     workflows = load_examples()
-    assert {w.name for w in workflows} == set(NAMES.values())
+    assert {w.name for w in workflows} == set(EVERY.values())
     for workflow in workflows:
         kind = workflow.trigger.kind
         assert (kind == "qbo") == (workflow.name in QBO_TRIGGERED), workflow.name
@@ -113,8 +116,8 @@ def env(sandbox_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
     assert connected.returncode == 0, connected.stdout + connected.stderr
     added = qbflow(env, "workflow", "add", str(REPO / "examples"))
     assert added.returncode == 0, added.stdout + added.stderr
-    assert added.stdout.count("(enabled)") == len(NAMES), added.stdout
-    first = qbflow(env, "run", "--once")  # activates the QuickBooks triggers and the schedule: from now on
+    assert added.stdout.count("(enabled)") == len(EVERY), added.stdout
+    first = qbflow(env, "run", "--once")  # activates the QuickBooks triggers and the schedules: from now on
     assert first.returncode == 0, first.stdout + first.stderr
     return env
 
@@ -240,3 +243,22 @@ def test_an_invoice_is_emailed_on_request(env: dict[str, str], changes: dict, sa
     outbox = httpx.get(f"{sandbox_url}/_sandbox/companies/{api.realm}/outbox", timeout=30).json()["emails"]
     assert [mail["doc_number"] for mail in outbox if mail["id"] == invoice["Id"]] == [invoice["DocNumber"]]
     assert api.get(f"invoice/{invoice['Id']}")["EmailStatus"] == "EmailSent"
+
+
+def test_weekly_ar_aging_dry_run_and_live_test_log_the_total(env: dict[str, str], sandbox_url: str) -> None:
+    import json
+
+    dry = qbflow(env, "workflow", "test", "Weekly A/R aging")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    report = json.loads(dry.stdout)
+    assert report["ok"] and report["steps"][0]["dry_run"] and report["steps"][0]["input"] == {
+        "aging_period": 30, "num_periods": 4}
+    live = qbflow(env, "workflow", "test", "Weekly A/R aging", "--live")
+    assert live.returncode == 0, live.stdout + live.stderr
+    steps = json.loads(live.stdout)["steps"]
+    aging = Api(env, sandbox_url).http.get("/reports/AgedReceivables").json()  # a separate read
+    total = aging["Rows"]["Row"][-1]["Summary"]["ColData"][-1]["value"]
+    customers = len(aging["Rows"]["Row"]) - 1
+    assert customers > 0
+    message = steps[1]["output"]["message"]
+    assert f": {float(total)} owed in total" in message and f"({customers} customers)" in message, message

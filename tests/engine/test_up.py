@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from qbflow.store import RunStore, open_store
-from tests.engine.test_examples import NAMES, environment
+from tests.engine.test_examples import EVERY, NAMES, environment
 from tests.support.connect import CLIENT_ID, CLIENT_SECRET, qbflow_env
 from tests.support.sandbox import running_sandbox
 from tests.support.serve import serves
@@ -185,7 +185,7 @@ def test_up_on_an_existing_connection_starts_no_sandbox(tmp_path: Path) -> None:
         finally:
             store.close()
     assert names == ["books"]  # no `sandbox` connection was made
-    assert sorted(w.name for w in workflows) == sorted(NAMES.values())
+    assert sorted(w.name for w in workflows) == sorted(EVERY.values())
     for workflow in workflows:
         trigger = workflow.definition["trigger"]
         assert workflow.enabled and (trigger.get("connection") or workflow.definition["connection"]) == "books"

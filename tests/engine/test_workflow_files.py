@@ -424,3 +424,35 @@ def test_duplicate_yaml_keys(tmp_path: Path) -> None:
 def test_problem_text_names_file_line_and_field(tmp_path: Path) -> None:
     problem = WorkflowProblem("flows/a.yaml", 7, "steps[0].input.custmer", "unknown input field")
     assert str(problem) == "flows/a.yaml:7: steps[0].input.custmer: unknown input field"
+
+
+# --- report steps ----------------------------------------------------------------------------------------------
+WEEKLY_AGING = """\
+name: Weekly aging
+trigger: {kind: schedule, cron: "0 8 * * MON", timezone: America/New_York}
+connection: acme
+steps:
+  - id: aging
+    action: get_ar_aging
+    input:
+      report_date: "{{ trigger.scheduled_for[:10] }}"
+      aging_period: 30
+      num_periods: %s
+  - id: note
+    action: log
+    input:
+      message: "{{ steps.aging.output.rows[-1].Total | money }} owed"
+"""
+
+
+def test_a_report_step_validates_in_a_workflow_file_and_its_input_is_checked(tmp_path: Path) -> None:
+    assert problems_of(tmp_path, WEEKLY_AGING % "4", connections=["acme"]) == []
+    workflow = load_workflow(write(tmp_path, WEEKLY_AGING % "4"))
+    assert workflow.steps[0].connection == "acme" and workflow.trigger.kind == "schedule"
+    problem = only(problems_of(tmp_path, WEEKLY_AGING % "0", connections=["acme"]))
+    assert problem.field == "steps[0].input.num_periods" and "greater than or equal to 1" in problem.message
+    macro = WEEKLY_AGING.replace("get_ar_aging", "get_profit_and_loss").replace(
+        'report_date: "{{ trigger.scheduled_for[:10] }}"', "date_macro: last mnth").replace(
+        "aging_period: 30\n      num_periods: %s", "accounting_method: Cash")
+    problem = only(problems_of(tmp_path, macro, connections=["acme"]))
+    assert problem.field == "steps[0].input.date_macro" and "did you mean 'Last Month'" in problem.message

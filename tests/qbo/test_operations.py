@@ -238,3 +238,20 @@ async def test_upload_fault_for_the_file_raises(client: QBOClient) -> None:
     with pytest.raises(Validation) as caught:
         await client.upload_attachment("virus.exe", b"MZ", "application/octet-stream")
     assert caught.value.code == "6000"
+
+
+async def test_report_sends_intuits_parameters_as_a_read(client: QBOClient, transport: CountingTransport) -> None:
+    from datetime import date
+
+    report = await client.report("ProfitAndLoss", start_date=date(2026, 1, 1), end_date="2026-03-31",
+                                 accounting_method="Cash", customer=None)
+    assert report["Header"]["ReportName"] == "ProfitAndLoss"
+    assert (report["Header"]["StartPeriod"], report["Header"]["EndPeriod"]) == ("2026-01-01", "2026-03-31")
+    request = transport.api_requests()[-1]
+    assert request.method == "GET" and request.url.path.endswith("/reports/ProfitAndLoss")
+    assert dict(request.url.params) == {"start_date": "2026-01-01", "end_date": "2026-03-31",
+                                        "accounting_method": "Cash", "minorversion": "75"}
+    aging = await client.report("AgedReceivables", aging_period=15, num_periods=2)
+    assert [c["ColTitle"] for c in aging["Columns"]["Column"]][1:] == ["Current", "1 - 15", "16 and over", "Total"]
+    with pytest.raises(ValueError, match="invalid report name"):
+        await client.report("../customer/1")

@@ -414,7 +414,8 @@ async def _wait_or_stop(stop: asyncio.Event, seconds: float) -> bool:
 
 async def _activated(runs: RunStore, workflows: list[WorkflowRecord], realm_id: str, stop: asyncio.Event,
                      timeout: float) -> bool:
-    """Wait until the engine has polled every example's trigger once on `realm_id` (its cursor exists)."""
+    """Wait until the engine has polled each of these (QuickBooks-triggered) workflows once on `realm_id` (its
+    cursor exists)."""
     wanted = {record.id for record in workflows}
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

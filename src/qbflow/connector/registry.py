@@ -1,4 +1,5 @@
-"""Every action by key: the generated ones (actions.py) and the special ones (special.py).
+"""Every action by key: the generated ones (actions.py), the special ones (special.py) and the reports
+(reports.py).
 
     from qbflow.connector.registry import ACTIONS, action
     result = await action("create_invoice").run(ctx, {...})
@@ -11,6 +12,7 @@ import difflib
 from qbflow.catalog.entities import Kind
 from qbflow.connector.actions import ROWS, generate
 from qbflow.connector.base import Action
+from qbflow.connector.reports import generate_reports
 from qbflow.connector.special import generate_special
 from qbflow.errors import QBFlowError
 
@@ -28,7 +30,7 @@ class UnknownAction(QBFlowError, LookupError):
 
 def _build() -> dict[str, Action]:
     generated = generate()
-    special = generate_special()
+    special = {**generate_special(), **generate_reports()}
     clash = sorted(set(generated) & set(special))
     if clash:
         raise AssertionError(f"special actions clash with generated ones: {clash}")

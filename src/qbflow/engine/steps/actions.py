@@ -50,7 +50,7 @@ log = logging.getLogger("qbflow.runner")
 
 # Operations that change QuickBooks; anything not listed as a read is treated as a write (the safe side).
 WRITE_OPERATIONS = frozenset({"create", "update", "delete", "void", "send", "upload", "find_or_create", "deactivate"})
-READ_OPERATIONS = frozenset({"get", "find", "pdf"})
+READ_OPERATIONS = frozenset({"get", "find", "pdf", "report"})
 # Writes whose answer is a version of a record qbflow made (find_or_create may only have found one; sending
 # an invoice changes no SyncToken, so its answer is the version someone else made).
 _OWN_WRITES = frozenset({"create", "update", "void", "deactivate", "upload"})
