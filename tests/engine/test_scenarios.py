@@ -152,13 +152,15 @@ def shop_order(number: str, email: str, first: str, last: str, items: list[dict]
             "customer": {"email": email, "first_name": first, "last_name": last}, "line_items": items}
 
 
-def server_app(store: Store, sandbox: Sandbox) -> Any:
+def server_app(store: Store, sandbox: Sandbox, on_runs: Any = None) -> Any:
+    """The server on `store`; `on_runs` as `serve --workers` sets it (each new run's job enqueued with it)."""
     from qbflow.server import ServerConfig, create_app
     from qbflow.settings import get_settings
     from tests.server.conftest import api_token_checker
 
     return create_app(ServerConfig(store=store, settings=get_settings(), api_token=api_token_checker(),
-                                   public_url=PUBLIC_URL, transport=httpx.ASGITransport(app=sandbox)))
+                                   public_url=PUBLIC_URL, transport=httpx.ASGITransport(app=sandbox),
+                                   on_runs=on_runs))
 
 
 async def test_a_paid_shop_order_becomes_one_emailed_invoice_with_a_line_per_item(
