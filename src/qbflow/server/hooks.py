@@ -48,6 +48,7 @@ from qbflow.engine.hooks import (
 from qbflow.engine.stored import hook_url
 from qbflow.engine.workflow import WebhookTrigger, trigger_kind
 from qbflow.server.auth import require_api_token
+from qbflow.server.webhooks import BodyTooLarge, read_body
 from qbflow.store.hooks import DeliveryRecord, HookRecord, HookStore, HookTarget
 from qbflow.store.runs import RunStore, WorkflowNotFound
 
@@ -87,24 +88,6 @@ def hook_refusals(app: FastAPI) -> dict[str, deque[dict[str, Any]]]:
 
 
 router = APIRouter(tags=["hooks"])
-
-
-class _TooLarge(Exception):
-    pass
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length", "").strip()
-    if declared.isdigit() and int(declared) > limit:
-        raise _TooLarge
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():  # a chunked body has no Content-Length: count as it comes
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _refuse(request: Request, hook_id: str | None, error: Refused) -> JSONResponse:
@@ -152,8 +135,8 @@ async def receive_delivery(request: Request, hook_id: str) -> JSONResponse:
         media = content_kind(headers.get("content-type"))
         check_bearer(trigger, target.secret, headers)
         try:
-            body = await _read_body(request, trigger.max_body)
-        except _TooLarge:
+            body = await read_body(request, trigger.max_body)
+        except BodyTooLarge:
             raise Refused(413, f"the body is over {trigger.max_body} bytes") from None
         check_signature(trigger, target.secret, headers, body, received_at)
         if not target.enabled:

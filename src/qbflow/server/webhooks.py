@@ -27,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 
 from qbflow.qbo.webhooks import InvalidNotification, parse_notification, verify_signature
 
-__all__ = ["MAX_BODY_BYTES", "Refusal", "WebhookStats", "router", "webhook_stats"]
+__all__ = ["MAX_BODY_BYTES", "BodyTooLarge", "Refusal", "WebhookStats", "router", "read_body", "webhook_stats"]
 
 log = logging.getLogger("qbflow.server.webhooks")
 
@@ -92,21 +92,21 @@ def webhook_stats(app: FastAPI) -> WebhookStats:
 router = APIRouter(tags=["webhooks"])
 
 
-class _TooLarge(Exception):
-    pass
+class BodyTooLarge(Exception):
+    """The request's body is over the limit (declared, or counted as it streamed in)."""
 
 
-async def _read_body(request: Request) -> bytes:
-    """The raw body (the signature covers these exact bytes), refusing more than MAX_BODY_BYTES."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.strip().isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise _TooLarge
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The raw body (a signature covers these exact bytes); BodyTooLarge past `limit` bytes, without reading on."""
+    declared = request.headers.get("content-length", "").strip()
+    if declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():  # a chunked body has no Content-Length: count as it comes
         size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise _TooLarge
+        if size > limit:
+            raise BodyTooLarge
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -145,8 +145,8 @@ async def receive_intuit_webhook(request: Request) -> JSONResponse:
                        "webhooks are not enabled on this server: set QBFLOW_WEBHOOK_VERIFIER to the verifier "
                        "token Intuit's developer portal shows for your app")
     try:
-        body = await _read_body(request)
-    except _TooLarge:
+        body = await read_body(request)
+    except BodyTooLarge:
         return _refuse(request, 413, f"body over {MAX_BODY_BYTES} bytes", f"the body is over {MAX_BODY_BYTES} bytes")
     signature = request.headers.get(SIGNATURE_HEADER)
     if not signature:
