@@ -15,7 +15,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qbflow.sandbox.us_entities import default_preferences
+from qbflow.sandbox.us_entities import default_preferences, seed_us_extras
 
 if TYPE_CHECKING:
     from qbflow.sandbox.books import Books, Company
@@ -46,6 +46,7 @@ def seed_sample_company(books: Books, company: Company) -> None:
             _create_with_id(books, company, entity, record)
         company.sequences[entity] = max(int(r["Id"]) for r in records)  # the next new record comes after
     _transactions(books, company.realm_id, today)
+    seed_us_extras(books, company, today)  # the tax agency (Id 1) and a budget for the year, as the small seed
 
 
 def seed_empty_company(books: Books, company: Company) -> None:
@@ -75,11 +76,8 @@ def _create_with_id(books: Books, company: Company, entity: str, record: dict) -
 
 
 def _tax(books: Books, company: Company, data: dict) -> None:
-    agency = data["TaxAgency"][0]
     rate = data["TaxRate"][0]
     code = data["TaxCode"][0]
-    books.insert(company, "TaxAgency", {"DisplayName": agency["DisplayName"], "TaxTrackedOnSales": True,
-                                        "TaxTrackedOnPurchases": False}, record_id=agency["Id"])
     books.insert(company, "TaxRate", {"Name": rate["Name"], "Description": "California state sales tax",
                                       "Active": True, "RateValue": rate["RateValue"], "AgencyRef": rate["AgencyRef"],
                                       "SpecialTaxType": "NONE", "DisplayType": "ReadOnly"}, record_id=rate["Id"])
