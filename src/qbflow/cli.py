@@ -59,13 +59,19 @@ def sandbox(
     webhook_verifier: Annotated[str | None, typer.Option(help="Verifier token that signs webhooks.",
                                                          envvar="QBFLOW_SANDBOX_WEBHOOK_VERIFIER")] = None,
     webhook_format: Annotated[str, typer.Option(help="legacy or cloudevents.")] = "legacy",
+    books: Annotated[str, typer.Option(help="What a new company starts with: small (a small landscaping firm), "
+                                             "sample (Intuit's sample company, Craig's Design and Landscaping "
+                                             "Services) or empty (a new, empty company).")] = "small",
 ) -> None:
     """Serve a local, wire-faithful QuickBooks Online API (OAuth 2.0 + Accounting API v3)."""
     import uvicorn
 
     from qbflow.sandbox.app import Sandbox
+    from qbflow.sandbox.seed import SEEDS
     from qbflow.sandbox.webhooks import WebhookConfig
 
+    if books not in SEEDS:
+        raise typer.BadParameter(f"--books must be one of {', '.join(SEEDS)}, not {books!r}")
     webhook = None
     if webhook_url:
         if not webhook_verifier:
@@ -75,7 +81,7 @@ def sandbox(
         webhook = WebhookConfig(url=webhook_url, verifier_token=webhook_verifier, format=webhook_format)
     box = Sandbox(data=str(data) if data else None, client_id=client_id, client_secret=client_secret,
                   auto_approve=auto_approve, rate_limit=not no_rate_limit, fault_rate=fault_rate,
-                  companies=companies, webhook=webhook)
+                  companies=companies, webhook=webhook, seed=books)
     box.faults.latency = latency
     base = f"http://{host}:{port}"
     table = Table(title="qbflow sandbox: a local QuickBooks Online", show_header=False)

@@ -48,8 +48,10 @@ def routes(sandbox: Sandbox) -> list[Route]:
             return JSONResponse({"companies": [company_json(r) for r in sandbox.books.companies]})
         try:
             body = await _body(request)
-            company = sandbox.books.create_company(body.get("name"), body.get("realmId"),
-                                                   seed=bool(body.get("seed", True)))
+            seed = body.get("seed", True)
+            if not isinstance(seed, (bool, str)):
+                raise ValueError(f"seed must be true, false, \"small\", \"sample\" or \"empty\", got {seed!r}")
+            company = sandbox.books.create_company(body.get("name"), body.get("realmId"), seed=seed)
         except ValueError as error:
             return _error(str(error))
         return JSONResponse(company_json(company.realm_id), status_code=201)

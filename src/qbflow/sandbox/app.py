@@ -127,6 +127,7 @@ class Sandbox:
         webhook: WebhookConfig | None = None,
         webhook_transport: httpx.AsyncBaseTransport | None = None,
         clock: Clock | None = None,
+        seed: bool | str = True,
     ) -> None:
         self.clock = clock or Clock()
         self.storage = Storage(data)
@@ -140,7 +141,7 @@ class Sandbox:
         self._in_flight: dict[tuple[str, str], asyncio.Event] = {}
         names = company_names or [f"Sandbox Company_US_{n + 1}" for n in range(companies)]
         for name in names[len(self.books.companies):]:
-            self.books.create_company(name)
+            self.books.create_company(name, seed=seed)
         self.client_id = client_id or self.storage.kv_get("client_id") or "AB" + secrets.token_hex(24)
         self.storage.kv_set("client_id", self.client_id)
         # The emulated app registry keeps its secret so a restarted sandbox accepts the same app (like

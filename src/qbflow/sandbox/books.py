@@ -162,9 +162,16 @@ class Books:
             company.ledger.rebuild(company)
             self.refresh_accounts(company, set(company.table("Account")))
 
-    def create_company(self, name: str | None = None, realm_id: str | None = None, seed: bool = True) -> Company:
-        """A new company with believable books (the same every time)."""
-        from qbflow.sandbox.seed import seed_company
+    def create_company(self, name: str | None = None, realm_id: str | None = None, seed: bool | str = True) -> Company:
+        """A new company with believable books (the same every time).
+
+        `seed`: True (the default books), False (nothing at all), or "small", "sample" or "empty" (seed.SEEDS).
+        """
+        from qbflow.sandbox.seed import DEFAULT_SEED, SEEDS, seed_company
+
+        kind = DEFAULT_SEED if seed is True else seed
+        if kind and kind not in SEEDS:
+            raise ValueError(f"seed must be true, false or one of {list(SEEDS)}, got {seed!r}")
 
         # Realm ids look like Intuit's sandbox ones and are the same every run: tests and demos can rely on them.
         realm = realm_id or str(9341453050000001 + len(self.companies))
@@ -174,8 +181,8 @@ class Books:
         self.companies[realm] = company
         self._save_company(company)
         self.storage.kv_set("realms", list(self.companies))
-        if seed:
-            seed_company(self, company)
+        if kind:
+            seed_company(self, company, str(kind))
         return company
 
     def company(self, realm: str) -> Company:

@@ -93,11 +93,24 @@ VENDORS = [
 EMPLOYEES = [("Dana", "Whitaker"), ("Jordan", "Ellery")]
 
 
-def seed_company(books: Books, company: Company) -> None:
-    """Fill a new company; change events are not reported for the seed."""
+SEEDS = ("small", "sample", "empty")
+DEFAULT_SEED = "small"  # "sample" (Intuit's sample company, sample_company.py) once the suites are moved to it
+
+
+def seed_company(books: Books, company: Company, kind: str = DEFAULT_SEED) -> None:
+    """Fill a new company; change events are not reported for the seed.
+
+    `kind`: "small" (this module's small landscaping firm), "sample" (Intuit's sample company, Craig's Design
+    and Landscaping Services) or "empty" (what Intuit's new empty company has).
+    """
+    from qbflow.sandbox.sample_company import seed_empty_company, seed_sample_company
+
+    seeds = {"small": _seed, "sample": seed_sample_company, "empty": seed_empty_company}
+    if kind not in seeds:
+        raise ValueError(f"seed must be one of {list(SEEDS)}, got {kind!r}")
     listener, books.on_change = books.on_change, None
     try:
-        _seed(books, company)
+        seeds[kind](books, company)
     finally:
         books.on_change = listener
 
