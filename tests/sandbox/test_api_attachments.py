@@ -1,7 +1,7 @@
 """Attachments over plain HTTP: multipart /upload in the styles real clients use, the Attachable it creates,
 /download and the short-lived file URL, and deleting an Attachable.
 
-Expected shapes come from real recordings (/work/shared/qbo/recordings/attachment/ and qbo_api's
+Expected shapes come from real recordings (../shared/qbo/recordings/attachment/ and qbo_api's
 error_estimate.yml).
 """
 
@@ -10,16 +10,17 @@ from __future__ import annotations
 import base64
 import json
 import re
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import httpx
 import pytest
 import yaml
 
+from tests.support.recordings import RECORDINGS as ALL_RECORDINGS
+
 pytestmark = pytest.mark.asyncio
 
-RECORDINGS = Path("/work/shared/qbo/recordings/attachment")
+RECORDINGS = ALL_RECORDINGS / "attachment"
 QBO_DATETIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[-+]\d\d:\d\d$")
 XML_FILE = (b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
             b'<IntuitResponse xmlns="http://schema.intuit.com/finance/v3"><Fault type="AUTHENTICATION">'

@@ -1,6 +1,6 @@
 """The query endpoint (GET and POST /query) and change data capture (GET /cdc), over plain HTTP.
 
-Envelopes and fault texts follow the real recordings in /work/shared/qbo/recordings (all/alt_select.yml,
+Envelopes and fault texts follow the real recordings in ../shared/qbo/recordings (all/alt_select.yml,
 get/display_name.yml, misc/ampersand.yml, error/400.yml) and the README's §2-§3.
 """
 

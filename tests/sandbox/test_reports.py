@@ -1,7 +1,8 @@
 """The sandbox's books add up: postings per transaction, and the Reports API against real answers and invariants.
 
-Shapes are compared with real answers recorded from Intuit's sandbox (tests/fixtures/reports/, see its README);
-the invariants run on random activity created through the sandbox's HTTP API.
+Shapes are compared with real answers recorded from Intuit's sandbox (minimul/qbo_api's cassettes, read from
+beside the project by tests/support/recordings.py); the invariants run on random activity created through the
+sandbox's HTTP API.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ from hypothesis import strategies as st
 
 from qbflow.sandbox.app import Sandbox
 from qbflow.sandbox.books import Books
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "reports"
+from tests.support.recordings import answer
 
 
 def recorded(name: str) -> dict:
-    return json.loads((FIXTURES / f"{name}.json").read_text())
+    """A recorded Reports API answer of Intuit's sandbox (minimul/qbo_api's `reports/NAME.yml`)."""
+    return answer(f"reports/{name}.yml")
 
 
 def shape(value: Any) -> Any:

@@ -9,17 +9,21 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from qbflow.sandbox.app import Sandbox
 from qbflow.sandbox.ledger import special_account
+from tests.support.recordings import answer
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "sample_company"
 
 
-def recorded(cassette: str, index: int, entity: str) -> list[dict]:
-    interactions = yaml.safe_load((FIXTURES / cassette).read_text())["http_interactions"]
-    return json.loads(interactions[index]["response"]["body"]["string"])["QueryResponse"][entity]
+# Where minimul/qbo_api recorded the sample company's lists (tests/support/recordings.py reads them).
+CASSETTES = {"customers.yml": "all/customers.yml", "inactive_vendors.yml": "get/inactive_vendors.yml",
+             "employees_including_active.yml": "all/employees_including_active.yml", "gl.yml": "reports/gl.yml"}
+
+
+def recorded(name: str, index: int, entity: str) -> list[dict]:
+    return answer(CASSETTES[name], index)["response"]["QueryResponse"][entity]
 
 
 def created_with_company(records: list[dict]) -> list[dict]:
@@ -93,8 +97,7 @@ async def test_vendors_and_employees_are_the_recorded_ones(sample: Sandbox, toke
 
 async def test_chart_of_accounts_items_terms_and_tax_have_the_recorded_ids(sample: Sandbox,
                                                                            token_sample: str) -> None:
-    gl = json.loads(yaml.safe_load((FIXTURES / "gl.yml").read_text())["http_interactions"][0]["response"]
-                    ["body"]["string"])
+    gl = answer(CASSETTES["gl.yml"])["response"]
     recorded_accounts = {}
 
     def walk(rows: dict) -> None:

@@ -168,7 +168,7 @@ class Transient(QBOError):
 
 # --- the one table -------------------------------------------------------------------------------------
 # Fault code ranges and the class each maps to, most specific first. Sources: Intuit's error-code table,
-# recorded faults (/work/shared/qbo/README.md §2) and python-quickbooks' range split (1-499 auth,
+# recorded faults (../shared/qbo/README.md §2) and python-quickbooks' range split (1-499 auth,
 # 500-599 unsupported operation, 600-1999 general, 2000-4999 validation, >= 10000 system).
 FAULT_CODES: tuple[tuple[range, type[QBOError]], ...] = (
     (range(610, 611), NotFound),  # Object Not Found

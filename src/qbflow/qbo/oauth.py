@@ -7,7 +7,7 @@
     tokens = await oauth.refresh(tokens.refresh_token)        # Intuit rotates the refresh token
     await oauth.revoke(tokens.refresh_token)                  # ends the whole grant
 
-Facts this follows (/work/shared/qbo/README.md section 6): the client authenticates with HTTP Basic
+Facts this follows (../shared/qbo/README.md section 6): the client authenticates with HTTP Basic
 (`client_secret_basic`) at the token and revocation endpoints; token answers carry `expires_in` (3600 s)
 and `x_refresh_token_expires_in` (about 100 days, rolling); a dead code or refresh token is answered
 `400 {"error": "invalid_grant"}`; revocation takes a JSON body `{"token": ...}`.

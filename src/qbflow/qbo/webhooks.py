@@ -6,7 +6,7 @@
         ...  # fetch change.entity change.entity_id of change.realm_id, or note its deletion
 
 The signature is base64(HMAC-SHA256(key = the app's verifier token, message = the raw body)), compared in
-constant time (/work/shared/qbo/README.md section 7). Two body shapes are understood:
+constant time (../shared/qbo/README.md section 7). Two body shapes are understood:
 
 * legacy: `{"eventNotifications": [{"realmId", "dataChangeEvent": {"entities": [{"name", "id",
   "operation", "lastUpdated", "deletedId"?}]}}]}`

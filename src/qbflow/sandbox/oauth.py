@@ -7,7 +7,7 @@ One Starlette route list serves what Intuit spreads over several hosts: the disc
 Every URL in the discovery document is built from the request's base URL, so a client pointed at the
 sandbox's discovery URL (intuit-oauth's `environment=`) talks only to the sandbox.
 
-Behaviour follows what Intuit is observed or documented to do (see /work/shared/qbo/README.md section 6):
+Behaviour follows what Intuit is observed or documented to do (see ../shared/qbo/README.md section 6):
 access tokens live 3600 s; refresh tokens have a rolling 8726400 s life under a five-year hard cap; each
 refresh hands out a new refresh token and the previous one keeps working for 24 hours; an authorization
 code is single-use, and replaying it revokes what it produced; revocation ends the whole grant at once.

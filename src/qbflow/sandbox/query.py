@@ -16,7 +16,7 @@ Grammar (keywords case-insensitive; whitespace, including newlines, is free)::
 OR is in the grammar only so that it can be refused with a validation fault, the way QBO refuses it (its
 parser lists <OR> among the tokens it expects after a condition, yet the docs say OR is unsupported).
 
-Facts this module follows, and where they come from (see also /work/shared/qbo/README.md §3):
+Facts this module follows, and where they come from (see also ../shared/qbo/README.md §3):
 
 * Faults. A statement that does not parse: code 4000, Message "Error parsing query", Detail in JavaCC's
   format, e.g. ``QueryParserError: Encountered " <IDENTIFIER> "R "" at line 1, column 52.``

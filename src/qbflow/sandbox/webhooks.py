@@ -4,7 +4,7 @@ The sandbox calls `WebhookDispatcher.notify()` whenever a record changes; the di
 events for a short window, builds one signed POST the way Intuit does (legacy `eventNotifications`
 or CloudEvents), and delivers it to the configured endpoint with Intuit's retry schedule.
 
-What this copies from Intuit (sources in /work/shared/qbo/README.md section 7, plus):
+What this copies from Intuit (sources in ../shared/qbo/README.md section 7, plus):
   * Bodies: legacy `{"eventNotifications":[{"realmId", "dataChangeEvent":{"entities":[...]}}]}`,
     one entry per realm; CloudEvents: a JSON array of events that may mix realms
     (developer.intuit.com .../develop/webhooks, blogs.intuit.com 2025/11/12).
