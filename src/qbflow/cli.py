@@ -1126,9 +1126,9 @@ def print_status(current: SystemStatus, out: Console) -> None:
         out.print(table)
     runs = current.runs
     table = Table(title="Runs", title_justify="left")
-    for column in ("Queued", "Running", "Waiting to retry", "Failed (last 24 h)"):
+    for column in ("Queued", "Running", "Waiting to retry", "Waiting (wait, approval)", "Failed (last 24 h)"):
         table.add_column(column, justify="right")
-    table.add_row(str(runs.queued), str(runs.running), str(runs.waiting_retry),
+    table.add_row(str(runs.queued), str(runs.running), str(runs.waiting_retry), str(runs.waiting),
                   f"[red]{runs.failed_last_24h}[/red]" if runs.failed_last_24h else "0")
     out.print(table)
     if not current.rates_measured:

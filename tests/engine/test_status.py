@@ -48,7 +48,7 @@ def test_runs_by_status_and_connections_needing_reconnect(store: Store) -> None:
     store.connections.mark_needs_reconnect("globex", "the refresh token was refused (invalid_grant)")
     store_workflow_text(runs, WELCOME_YAML, connections=["acme"])
     for number, status in enumerate(["running", "waiting_retry", "failed", "failed", "succeeded", "cancelled",
-                                     "queued", "queued"], 1):
+                                     "waiting", "queued", "queued"], 1):
         add_run(runs, "welcome", str(number), status=status)
     with store.engine.begin() as db:  # one failure is two days old: not "in the last 24 h"
         db.execute(update(Run).where(Run.id == 4).values(finished_at=datetime.now(UTC) - timedelta(days=2)))
@@ -56,14 +56,14 @@ def test_runs_by_status_and_connections_needing_reconnect(store: Store) -> None:
     status = system_status(store.engine, shared_limits=False)
     assert status.mode == "embedded" and status.workers is None and status.queues is None
     assert status.backend == store.engine.dialect.name
-    assert (status.runs.queued, status.runs.running, status.runs.waiting_retry, status.runs.failed_last_24h) == (
-        2, 1, 1, 1)
+    assert (status.runs.queued, status.runs.running, status.runs.waiting_retry, status.runs.failed_last_24h,
+            status.runs.waiting) == (2, 1, 1, 1, 1)
     assert [(c.name, c.realm_id, c.detail) for c in status.reconnect] == [
         ("globex", "realm-2", "the refresh token was refused (invalid_grant)")]
     assert not status.rates_measured and status.rates_note.startswith("not measured") and status.realms == []
     assert (status.limit_per_minute, status.limit_in_flight) == (500, 10)
     assert json.loads(json.dumps(status.to_dict()))["runs"] == {"queued": 2, "running": 1, "waiting_retry": 1,
-                                                                "failed_last_24h": 1}
+                                                                "failed_last_24h": 1, "waiting": 1}
 
 
 def test_the_database_is_shown_without_its_password(pg_store: Store) -> None:

@@ -74,7 +74,7 @@ async def test_the_api_says_the_status(api: httpx.AsyncClient, anonymous: httpx.
     body = answer.json()
     assert body["mode"] == "embedded" and body["workers"] is None and body["queues"] is None
     assert body["backend"] == store.engine.dialect.name
-    assert body["runs"] == {"queued": 1, "running": 0, "waiting_retry": 0, "failed_last_24h": 1}
+    assert body["runs"] == {"queued": 1, "running": 0, "waiting_retry": 0, "failed_last_24h": 1, "waiting": 0}
     assert body["reconnect"] == [{"name": connection.name, "realm_id": connection.realm_id,
                                   "detail": "the refresh token was refused"}]
     assert (body["limit_per_minute"], body["limit_in_flight"]) == (500, 10)

@@ -9,7 +9,8 @@ It reads only the database (and Redis, when it holds the limits), so it answers 
   `qbflow worker` has run here), `embedded` otherwise (`qbflow run` / `qbflow up`, one process);
 * the workers (alive, last heartbeat, jobs running) and, per queue, the jobs waiting, scheduled for later and
   being done, with the age of the oldest waiting one: only in `workers` mode;
-* the runs by status: queued, running, waiting_retry, and failed in the last 24 hours;
+* the runs by status: queued, running, waiting_retry, waiting (a wait or an approval), and failed in the last
+  24 hours;
 * per company, the requests of the last minute and those in flight now, beside Intuit's limits (500 a minute,
   10 in flight), as the pacing backend counts them (`pacing_backend(...).rates()`, qbflow.qbo.pacing): in Redis
   when `QBFLOW_REDIS_URL` is set, else in PostgreSQL. Only a shared backend (Redis or PostgreSQL, and
@@ -31,6 +32,7 @@ from qbflow.store.models import (
     RUN_FAILED,
     RUN_QUEUED,
     RUN_RUNNING,
+    RUN_WAITING,
     RUN_WAITING_RETRY,
     STATUS_NEEDS_RECONNECT,
     Connection,
@@ -77,6 +79,7 @@ class RunCounts:
     running: int
     waiting_retry: int
     failed_last_24h: int
+    waiting: int = 0  # for a `wait` step's time or an approval's decision
 
 
 @dataclass(frozen=True)
@@ -184,7 +187,7 @@ def system_status(engine: Engine, *, stalled_after: float = DEFAULT_STALLED_AFTE
     rates = pacing_backend(engine, shared_limits=shared_limits, redis_url=redis_url).rates(RATE_WINDOW)
     with engine.connect() as db:
         counts = dict(db.execute(select(Run.status, func.count()).where(
-            Run.status.in_((RUN_QUEUED, RUN_RUNNING, RUN_WAITING_RETRY))).group_by(Run.status)).all())
+            Run.status.in_((RUN_QUEUED, RUN_RUNNING, RUN_WAITING_RETRY, RUN_WAITING))).group_by(Run.status)).all())
         failed = db.execute(select(func.count()).select_from(Run).where(
             Run.status == RUN_FAILED, Run.finished_at >= now - FAILED_WINDOW)).scalar_one()
         connections = db.execute(select(Connection.name, Connection.realm_id, Connection.status,
@@ -204,7 +207,8 @@ def system_status(engine: Engine, *, stalled_after: float = DEFAULT_STALLED_AFTE
         checked_at=now, database=engine.url.render_as_string(hide_password=True), backend=engine.dialect.name,
         mode="workers" if workers_mode else "embedded", workers=workers, queues=queues,
         runs=RunCounts(queued=int(counts.get(RUN_QUEUED, 0)), running=int(counts.get(RUN_RUNNING, 0)),
-                       waiting_retry=int(counts.get(RUN_WAITING_RETRY, 0)), failed_last_24h=int(failed)),
+                       waiting_retry=int(counts.get(RUN_WAITING_RETRY, 0)), failed_last_24h=int(failed),
+                       waiting=int(counts.get(RUN_WAITING, 0))),
         rates_measured=rates.measured, rates_note=rates.note, realms=realms,
         limit_per_minute=DEFAULT_LIMITS.per_window, limit_in_flight=DEFAULT_LIMITS.concurrent,
         reconnect=[ConnectionNeed(name=row.name, realm_id=row.realm_id, detail=row.status_detail)

@@ -249,6 +249,7 @@ class RunCountsOut(BaseModel):
     running: int
     waiting_retry: int
     failed_last_24h: int
+    waiting: int = Field(default=0, description="Runs waiting for a `wait` step's time or an approval's decision.")
 
 
 class RealmRateOut(BaseModel):
