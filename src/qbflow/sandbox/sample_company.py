@@ -15,7 +15,8 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qbflow.sandbox.us_entities import default_preferences, seed_us_extras
+from qbflow.sandbox.seed import seed_settings
+from qbflow.sandbox.us_entities import seed_us_extras
 
 if TYPE_CHECKING:
     from qbflow.sandbox.books import Books, Company
@@ -36,7 +37,7 @@ def seed_sample_company(books: Books, company: Company) -> None:
     """Fill `company` with the sample company's lists and transactions."""
     today = books.clock.company_now().date()
     data = sample_data()
-    _settings(books, company, today)
+    seed_settings(books, company, today)
     _tax(books, company, data)
     for entity in LIST_ORDER:
         records = data[entity]
@@ -52,7 +53,7 @@ def seed_sample_company(books: Books, company: Company) -> None:
 def seed_empty_company(books: Books, company: Company) -> None:
     """What Intuit's new, empty company has: company info, preferences and the accounts QBO makes itself."""
     today = books.clock.company_now().date()
-    _settings(books, company, today)
+    seed_settings(books, company, today)
     for name, account_type, subtype in (("Accounts Receivable (A/R)", "Accounts Receivable", "AccountsReceivable"),
                                         ("Accounts Payable (A/P)", "Accounts Payable", "AccountsPayable"),
                                         ("Undeposited Funds", "Other Current Asset", "UndepositedFunds"),
@@ -87,22 +88,6 @@ def _tax(books: Books, company: Company, data: dict) -> None:
                                           {"TaxRateRef": {"value": rate["Id"], "name": rate["Name"]},
                                            "TaxTypeApplicable": "TaxOnAmount", "TaxOrder": 0}]},
                                       "PurchaseTaxRateList": {"TaxRateDetail": []}}, record_id=code["Id"])
-
-
-def _settings(books: Books, company: Company, today: date) -> None:
-    address = {"Id": "1", "Line1": "123 Sierra Way", "City": "San Pablo", "CountrySubDivisionCode": "CA",
-               "PostalCode": "87999"}
-    books.insert(company, "CompanyInfo", {
-        "CompanyName": company.name, "LegalName": company.name, "CompanyAddr": dict(address),
-        "CustomerCommunicationAddr": dict(address), "LegalAddr": dict(address),
-        "PrimaryPhone": {}, "CompanyStartDate": today.replace(day=1).isoformat(),
-        "FiscalYearStartMonth": "January", "Country": "US", "Email": {"Address": "noreply@quickbooks.example"},
-        "WebAddr": {}, "SupportedLanguages": "en", "NameValue": [
-            {"Name": "NeoEnabled", "Value": "true"}, {"Name": "IndustryType", "Value": "Landscaping Services"},
-            {"Name": "CompanyType", "Value": "Other"}, {"Name": "OfferingSku", "Value": "QuickBooks Online Plus"},
-        ],
-    }, record_id="1")
-    books.insert(company, "Preferences", default_preferences(company.name), record_id="1")
 
 
 def _price(item_id: str) -> float:

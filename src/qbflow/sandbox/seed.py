@@ -7,7 +7,7 @@ but the settings and tax codes goes through the same rules as API calls, so it i
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
 from qbflow.sandbox.us_entities import default_preferences, seed_us_extras
@@ -118,7 +118,7 @@ def seed_company(books: Books, company: Company, kind: str = DEFAULT_SEED) -> No
 def _seed(books: Books, company: Company) -> None:
     realm = company.realm_id
     today = books.clock.company_now().date()
-    _settings(books, company, today)
+    seed_settings(books, company, today)
     books.insert(company, "TaxCode", {"Name": "California", "Description": "California sales tax",
                                       "Active": True, "Taxable": True, "TaxGroup": True,
                                       "SalesTaxRateList": {"TaxRateDetail": [
@@ -206,7 +206,8 @@ def _seed(books: Books, company: Company) -> None:
     seed_us_extras(books, company, today)
 
 
-def _settings(books: Books, company: Company, today) -> None:
+def seed_settings(books: Books, company: Company, today: date) -> None:
+    """A new company's CompanyInfo and Preferences (every seed has them, the empty company too)."""
     address = {"Id": "1", "Line1": "123 Sierra Way", "City": "San Pablo", "CountrySubDivisionCode": "CA",
                "PostalCode": "87999"}
     books.insert(company, "CompanyInfo", {
