@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -35,7 +35,7 @@ from qbflow.store import RunStore, Store
 from qbflow.store.approvals import ApprovalStore
 from qbflow.store.models import RUN_FAILED, RUN_SUCCEEDED
 from tests.support.clients import make_client
-from tests.support.engine import FAST, Clients
+from tests.support.engine import FAST, Clients, Clock
 
 pytestmark = pytest.mark.usefixtures("isolated_data_dir")
 
@@ -52,20 +52,6 @@ def example(file: str) -> Workflow:
     if getattr(workflow.trigger, "connection", None) is not None:
         workflow.trigger.connection = CONNECTION  # type: ignore[union-attr]
     return workflow
-
-
-class Clock:
-    """The engine's and runner's time: set forward by the test."""
-
-    def __init__(self, start: datetime) -> None:
-        self.moment = start
-
-    def __call__(self) -> datetime:
-        return self.moment
-
-    def set(self, moment: datetime) -> None:
-        assert moment >= self.moment
-        self.moment = moment
 
 
 class Chat:
@@ -273,10 +259,9 @@ async def overdue_on(books: Books, day: date) -> set[str]:
             if invoice.get("Balance", 0) > 0 and invoice.get("DueDate") and invoice["DueDate"] < day.isoformat()}
 
 
-async def test_the_monday_reminder_emails_each_overdue_invoice_once_per_fire_time(
-        runs: RunStore, sandbox: Sandbox, realm: str, token: str, books: Books, chat: Chat) -> None:
-    monday = next_monday_8am(datetime.now(UTC))
-    day = monday.astimezone(PACIFIC).date()
+async def reminder_invoices(books: Books, day: date) -> Callable[[int, str], Awaitable[dict]]:
+    """What makes the Monday reminder's test invoices: `invoice(due_in, doc)` is one of 75.00 to Bayview Surf Co.,
+    issued 40 days before `day` and due `due_in` days after it."""
     customer = (await books.query("select * from Customer where DisplayName = 'Bayview Surf Co.'"))[0]
     design = await books.item("Design")
 
@@ -287,10 +272,19 @@ async def test_the_monday_reminder_emails_each_overdue_invoice_once_per_fire_tim
             "Line": [{"Amount": 75.0, "DetailType": "SalesItemLineDetail",
                       "SalesItemLineDetail": {"ItemRef": {"value": design["Id"]}, "Qty": 1, "UnitPrice": 75}}]})
 
+    return invoice
+
+
+async def test_the_monday_reminder_emails_each_overdue_invoice_once_per_fire_time(
+        runs: RunStore, sandbox: Sandbox, realm: str, token: str, books: Books, chat: Chat) -> None:
+    monday = next_monday_8am(datetime.now(UTC))
+    day = monday.astimezone(PACIFIC).date()
+    invoice = await reminder_invoices(books, day)
+
     late, just_late, due_today, not_yet, paid = (await invoice(-10, "R-LATE"), await invoice(-1, "R-JUST"),
                                                  await invoice(0, "R-TODAY"), await invoice(5, "R-LATER"),
                                                  await invoice(-20, "R-PAID"))
-    await books.create("Payment", {"CustomerRef": {"value": customer["Id"]}, "TotalAmt": 75.0, "Line": [
+    await books.create("Payment", {"CustomerRef": paid["CustomerRef"], "TotalAmt": 75.0, "Line": [
         {"Amount": 75.0, "LinkedTxn": [{"TxnId": paid["Id"], "TxnType": "Invoice"}]}]})
     expected = await overdue_on(books, day)
     assert {late["Id"], just_late["Id"]} <= expected
@@ -324,7 +318,7 @@ async def test_the_monday_reminder_emails_each_overdue_invoice_once_per_fire_tim
 
     # One of them is paid during the week; next Monday the others are reminded again (they are still overdue:
     # a reminder a week is the point), the paid one is not.
-    await books.create("Payment", {"CustomerRef": {"value": customer["Id"]}, "TotalAmt": 75.0, "Line": [
+    await books.create("Payment", {"CustomerRef": just_late["CustomerRef"], "TotalAmt": 75.0, "Line": [
         {"Amount": 75.0, "LinkedTxn": [{"TxnId": just_late["Id"], "TxnType": "Invoice"}]}]})
     next_monday = next_monday_8am(monday)
     expected_next = await overdue_on(books, next_monday.astimezone(PACIFIC).date())

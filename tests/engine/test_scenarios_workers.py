@@ -39,18 +39,18 @@ from tests.engine.test_scenarios import (
     THREE_ITEMS,
     Books,
     Chat,
-    Clock,
     all_runs,
     attachments_of,
     example,
     new_bill,
     next_monday_8am,
     overdue_on,
+    reminder_invoices,
     server_app,
     shop_order,
 )
 from tests.engine.test_workers import jobs
-from tests.support.engine import FAST, Clients
+from tests.support.engine import FAST, Clients, Clock
 from tests.support.postgres import POSTGRES_URL, postgres_database
 
 pytestmark = [pytest.mark.skipif(not POSTGRES_URL, reason="QBFLOW_TEST_POSTGRES_URL is not set"),
@@ -177,15 +177,7 @@ async def test_a_shop_order_posted_to_the_server_is_invoiced_once_by_two_workers
 async def test_the_monday_reminder_fires_once_across_two_workers(store: Store, team: Team, books: Books) -> None:
     monday = next_monday_8am(datetime.now(UTC))
     day = monday.astimezone(PACIFIC).date()
-    customer = (await books.query("select * from Customer where DisplayName = 'Bayview Surf Co.'"))[0]
-    design = await books.item("Design")
-
-    async def invoice(due_in: int, doc: str) -> dict:
-        return await books.create("Invoice", {
-            "CustomerRef": {"value": customer["Id"]}, "DocNumber": doc,
-            "TxnDate": (day - timedelta(days=40)).isoformat(), "DueDate": (day + timedelta(days=due_in)).isoformat(),
-            "Line": [{"Amount": 75.0, "DetailType": "SalesItemLineDetail",
-                      "SalesItemLineDetail": {"ItemRef": {"value": design["Id"]}, "Qty": 1, "UnitPrice": 75}}]})
+    invoice = await reminder_invoices(books, day)
 
     late, just_late, due_today = (await invoice(-10, "R-LATE"), await invoice(-1, "R-JUST"),
                                   await invoice(0, "R-TODAY"))

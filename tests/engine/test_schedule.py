@@ -26,6 +26,7 @@ from qbflow.store import RunStore
 from qbflow.store.models import RUN_SUCCEEDED
 from tests.engine.test_runner import FAST
 from tests.engine.test_scheduler import Clients
+from tests.support.engine import Clock
 
 NEW_YORK = check_timezone("America/New_York")
 
@@ -50,18 +51,6 @@ MONDAY_REMINDER = textwrap.dedent("""\
 
 def ny(*args: int) -> datetime:
     return datetime(*args, tzinfo=NEW_YORK).astimezone(UTC)  # type: ignore[misc]
-
-
-class Clock:
-    def __init__(self, start: datetime) -> None:
-        self.moment = start
-
-    def __call__(self) -> datetime:
-        return self.moment
-
-    def set(self, moment: datetime) -> None:
-        assert moment >= self.moment
-        self.moment = moment
 
 
 def local_times(table: Timetable, start: datetime, n: int) -> list[str]:

@@ -17,9 +17,10 @@ from qbflow.engine.workflow import load_workflow_text
 from qbflow.sandbox.app import Sandbox
 from qbflow.store import RunStore
 from qbflow.store.models import RUN_SUCCEEDED
-from tests.engine.test_schedule import MONDAY_REMINDER, Clock, ny
+from tests.engine.test_schedule import MONDAY_REMINDER, ny
 from tests.engine.test_scheduler import Clients
 from tests.engine.test_workers import jobs, pg  # noqa: F401 - the fixture
+from tests.support.engine import Clock
 from tests.support.postgres import POSTGRES_URL
 
 pytestmark = pytest.mark.skipif(not POSTGRES_URL, reason="QBFLOW_TEST_POSTGRES_URL is not set")

@@ -6,6 +6,8 @@ and can be made to fail (`Clients`, the `qbo_clients` fixture), fast retries, an
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 
 from qbflow.engine.runner import RetrySettings
@@ -19,6 +21,20 @@ __all__ = ["FAST", "NO_CLIENT_RETRY", "Clients", "add", "qbo_clients"]
 
 NO_CLIENT_RETRY = RetryPolicy(attempts=1, timeout=10.0, wait_initial=0.001, wait_max=0.001, wait_jitter=0.0)
 FAST = RetrySettings(attempts=3, wait_initial=30.0)
+
+
+class Clock:
+    """The engine's and runner's time: set forward by the test."""
+
+    def __init__(self, start: datetime) -> None:
+        self.moment = start
+
+    def __call__(self) -> datetime:
+        return self.moment
+
+    def set(self, moment: datetime) -> None:
+        assert moment >= self.moment
+        self.moment = moment
 
 
 class Clients:
