@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from qbflow.engine.steps.base import At, Placeholder, WaitUntil, register, render_input
+from qbflow.engine.steps.base import At, WaitUntil, register, render_input
 from qbflow.engine.steps.flow import _Flow
 from qbflow.engine.workflow import Step
 from qbflow.store.models import STEP_PENDING, utcnow
@@ -84,7 +84,7 @@ class ApprovalType(_Flow):
             approvers = render_input(spec.approvers, context, "approval.approvers")
             if isinstance(approvers, str):
                 approvers = [name.strip() for name in approvers.split(",") if name.strip()]
-            if isinstance(message, Placeholder) or not isinstance(approvers, list):
+            if not isinstance(approvers, list):
                 raise ValueError(f"approval.approvers must be a list of names, got {approvers!r}")
             record = approvals.request(ex.run.id, ex.run.workflow_id, at.path, message=str(message),
                                        approvers=[str(name) for name in approvers],
