@@ -170,10 +170,12 @@ class ApprovalStore:
     def list(self, *, status: str | None = APPROVAL_PENDING, limit: int = 200) -> builtins.list[ApprovalRecord]:
         """Approvals, newest first; pending ones by default."""
         with read_session(self.engine) as session:
-            query = select(Approval).order_by(Approval.id.desc()).limit(limit)
+            query = (select(Approval, Workflow.name).join(Workflow, Workflow.id == Approval.workflow_id)
+                     .order_by(Approval.id.desc()).limit(limit))
             if status is not None:
                 query = query.where(Approval.status == status)
-            return [self._record(session, row) for row in session.scalars(query)]
+            # the workflow's name comes with each row (one query for the list, not one more per approval)
+            return [self._record(session, row, name) for row, name in session.execute(query)]
 
     # -- links -------------------------------------------------------------------------------------
 
@@ -251,8 +253,9 @@ class ApprovalStore:
         session.execute(update(Run).where(Run.id == run_id, Run.next_attempt_at > now).values(next_attempt_at=now))
 
     @staticmethod
-    def _record(session: Any, row: Approval) -> ApprovalRecord:
-        name = session.scalars(select(Workflow.name).where(Workflow.id == row.workflow_id)).one_or_none()
+    def _record(session: Any, row: Approval, name: str | None = None) -> ApprovalRecord:
+        if name is None:
+            name = session.scalars(select(Workflow.name).where(Workflow.id == row.workflow_id)).one_or_none()
         return ApprovalRecord(
             id=row.id, run_id=row.run_id, workflow_id=row.workflow_id, workflow_name=name or "?",
             step_path=row.step_path, message=row.message, approvers=tuple(row.approvers or ()), status=row.status,
