@@ -80,8 +80,8 @@ class Books:
                        "SalesItemLineDetail": {"ItemRef": item, "Qty": 1, "UnitPrice": 100}}]
         expense_line = [{"Amount": 40.0, "DetailType": "AccountBasedExpenseLineDetail",
                          "AccountBasedExpenseLineDetail": {"AccountRef": {"value": self.id_of("Account", "Supplies")}}}]
-        customer = {"value": self.id_of("Customer", "Foxglove Bakery")}
-        vendor = {"value": self.id_of("Vendor", "Meadow Hardware")}
+        customer = {"value": self.id_of("Customer", "Amy's Bird Sanctuary")}
+        vendor = {"value": self.id_of("Vendor", "Hicks Hardware")}
         bodies = {
             "Customer": {"DisplayName": f"Test Customer {n}", "PrimaryEmailAddr": {"Address": f"c{n}@test.example"}},
             "Vendor": {"DisplayName": f"Test Vendor {n}", "PrimaryEmailAddr": {"Address": f"v{n}@test.example"}},

@@ -94,7 +94,7 @@ EMPLOYEES = [("Dana", "Whitaker"), ("Jordan", "Ellery")]
 
 
 SEEDS = ("small", "sample", "empty")
-DEFAULT_SEED = "small"  # "sample" (Intuit's sample company, sample_company.py) once the suites are moved to it
+DEFAULT_SEED = "sample"
 
 
 def seed_company(books: Books, company: Company, kind: str = DEFAULT_SEED) -> None:
