@@ -41,6 +41,9 @@ class Posting:
     name_type: str = ""  # Customer, Vendor or Employee the line is about
     name_id: str = ""
     memo: str = ""
+    class_id: str = ""  # the line's ClassRef, else the transaction's
+    department_id: str = ""  # the transaction's DepartmentRef (a journal line's own, if it has one)
+    item_id: str = ""  # the product or service of a sales or item-based expense line
 
 
 @dataclass
@@ -128,55 +131,77 @@ def _item_account(company: Company, item_ref: object, purpose: str) -> str:
         or special_account(company, "OBE")
 
 
-def _sales_credits(company: Company, record: dict) -> list[tuple[str, float, str]]:
-    """(account, credit-positive amount, memo) for each revenue line of a sales form; discounts negative."""
-    credits: list[tuple[str, float, str]] = []
+# One line of a transaction before it is posted: (account, debit-positive amount, memo, class, item).
+Line = tuple[str, float, str, str, str]
+
+
+def _sales_credits(company: Company, record: dict) -> list[Line]:
+    """(account, credit-positive amount, memo, class, item) for each revenue line of a sales form; discounts
+    negative. A line without its own ClassRef takes the transaction's."""
+    header_class = _ref(record.get("ClassRef"))
+    credits: list[Line] = []
+
+    def class_of(detail: dict) -> str:
+        return _ref(detail.get("ClassRef")) or header_class
+
     for line in record.get("Line", []):
         kind = line.get("DetailType")
         detail = line.get(kind) or {}
         if kind == "SalesItemLineDetail":
             credits.append((_item_account(company, detail.get("ItemRef"), "income"), _amount(line),
-                            str(line.get("Description", ""))))
+                            str(line.get("Description", "")), class_of(detail), _ref(detail.get("ItemRef"))))
         elif kind == "GroupLineDetail":
             inner = [sub for sub in detail.get("Line", []) if sub.get("DetailType") == "SalesItemLineDetail"]
             if inner:
                 for sub in inner:
-                    credits.append((_item_account(company, (sub.get("SalesItemLineDetail") or {}).get("ItemRef"),
-                                                  "income"), _amount(sub), str(sub.get("Description", ""))))
+                    sub_detail = sub.get("SalesItemLineDetail") or {}
+                    credits.append((_item_account(company, sub_detail.get("ItemRef"), "income"), _amount(sub),
+                                    str(sub.get("Description", "")), class_of(sub_detail),
+                                    _ref(sub_detail.get("ItemRef"))))
             else:
-                credits.append((_item_account(company, detail.get("GroupItemRef"), "income"), _amount(line), ""))
+                credits.append((_item_account(company, detail.get("GroupItemRef"), "income"), _amount(line), "",
+                                header_class, _ref(detail.get("GroupItemRef"))))
         elif kind == "DiscountLineDetail":
             account = _ref(detail.get("DiscountAccountRef"))
             if not account:
                 account = credits[0][0] if credits else special_account(company, "OBE")
-            credits.append((account, -_amount(line), "Discount"))
+            credits.append((account, -_amount(line), "Discount", class_of(detail), ""))
     tax = float((record.get("TxnTaxDetail") or {}).get("TotalTax", 0) or 0)
     if tax:
-        credits.append((special_account(company, "TAX"), tax, "Sales tax"))
+        credits.append((special_account(company, "TAX"), tax, "Sales tax", header_class, ""))
     return credits
 
 
-def _purchase_debits(company: Company, record: dict) -> list[tuple[str, float, str]]:
-    debits: list[tuple[str, float, str]] = []
+def _purchase_debits(company: Company, record: dict) -> list[Line]:
+    header_class = _ref(record.get("ClassRef"))
+    debits: list[Line] = []
     for line in record.get("Line", []):
         kind = line.get("DetailType")
         detail = line.get(kind) or {}
+        line_class = _ref(detail.get("ClassRef")) or header_class
         if kind == "AccountBasedExpenseLineDetail":
-            debits.append((_ref(detail.get("AccountRef")), _amount(line), str(line.get("Description", ""))))
+            debits.append((_ref(detail.get("AccountRef")), _amount(line), str(line.get("Description", "")),
+                           line_class, ""))
         elif kind == "ItemBasedExpenseLineDetail":
             debits.append((_item_account(company, detail.get("ItemRef"), "expense"), _amount(line),
-                           str(line.get("Description", ""))))
+                           str(line.get("Description", "")), line_class, _ref(detail.get("ItemRef"))))
     tax = float((record.get("TxnTaxDetail") or {}).get("TotalTax", 0) or 0)
     if tax:
-        debits.append((special_account(company, "TAX"), tax, "Tax"))
+        debits.append((special_account(company, "TAX"), tax, "Tax", header_class, ""))
     return debits
 
 
 def postings_of(company: Company, entity: str, record: dict) -> list[Posting]:
-    """The postings QuickBooks makes for one transaction."""
+    """The postings QuickBooks makes for one transaction.
+
+    Each line keeps its class (the line's ClassRef, else the transaction's) and the transaction's department
+    (a journal entry line's own DepartmentRef first); the balancing line (A/R, A/P, the bank...) is split per
+    class, so the postings of each class sum to zero too."""
     txn_id = str(record["Id"])
     date = str(record.get("TxnDate", ""))[:10]
     doc = str(record.get("DocNumber", ""))
+    department = _ref(record.get("DepartmentRef"))
+    header_class = _ref(record.get("ClassRef"))
     name_type, name_id = "", ""
     if record.get("CustomerRef"):
         name_type, name_id = "Customer", _ref(record["CustomerRef"])
@@ -184,43 +209,49 @@ def postings_of(company: Company, entity: str, record: dict) -> list[Posting]:
         name_type, name_id = "Vendor", _ref(record["VendorRef"])
     elif isinstance(record.get("EntityRef"), dict):
         name_type, name_id = str(record["EntityRef"].get("type", "Vendor")), _ref(record["EntityRef"])
-    lines: list[tuple[str, float, str]] = []  # (account, debit-positive amount, memo)
+    lines: list[Line] = []  # (account, debit-positive amount, memo, class, item)
+    departments: list[str] = []  # a journal entry's line departments, in step with `lines`
 
     def balancing(account: str, memo: str = "") -> None:
-        """The one line that makes the transaction balance (A/R, A/P, the bank...)."""
-        rest = sum(amount for _a, amount, _m in lines)
-        lines.append((account, -rest, memo))
+        """The line that makes the transaction balance (A/R, A/P, the bank...), one per class of the lines."""
+        rest: dict[str, float] = {}
+        for _a, amount, _m, class_id, _i in lines:
+            rest[class_id] = rest.get(class_id, 0.0) + amount
+        lines.extend((account, -amount, memo, class_id, "") for class_id, amount in rest.items())
+
+    def scaled(source: list[Line], sign: int) -> list[Line]:
+        return [(a, sign * v, m, c, i) for a, v, m, c, i in source]
 
     total = float(record.get("TotalAmt", 0) or 0)
     deposit_to = _ref(record.get("DepositToAccountRef")) or special_account(company, "UF")
     if entity == "Invoice":
-        lines += [(a, -v, m) for a, v, m in _sales_credits(company, record)]
+        lines += scaled(_sales_credits(company, record), -1)
         balancing(special_account(company, "AR"))
     elif entity == "SalesReceipt":
-        lines += [(a, -v, m) for a, v, m in _sales_credits(company, record)]
+        lines += scaled(_sales_credits(company, record), -1)
         balancing(deposit_to)
     elif entity == "CreditMemo":
-        lines += [(a, v, m) for a, v, m in _sales_credits(company, record)]
+        lines += scaled(_sales_credits(company, record), 1)
         balancing(special_account(company, "AR"))
     elif entity == "RefundReceipt":
-        lines += [(a, v, m) for a, v, m in _sales_credits(company, record)]
+        lines += scaled(_sales_credits(company, record), 1)
         balancing(deposit_to)
     elif entity == "Payment":
-        lines += [(deposit_to, total, ""), (special_account(company, "AR"), -total, "")]
+        lines += [(deposit_to, total, "", "", ""), (special_account(company, "AR"), -total, "", "", "")]
     elif entity == "Bill":
         lines += _purchase_debits(company, record)
         balancing(special_account(company, "AP"))
     elif entity == "VendorCredit":
-        lines += [(a, -v, m) for a, v, m in _purchase_debits(company, record)]
+        lines += scaled(_purchase_debits(company, record), -1)
         balancing(special_account(company, "AP"))
     elif entity == "BillPayment":
         paid_from = _ref((record.get("CheckPayment") or {}).get("BankAccountRef")) \
             or _ref((record.get("CreditCardPayment") or {}).get("CCAccountRef"))
-        lines += [(special_account(company, "AP"), total, ""), (paid_from or special_account(company, "OBE"),
-                                                                 -total, "")]
+        lines += [(special_account(company, "AP"), total, "", "", ""),
+                  (paid_from or special_account(company, "OBE"), -total, "", "", "")]
     elif entity == "Purchase":
         sign = -1 if record.get("Credit") is True else 1  # a card credit (refund) reverses an expense
-        lines += [(a, sign * v, m) for a, v, m in _purchase_debits(company, record)]
+        lines += scaled(_purchase_debits(company, record), sign)
         balancing(_ref(record.get("AccountRef")) or special_account(company, "OBE"))
     elif entity == "Deposit":
         for line in record.get("Line", []):
@@ -229,19 +260,27 @@ def postings_of(company: Company, entity: str, record: dict) -> list[Posting]:
                 account = special_account(company, "UF")  # deposited payments leave Undeposited Funds
             else:
                 account = _ref(detail.get("AccountRef")) or special_account(company, "OBE")
-            lines.append((account, -_amount(line), str(line.get("Description", ""))))
+            lines.append((account, -_amount(line), str(line.get("Description", "")),
+                          _ref(detail.get("ClassRef")), ""))
         balancing(_ref(record.get("DepositToAccountRef")) or special_account(company, "OBE"))
     elif entity == "Transfer":
         amount = float(record.get("Amount", 0) or 0)
-        lines += [(_ref(record.get("ToAccountRef")), amount, ""), (_ref(record.get("FromAccountRef")), -amount, "")]
+        lines += [(_ref(record.get("ToAccountRef")), amount, "", header_class, ""),
+                  (_ref(record.get("FromAccountRef")), -amount, "", header_class, "")]
     elif entity == "CreditCardPayment":
         amount = float(record.get("Amount", 0) or 0)
-        lines += [(_ref(record.get("CreditCardAccountRef")), amount, ""),
-                  (_ref(record.get("BankAccountRef")), -amount, "")]
+        lines += [(_ref(record.get("CreditCardAccountRef")), amount, "", "", ""),
+                  (_ref(record.get("BankAccountRef")), -amount, "", "", "")]
     elif entity == "JournalEntry":
         for line in record.get("Line", []):
             detail = line.get("JournalEntryLineDetail") or {}
             sign = 1 if detail.get("PostingType") == "Debit" else -1
-            lines.append((_ref(detail.get("AccountRef")), sign * _amount(line), str(line.get("Description", ""))))
-    return [Posting(entity, txn_id, date, doc, account, round(amount + 0.0, 2), name_type, name_id, memo)
-            for account, amount, memo in lines if account and round(amount, 2) != 0]
+            lines.append((_ref(detail.get("AccountRef")), sign * _amount(line), str(line.get("Description", "")),
+                          _ref(detail.get("ClassRef")), ""))
+            departments.append(_ref(detail.get("DepartmentRef")) or department)
+    if not departments:
+        departments = [department] * len(lines)
+    return [Posting(entity, txn_id, date, doc, account, round(amount + 0.0, 2), name_type, name_id, memo,
+                    class_id, line_department, item)
+            for (account, amount, memo, class_id, item), line_department in zip(lines, departments, strict=True)
+            if account and round(amount, 2) != 0]

@@ -239,7 +239,7 @@ def basis_postings(company: Company, basis: str) -> list[Posting]:
                     for p, value in zip(lines, scaled, strict=True):
                         kept.append(Posting(payment_type, payment["Id"], payment.get("TxnDate", ""),
                                             str(payment.get("DocNumber", "")), p.account_id, value, p.name_type,
-                                            p.name_id, p.memo))
+                                            p.name_id, p.memo, p.class_id, p.department_id, p.item_id))
                     unapplied -= applied
             if round(unapplied, 2):
                 kept.append(Posting(payment_type, payment["Id"], payment.get("TxnDate", ""), "",
@@ -253,6 +253,10 @@ def _control_account(company: Company, form: str) -> str:
     return special_account(company, "AR" if form == "Invoice" else "AP")
 
 
+_SUMMARIZE_BY = ("Total", "Days", "Week", "Month", "Quarter", "Year", "Customers", "Vendors", "Employees",
+                 "Classes", "Departments", "ProductsAndServices")
+
+
 # --- Profit and Loss -------------------------------------------------------------------------------------------
 _PL_SECTIONS = (  # (account type, group, title)
     ("Income", "Income", "Income"),
@@ -263,23 +267,49 @@ _PL_SECTIONS = (  # (account type, group, title)
 )
 
 
+# summarize_column_by values that make a column per name, class, department or product (Intuit's
+# SummarizeColumnsByEnum): the table the column titles come from, and what of a posting it groups by.
+_SEGMENTS: dict[str, tuple[str, Callable[[Posting], str]]] = {
+    "Customers": ("Customer", lambda p: p.name_id if p.name_type == "Customer" else ""),
+    "Vendors": ("Vendor", lambda p: p.name_id if p.name_type == "Vendor" else ""),
+    "Employees": ("Employee", lambda p: p.name_id if p.name_type == "Employee" else ""),
+    "Classes": ("Class", lambda p: p.class_id),
+    "Departments": ("Department", lambda p: p.department_id),
+    "ProductsAndServices": ("Item", lambda p: p.item_id),
+}
+_PERIODS = ("Days", "Week", "Month", "Quarter", "Year")
+
+
 def _columns_by(params: Params, period: Period, allowed: tuple[str, ...]) -> tuple[str, list[tuple[str, date, date]]]:
-    """The money columns: (title, start, end) per month/quarter/year of the period, or one Total."""
+    """The money columns: (title, start, end) per day/week/month/quarter/year of the period, or none (one
+    Total, or a column per segment: see `_segment_columns`)."""
     summarize = params.get("summarize_column_by") or "Total"
     match = next((a for a in allowed if a.lower() == summarize.lower()), None)
     if match is None:
         raise faults.invalid(f"Invalid summarize_column_by: {summarize}", "summarize_column_by", code="2010")
-    if match in ("Total", "Customers", "Vendors"):
+    if match not in _PERIODS:
         return match, []
-    step = {"Month": 1, "Quarter": 3, "Year": 12}[match]
     columns = []
+    if match in ("Days", "Week"):
+        cursor = period.start
+        if match == "Week":  # QBO's weeks start on Sunday
+            cursor = period.start - timedelta(days=(period.start.weekday() + 1) % 7)
+        step = timedelta(days=1 if match == "Days" else 7)
+        while cursor <= period.end:
+            start, end = max(cursor, period.start), min(cursor + step - timedelta(days=1), period.end)
+            title = start.strftime("%b %d, %Y") if match == "Days" \
+                else f"{start.strftime('%b %d')} - {end.strftime('%b %d, %Y')}"
+            columns.append((title, start, end))
+            cursor += step
+        return match, columns
+    months = {"Month": 1, "Quarter": 3, "Year": 12}[match]
     cursor = period.start.replace(day=1)
     if match == "Quarter":
         cursor = _quarter_start(period.start)
     if match == "Year":
         cursor = date(period.start.year, 1, 1)
     while cursor <= period.end:
-        nxt = _add_months(cursor, step)
+        nxt = _add_months(cursor, months)
         start, end = max(cursor, period.start), min(nxt - timedelta(days=1), period.end)
         if match == "Month":
             title = cursor.strftime("%b %Y")
@@ -292,18 +322,59 @@ def _columns_by(params: Params, period: Period, allowed: tuple[str, ...]) -> tup
     return match, columns
 
 
+# A money column: (title, ColKey, MetaData, which postings it sums).
+ColumnSpec = tuple[str, str, dict[str, str], Callable[[Posting], bool]]
+
+
+def _segment_columns(company: Company, summarize: str, postings: list[Posting]) -> list[ColumnSpec]:
+    """A column per customer (vendor, employee, class, department, product) with postings, by name, then
+    Not Specified for the postings without one; the Total column is added by the caller."""
+    if summarize not in _SEGMENTS or not postings:
+        return []
+    table, key_of = _SEGMENTS[summarize]
+    names = company.table(table)
+
+    def title(key: str) -> str:
+        record = names.get(key, {})
+        return str(record.get("DisplayName") or record.get("FullyQualifiedName") or record.get("Name") or key)
+
+    def belongs(key: str) -> Callable[[Posting], bool]:
+        return lambda posting: key_of(posting) == key
+
+    keys = sorted({key_of(p) for p in postings} - {""}, key=lambda k: title(k).lower())
+    columns: list[ColumnSpec] = [(title(k), k, {}, belongs(k)) for k in keys]
+    if any(not key_of(p) for p in postings):
+        # Customers/Vendors keep the key they always had; "not_specified" is the key of the unclassed column
+        # in a live by-class answer (see docs/sandbox.md).
+        not_specified = "Not Specified" if summarize in ("Customers", "Vendors") else "not_specified"
+        columns.append(("Not Specified", not_specified, {}, belongs("")))
+    return columns
+
+
 def _in(posting: Posting, start: date, end: date) -> bool:
     return start.isoformat() <= posting.txn_date <= end.isoformat()
 
 
 def _party_filter(params: Params) -> Callable[[Posting], bool]:
+    """The postings a report's filters keep: `customer`, `vendor`, `employee`, `item`, `class`, `department`
+    and `account`, each one or more comma-separated Ids."""
     customers, vendors = _filter_ids(params, "customer"), _filter_ids(params, "vendor")
+    employees, items = _filter_ids(params, "employee"), _filter_ids(params, "item")
+    classes, departments = _filter_ids(params, "class"), _filter_ids(params, "department")
     accounts = _filter_ids(params, "account")
 
     def keep(posting: Posting) -> bool:
         if customers is not None and not (posting.name_type == "Customer" and posting.name_id in customers):
             return False
         if vendors is not None and not (posting.name_type == "Vendor" and posting.name_id in vendors):
+            return False
+        if employees is not None and not (posting.name_type == "Employee" and posting.name_id in employees):
+            return False
+        if items is not None and posting.item_id not in items:
+            return False
+        if classes is not None and posting.class_id not in classes:
+            return False
+        if departments is not None and posting.department_id not in departments:
             return False
         return accounts is None or posting.account_id in accounts
 
@@ -314,36 +385,20 @@ def _dated(start: date, end: date) -> Callable[[Posting], bool]:
     return lambda posting: _in(posting, start, end)
 
 
-def _named(party: str, party_id: str | None) -> Callable[[Posting], bool]:
-    """Postings about this customer (vendor); with no Id, those about no customer (vendor)."""
-    if party_id is None:
-        return lambda posting: posting.name_type != party
-    return lambda posting: posting.name_type == party and posting.name_id == party_id
-
-
 def profit_and_loss(books: Books, company: Company, params: Params, today: date) -> dict:
     period = Period(company, params, today, "This Fiscal Year-to-date")
     basis = _basis(params)
-    summarize, spans = _columns_by(params, period, ("Total", "Month", "Quarter", "Year", "Customers", "Vendors"))
+    summarize, spans = _columns_by(params, period, _SUMMARIZE_BY)
     accounts = company.table("Account")
     keep = _party_filter(params)
     postings = [p for p in basis_postings(company, basis) if keep(p) and _in(p, period.start, period.end)
                 and accounts.get(p.account_id, {}).get("AccountType") in PROFIT_AND_LOSS_TYPES]
     # The money columns: (title, ColKey, MetaData, which postings it sums); the last is the total.
-    columns_spec: list[tuple[str, str, dict[str, str], Callable[[Posting], bool]]] = []
+    columns_spec: list[ColumnSpec] = []
     for title, start, end in spans:
         columns_spec.append((title, title, {"StartDate": start.isoformat(), "EndDate": end.isoformat()},
                              _dated(start, end)))
-    if summarize in ("Customers", "Vendors") and postings:
-        party = summarize[:-1]
-        names = company.table(party)
-        ids = sorted({p.name_id for p in postings if p.name_type == party},
-                     key=lambda i: names.get(i, {}).get("DisplayName", i))
-        for party_id in ids:
-            columns_spec.append((names.get(party_id, {}).get("DisplayName", party_id), party_id, {},
-                                 _named(party, party_id)))
-        if any(p.name_type != party for p in postings):
-            columns_spec.append(("Not Specified", "Not Specified", {}, _named(party, None)))
+    columns_spec += _segment_columns(company, summarize, postings)
     columns_spec.append(("Total" if columns_spec else "TOTAL", "total", {}, lambda p: True))
     spans_all = columns_spec
     # amounts[account][column index], in the account's natural sign
@@ -392,10 +447,15 @@ def profit_and_loss(books: Books, company: Company, params: Params, today: date)
     rows.append(_section(None, [], _cells("Net Income", text(net)), "NetIncome", width))
     columns = [_col("", "Account", "account")]
     columns += [_col(title, "Money", key, **meta) for title, key, meta, _b in spans_all]
-    extra = {k.capitalize(): params[k] for k in ("customer", "vendor") if params.get(k)}
     return {"Header": _header(company, books, "ProfitAndLoss", period=period, basis=basis, summarize=summarize,
-                              no_data=no_data, extra=extra),
+                              no_data=no_data, extra=_filters_echoed(params)),
             "Columns": {"Column": columns}, "Rows": {"Row": rows}}
+
+
+def _filters_echoed(params: Params) -> dict[str, str]:
+    """The filters a report ran with, as its Header names them (ReportHeader in Intuit's Report.xsd)."""
+    return {k.capitalize(): params[k] for k in ("customer", "vendor", "employee", "item", "class", "department")
+            if params.get(k)}
 
 
 def net_income(company: Company, start: date, end: date, basis: str = "Accrual") -> float:
@@ -421,15 +481,16 @@ _BS_LAYOUT: list[tuple[str, str, list[tuple[str, str, str]]]] = [
 ]
 
 
-def balances_as_of(company: Company, end: date, basis: str = "Accrual") -> tuple[dict[str, float], float, float]:
+def balances_as_of(company: Company, end: date, basis: str = "Accrual",
+                   keep: Callable[[Posting], bool] | None = None) -> tuple[dict[str, float], float, float]:
     """Balance-sheet accounts' natural balances at `end`, the net income of the fiscal year to `end`, and
-    the profit of earlier years (shown in Retained Earnings)."""
+    the profit of earlier years (shown in Retained Earnings); of the postings `keep` keeps, if given."""
     accounts = company.table("Account")
     fiscal = _fiscal_start(company, end)
     debit: dict[str, float] = defaultdict(float)
     this_year = earlier = 0.0
     for posting in basis_postings(company, basis):
-        if posting.txn_date > end.isoformat():
+        if posting.txn_date > end.isoformat() or (keep is not None and not keep(posting)):
             continue
         account_type = accounts.get(posting.account_id, {}).get("AccountType")
         if account_type in PROFIT_AND_LOSS_TYPES:
@@ -446,14 +507,22 @@ def balances_as_of(company: Company, end: date, basis: str = "Accrual") -> tuple
 def balance_sheet(books: Books, company: Company, params: Params, today: date) -> dict:
     period = Period(company, params, today, "This Fiscal Year-to-date")
     basis = _basis(params)
-    summarize, spans = _columns_by(params, period, ("Total", "Month", "Quarter", "Year"))
-    spans_all = [*spans, ("Total", period.start, period.end)]
+    summarize, spans = _columns_by(params, period, _SUMMARIZE_BY)
+    keep = _party_filter(params)
     accounts = company.table("Account")
-    snapshots = [balances_as_of(company, end, basis) for _t, _s, end in spans_all]
+    upto_end = [p for p in basis_postings(company, basis) if p.txn_date <= period.end.isoformat() and keep(p)]
+    # The money columns: (title, ColKey, MetaData, balances at, which postings count); the last is the total.
+    spans_all: list[tuple[str, str, dict[str, str], date, Callable[[Posting], bool]]] = [
+        (title, title, {"StartDate": start.isoformat(), "EndDate": end.isoformat()}, end, keep)
+        for title, start, end in spans]
+    for title, key, meta, belongs in _segment_columns(company, summarize, upto_end):
+        spans_all.append((title, key, meta, period.end, lambda p, b=belongs: keep(p) and b(p)))
+    spans_all.append(("Total", "total", {}, period.end, keep))
+    snapshots = [balances_as_of(company, end, basis, counts) for _t, _k, _m, end, counts in spans_all]
     retained = _retained_earnings_id(company)
     # "Accounts with no data are excluded from the report" (Intuit's "Run reports" page).
     used = {i for balances, _n, _e in snapshots for i in balances}
-    no_data = not any(p for p in company.ledger.postings() if p.txn_date <= period.end.isoformat())
+    no_data = not upto_end
     width = len(spans_all) + 1
 
     def value(account_id: str, index: int) -> float:
@@ -512,11 +581,9 @@ def balance_sheet(books: Books, company: Company, params: Params, today: date) -
                  _cells("TOTAL LIABILITIES AND EQUITY", text(both)), "TotalLiabilitiesAndEquity", width),
     ]
     columns = [_col("", "Account", "account")]
-    for title, start, end in spans:
-        columns.append(_col(title, "Money", title, StartDate=start.isoformat(), EndDate=end.isoformat()))
-    columns.append(_col("Total", "Money", "total"))
+    columns += [_col(title, "Money", key, **meta) for title, key, meta, _e, _c in spans_all]
     return {"Header": _header(company, books, "BalanceSheet", period=period, basis=basis, summarize=summarize,
-                              no_data=no_data),
+                              no_data=no_data, extra=_filters_echoed(params)),
             "Columns": {"Column": columns}, "Rows": {"Row": rows}}
 
 
