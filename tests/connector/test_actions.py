@@ -246,7 +246,7 @@ def _lines_total(record: dict) -> float:
     return sum(line["Amount"] for line in record["Line"] if line["DetailType"] != "SubTotalLineDetail")
 
 
-def _sales_create(entity: str, *, customer: str | None = "hello@cedarpine.example", extra: dict | None = None):
+def _sales_create(entity: str, *, customer: str | None = "pyescakes@intuit.com", extra: dict | None = None):
     def prepare(books: Books) -> tuple[dict, Any]:
         data = {
             "lines": [{"item": "Design", "qty": 2, "unit_price": 75, "description": "Garden design"},
@@ -264,7 +264,7 @@ def _sales_create(entity: str, *, customer: str | None = "hello@cedarpine.exampl
         assert len(stored) == 1
         record = stored[0]
         if customer:
-            assert record["CustomerRef"]["value"] == books.id_of("Customer", "Cedar & Pine Cafe")
+            assert record["CustomerRef"]["value"] == books.id_of("Customer", "Pye's Cakes")
         assert record["TotalAmt"] == 180.0 and record["TxnDate"] == "2026-03-02"
         items = [line["SalesItemLineDetail"]["ItemRef"]["value"] for line in record["Line"]
                  if line["DetailType"] == "SalesItemLineDetail"]
@@ -284,7 +284,7 @@ CASES["create_estimate"] = _sales_create("Estimate", extra={"expiration_date": "
 CASES["create_credit_memo"] = _sales_create("CreditMemo")
 CASES["create_sales_receipt"] = _sales_create("SalesReceipt", customer=None,
                                               extra={"deposit_to_account": "Checking", "payment_method": "Visa"})
-CASES["create_refund_receipt"] = _sales_create("RefundReceipt", customer="Cedar & Pine Cafe",
+CASES["create_refund_receipt"] = _sales_create("RefundReceipt", customer="Pye's Cakes",
                                                extra={"deposit_to_account": "Checking"})
 
 
@@ -324,7 +324,7 @@ def _create_vendor():
 def _create_payment():
     def prepare(books: Books):
         invoice = books.make("Invoice")
-        return {"customer": "Foxglove Bakery", "invoices": [{"invoice_id": invoice["Id"], "amount": 60}],
+        return {"customer": "Amy's Bird Sanctuary", "invoices": [{"invoice_id": invoice["Id"], "amount": 60}],
                 "reference_number": "CHK-1001", "payment_method": "Check"}, invoice
 
     def check(books: Books, invoice, data, result):
@@ -338,20 +338,20 @@ def _create_payment():
 @case("create_bill")
 def _create_bill():
     def prepare(books: Books):
-        return {"vendor": "accounts@coastalnursery.example", "doc_number": "B-314", "due_date": "2026-05-01",
-                "lines": [{"account": "Job Materials", "amount": 120.5, "description": "Mulch"},
-                          {"item": "Soil", "qty": 3, "unit_price": 8, "customer": "Dunmore Realty",
+        return {"vendor": "plantqueen@taniasnursery.com", "doc_number": "B-314", "due_date": "2026-05-01",
+                "lines": [{"account": "Job Expenses", "amount": 120.5, "description": "Mulch"},
+                          {"item": "Soil", "qty": 3, "unit_price": 8, "customer": "Cool Cars",
                            "billable": True}]}, None
 
     def check(books: Books, _state, data, result):
         bill = next(b for b in books.all("Bill") if b.get("DocNumber") == "B-314")
-        assert bill["VendorRef"]["value"] == books.id_of("Vendor", "Coastal Nursery Supply")
+        assert bill["VendorRef"]["value"] == books.id_of("Vendor", "Tania's Nursery")
         assert bill["TotalAmt"] == 144.5 and bill["DueDate"] == "2026-05-01"
         account_line, item_line = bill["Line"]
         assert account_line["AccountBasedExpenseLineDetail"]["AccountRef"]["value"] == books.id_of(
-            "Account", "Job Materials")
+            "Account", "Job Expenses")
         detail = item_line["ItemBasedExpenseLineDetail"]
-        assert detail["CustomerRef"]["value"] == books.id_of("Customer", "Dunmore Realty")
+        assert detail["CustomerRef"]["value"] == books.id_of("Customer", "Cool Cars")
         assert detail["BillableStatus"] == "Billable" and item_line["Amount"] == 24.0
 
     return prepare, check
@@ -360,13 +360,13 @@ def _create_bill():
 @case("create_expense")
 def _create_expense():
     def prepare(books: Books):
-        return {"payment_account": "Visa", "payment_type": "CreditCard", "payee": "Norcal Fleet Fuel",
+        return {"payment_account": "Mastercard", "payment_type": "CreditCard", "payee": "Chin's Gas and Oil",
                 "doc_number": "EXP-1", "lines": [{"account": "Travel", "amount": 45.25}]}, None
 
     def check(books: Books, _state, data, result):
         expense = next(p for p in books.all("Purchase") if p.get("DocNumber") == "EXP-1")
-        assert expense["AccountRef"]["value"] == books.id_of("Account", "Visa")
-        assert expense["EntityRef"]["value"] == books.id_of("Vendor", "Norcal Fleet Fuel")
+        assert expense["AccountRef"]["value"] == books.id_of("Account", "Mastercard")
+        assert expense["EntityRef"]["value"] == books.id_of("Vendor", "Chin's Gas and Oil")
         assert expense["EntityRef"]["type"] == "Vendor" and expense["TotalAmt"] == 45.25
 
     return prepare, check
@@ -375,13 +375,14 @@ def _create_expense():
 @case("create_purchase_order")
 def _create_purchase_order():
     def prepare(books: Books):
-        return {"vendor": "Meadow Hardware", "email": "orders@meadow.example", "vendor_message": "Deliver by Friday",
+        return {"vendor": "Hicks Hardware", "email": "orders@hickshardware.example",
+                "vendor_message": "Deliver by Friday",
                 "lines": [{"item": "Sprinkler Heads", "qty": 50, "unit_price": 1.5}]}, None
 
     def check(books: Books, _state, data, result):
         order = next(p for p in books.all("PurchaseOrder") if p.get("Memo") == "Deliver by Friday")
-        assert order["VendorRef"]["value"] == books.id_of("Vendor", "Meadow Hardware")
-        assert order["POEmail"]["Address"] == "orders@meadow.example" and order["TotalAmt"] == 75.0
+        assert order["VendorRef"]["value"] == books.id_of("Vendor", "Hicks Hardware")
+        assert order["POEmail"]["Address"] == "orders@hickshardware.example" and order["TotalAmt"] == 75.0
 
     return prepare, check
 
@@ -390,7 +391,7 @@ def _create_purchase_order():
 def _create_journal_entry():
     def prepare(books: Books):
         return {"doc_number": "JE-1", "lines": [
-            {"account": "Accounts Receivable (A/R)", "debit": 300, "party": "Elm Street Dental"},
+            {"account": "Accounts Receivable (A/R)", "debit": 300, "party": "Paulsen Medical Supplies"},
             {"account": "Design income", "credit": 200},
             {"account": "Services", "credit": 100, "description": "split"}]}, None
 
@@ -400,7 +401,7 @@ def _create_journal_entry():
         first = entry["Line"][0]["JournalEntryLineDetail"]
         assert first["PostingType"] == "Debit"
         assert first["Entity"] == {"Type": "Customer", "EntityRef": {
-            "value": books.id_of("Customer", "Elm Street Dental"), "name": "Elm Street Dental"}}
+            "value": books.id_of("Customer", "Paulsen Medical Supplies"), "name": "Paulsen Medical Supplies"}}
         assert [line["JournalEntryLineDetail"]["PostingType"] for line in entry["Line"]] == ["Debit", "Credit",
                                                                                               "Credit"]
 
@@ -410,10 +411,10 @@ def _create_journal_entry():
 @case("get_customer")
 def _get_customer():
     def prepare(books: Books):
-        return {"email": "OFFICE@elmstreetdental.example"}, None
+        return {"email": "MEDICAL@intuit.com"}, None
 
     def check(books: Books, _state, data, result):
-        assert result == books.get("Customer", books.id_of("Customer", "Elm Street Dental"))
+        assert result == books.get("Customer", books.id_of("Customer", "Paulsen Medical Supplies"))
 
     return prepare, check
 
@@ -456,11 +457,11 @@ def _find_or_create_customer():
 @case("find_or_create_vendor")
 def _find_or_create_vendor():
     def prepare(books: Books):
-        return {"email": "SALES@meadowhardware.example", "display_name": "Some Other Name"}, None
+        return {"email": "MATERIALS@intuit.com", "display_name": "Some Other Name"}, None
 
     def check(books: Books, _state, data, result):
         assert result["created"] is False
-        assert result["record"]["Id"] == books.id_of("Vendor", "Meadow Hardware")
+        assert result["record"]["Id"] == books.id_of("Vendor", "Norton Lumber and Building Materials")
         assert not [v for v in books.all("Vendor") if v["DisplayName"] == "Some Other Name"]
 
     return prepare, check

@@ -46,7 +46,7 @@ async def test_a_create_without_its_required_fields_names_each_of_them(
 async def test_input_errors_name_the_field_the_value_and_what_was_expected(ctx: ActionContext) -> None:
     with pytest.raises(ActionInputError) as caught:
         await action("create_invoice").run(ctx, {
-            "customer": "Foxglove Bakery", "lines": [{"item": "Design", "amount": "lots"}],
+            "customer": "Amy's Bird Sanctuary", "lines": [{"item": "Design", "amount": "lots"}],
             "txn_date": "2026-02-30", "colour": "blue"})
     problems = {p.field: p for p in caught.value.problems}
     assert set(problems) == {"lines[0].amount", "txn_date", "colour"}
@@ -111,7 +111,7 @@ async def test_an_unknown_reference_is_a_reference_error_and_nothing_is_written(
     assert caught.value.field == "customer" and caught.value.value == "nobody@nowhere.example"
     assert "customer: no active customer has the email address 'nobody@nowhere.example'" in str(caught.value)
     with pytest.raises(MissingReference, match=r"lines\[1\]\.item: no active product has the name 'Gold Leaf'"):
-        await action("create_invoice").run(ctx, {"customer": "Foxglove Bakery", "lines": [
+        await action("create_invoice").run(ctx, {"customer": "Amy's Bird Sanctuary", "lines": [
             {"item": "Design", "amount": 10}, {"item": "Gold Leaf", "amount": 5}]})
     assert len(books.all("Invoice")) == before
 
@@ -172,7 +172,7 @@ class MeddlingTransport(httpx.AsyncBaseTransport):
 
 
 @pytest.mark.parametrize("entity, key, change", [
-    ("Customer", "update_customer", {"email": "changed@foxglove.example"}),
+    ("Customer", "update_customer", {"email": "changed@customer.example"}),
     ("Invoice", "update_invoice", {"private_note": "ours"}),
 ])
 async def test_a_stale_sync_token_is_recovered_by_reading_again(
@@ -190,14 +190,14 @@ async def test_a_stale_sync_token_is_recovered_by_reading_again(
     for prop, value in meanwhile[entity].items():
         assert stored[prop] == value  # theirs kept: our update was sparse
     if entity == "Customer":
-        assert stored["PrimaryEmailAddr"]["Address"] == "changed@foxglove.example"
+        assert stored["PrimaryEmailAddr"]["Address"] == "changed@customer.example"
     else:
         assert stored["PrivateNote"] == "ours"
 
 
 # --- idempotency and races --------------------------------------------------------------------------------------
 async def test_a_retried_step_sends_the_same_requestid_and_creates_once(ctx: ActionContext, books: Books) -> None:
-    data = {"customer": "Foxglove Bakery", "lines": [{"item": "Design", "amount": 10}], "private_note": "once"}
+    data = {"customer": "Amy's Bird Sanctuary", "lines": [{"item": "Design", "amount": 10}], "private_note": "once"}
     first = await action("create_invoice").run(ctx, data)
     again = await action("create_invoice").run(ctx, data)  # the engine retrying the same (run, step)
     assert first["Id"] == again["Id"]
@@ -239,17 +239,17 @@ async def test_find_or_create_racing_runs_make_one_customer(
 
 
 async def test_find_or_create_finds_by_email_first_then_by_name(ctx: ActionContext, books: Books) -> None:
-    by_email = await action("find_or_create_customer").run(ctx, {"email": "theo@bayviewsurf.example"})
-    assert by_email == {"record": books.get("Customer", books.id_of("Customer", "Bayview Surf Co.")),
+    by_email = await action("find_or_create_customer").run(ctx, {"email": "Surf@Intuit.com"})
+    assert by_email == {"record": books.get("Customer", books.id_of("Customer", "Bill's Windsurf Shop")),
                         "created": False}
-    by_name = await action("find_or_create_customer").run(ctx, {"display_name": "harbor light books",
-                                                                "email": "unknown@harbor.example"})
-    assert by_name["created"] is False and by_name["record"]["DisplayName"] == "Harbor Light Books"
+    by_name = await action("find_or_create_customer").run(ctx, {"display_name": "wedding planning by whitney",
+                                                                "email": "unknown@wedding.example"})
+    assert by_name["created"] is False and by_name["record"]["DisplayName"] == "Wedding Planning by Whitney"
 
 
 async def test_find_or_create_with_a_name_owned_by_a_vendor_says_so(ctx: ActionContext) -> None:
-    with pytest.raises(NameTaken, match="'Meadow Hardware' is already used by another customer, vendor or employee"):
-        await action("find_or_create_customer").run(ctx, {"display_name": "Meadow Hardware"})
+    with pytest.raises(NameTaken, match="'Hicks Hardware' is already used by another customer, vendor or employee"):
+        await action("find_or_create_customer").run(ctx, {"display_name": "Hicks Hardware"})
 
 
 # --- the registry ------------------------------------------------------------------------------------------------

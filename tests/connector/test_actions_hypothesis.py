@@ -30,10 +30,12 @@ from qbflow.qbo.errors import NotFound, QBOError
 from qbflow.sandbox.app import Sandbox
 from tests.support.clients import make_client
 
-# Names, emails and Ids of the seed company, so references resolve and many valid inputs go through.
-SEED_NAMES = ["Foxglove Bakery", "Meadow Hardware", "Design", "Installation", "Supplies", "Checking", "Services",
-              "Net 30", "Check", "Visa", "Accounts Payable (A/P)", "Undeposited Funds"]
-SEED_IDS = ["1", "2", "3", "4", "5", "7", "11"]
+# Names, emails and Ids of the sandbox's company (Intuit's sample company, sandbox/data/sample_company.json), so
+# references resolve and many valid inputs go through.
+SEED_NAMES = ["Amy's Bird Sanctuary", "Birds@Intuit.com", "Hicks Hardware", "Design", "Installation", "Supplies",
+              "Checking", "Mastercard", "Services", "Net 30", "Check", "Visa", "Accounts Payable (A/P)",
+              "Undeposited Funds"]
+SEED_IDS = ["1", "2", "3", "4", "5", "7", "11", "35", "41", "50"]
 MAX_STRING = 40  # drawn strings stay short; the "huge" spoiler makes the long ones
 JUNK_KEYS = ["bogus", "DisplayName", "customerRef", "lines ", "__proto__", "amount", "Id", ""]
 
@@ -240,6 +242,6 @@ def test_a_path_under_an_unknown_home_directory_is_an_input_error(world: World) 
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
 def test_a_number_json_cannot_carry_in_extra_is_an_input_error(world: World, value: float) -> None:
     with pytest.raises(ActionInputError) as caught:
-        world.run("create_vendor", {"display_name": "Foxglove Bakery", "extra": {"CompanyName": value}})
+        world.run("create_vendor", {"display_name": "Amy's Bird Sanctuary", "extra": {"CompanyName": value}})
     assert caught.value.fields == ["extra"]
     assert "finite numbers" in str(caught.value)

@@ -26,11 +26,11 @@ async def test_upload_a_local_file_linked_to_a_vendor_by_name(
 ) -> None:
     path = tmp_path / "w9 form.pdf"
     path.write_bytes(PDF)
-    await action("upload_attachment").run(ctx, {"entity": "Vendor", "record": "Meadow Hardware", "path": str(path)})
+    await action("upload_attachment").run(ctx, {"entity": "Vendor", "record": "Hicks Hardware", "path": str(path)})
     stored, = _attachables(books, "w9 form.pdf")
     assert stored["ContentType"] == "application/pdf"
     assert stored["AttachableRef"][0]["EntityRef"] == {"type": "Vendor",
-                                                       "value": books.id_of("Vendor", "Meadow Hardware")}
+                                                       "value": books.id_of("Vendor", "Hicks Hardware")}
     assert await qbo.download_attachment(stored["Id"]) == PDF
 
 
@@ -81,17 +81,17 @@ async def test_upload_to_an_unknown_customer_name_is_a_reference_error(ctx: Acti
 
 
 async def test_get_customer_by_id_and_by_name(ctx: ActionContext, books: Books) -> None:
-    bakery = books.get("Customer", books.id_of("Customer", "Foxglove Bakery"))
-    assert await action("get_customer").run(ctx, {"id": bakery["Id"]}) == bakery
-    assert await action("get_customer").run(ctx, {"name": "foxglove bakery"}) == bakery
+    amy = books.get("Customer", books.id_of("Customer", "Amy's Bird Sanctuary"))
+    assert await action("get_customer").run(ctx, {"id": amy["Id"]}) == amy
+    assert await action("get_customer").run(ctx, {"name": "amy's bird sanctuary"}) == amy
     with pytest.raises(MissingReference, match="email: no active customer has the email address"):
         await action("get_customer").run(ctx, {"email": "who@nowhere.example"})
 
 
 async def test_get_customer_by_email_is_fresh_after_an_update_in_the_same_run(ctx: ActionContext) -> None:
-    found = await action("get_customer").run(ctx, {"email": "orders@foxglovebakery.example"})
+    found = await action("get_customer").run(ctx, {"email": "Birds@Intuit.com"})
     await action("update_customer").run(ctx, {"id": found["Id"], "notes": "new note"})
-    again = await action("get_customer").run(ctx, {"email": "orders@foxglovebakery.example"})
+    again = await action("get_customer").run(ctx, {"email": "Birds@Intuit.com"})
     assert again["Notes"] == "new note"
 
 
@@ -105,12 +105,12 @@ async def test_get_product_and_account_by_name(ctx: ActionContext, books: Books)
 
 
 async def test_find_pages_through_results(ctx: ActionContext, books: Books) -> None:
-    customer = books.id_of("Customer", "Granite Peak Fitness")
+    customer = books.id_of("Customer", "Dukes Basketball Camp")
     made = [books.make("Invoice", CustomerRef={"value": customer}, TxnDate=f"2026-01-{day:02d}")
             for day in range(10, 15)]
     find = action("find_invoices")
-    first = await find.run(ctx, {"customer": "Granite Peak Fitness", "max_results": 3, "newest_first": False})
-    second = await find.run(ctx, {"customer": "owen@granitepeak.example", "max_results": 3, "newest_first": False,
+    first = await find.run(ctx, {"customer": "Dukes Basketball Camp", "max_results": 3, "newest_first": False})
+    second = await find.run(ctx, {"customer": "Dukes_bball@intuit.com", "max_results": 3, "newest_first": False,
                                   "start_position": first["next_start_position"]})
     ids = [r["Id"] for r in first["records"] + second["records"]]
     assert ids == [i["Id"] for i in books.all("Invoice") if i["CustomerRef"]["value"] == customer]
@@ -120,8 +120,8 @@ async def test_find_pages_through_results(ctx: ActionContext, books: Books) -> N
 
 
 async def test_find_by_email_and_inactive_records(ctx: ActionContext, books: Books) -> None:
-    found = await action("find_vendors").run(ctx, {"email": "rent@redwoodpm.example"})
-    assert [v["Id"] for v in found["records"]] == [books.id_of("Vendor", "Redwood Property Mgmt")]
+    found = await action("find_vendors").run(ctx, {"email": "Rental@intuit.com"})
+    assert [v["Id"] for v in found["records"]] == [books.id_of("Vendor", "Ellis Equipment Rental")]
     gone = books.make("Customer", DisplayName="Closed Nursery")
     books.change("Customer", gone["Id"], Active=False)
     inactive = await action("find_customers").run(ctx, {"active": False, "name_contains": "Closed Nursery"})
@@ -131,8 +131,8 @@ async def test_find_by_email_and_inactive_records(ctx: ActionContext, books: Boo
 
 
 async def test_find_expenses_by_payee(ctx: ActionContext, books: Books) -> None:
-    fuel = books.id_of("Vendor", "Norcal Fleet Fuel")
-    found = await action("find_expenses").run(ctx, {"payee": "Norcal Fleet Fuel"})
+    fuel = books.id_of("Vendor", "Chin's Gas and Oil")
+    found = await action("find_expenses").run(ctx, {"payee": "Chin's Gas and Oil"})
     assert [p["Id"] for p in found["records"]] == [p["Id"] for p in books.all("Purchase")
                                                     if p.get("EntityRef", {}).get("value") == fuel]
     assert found["count"] == 1
@@ -140,7 +140,7 @@ async def test_find_expenses_by_payee(ctx: ActionContext, books: Books) -> None:
 
 async def test_a_payment_without_amounts_pays_the_open_balance(ctx: ActionContext, books: Books) -> None:
     invoice = books.make("Invoice")
-    payment = await action("create_payment").run(ctx, {"customer": "Foxglove Bakery",
+    payment = await action("create_payment").run(ctx, {"customer": "Amy's Bird Sanctuary",
                                                        "invoices": [{"invoice_id": invoice["Id"]}]})
     assert books.get("Payment", payment["Id"])["TotalAmt"] == 100.0
     assert books.get("Invoice", invoice["Id"])["Balance"] == 0

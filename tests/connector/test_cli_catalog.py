@@ -176,9 +176,15 @@ def test_reference_qbo_and_connection_errors_exit_1(env: dict[str, str]) -> None
 
 
 # --- trigger sample ------------------------------------------------------------------------------------------
+def _first_customer(env: dict[str, str]) -> str:
+    """The name of the company's customer Id 1 ("Amy's Bird Sanctuary" in Intuit's sample company), read from the
+    sandbox: whichever company `qbflow sandbox` starts with, the invoice names a customer it has."""
+    return read(env, "customer", "1")["DisplayName"]
+
+
 def _invoice(env: dict[str, str], note: str) -> dict:
     return run_ok(env, "action", "run", "create_invoice", "--connection", "demo", "--input", json.dumps(
-        {"customer": "Foxglove Bakery", "private_note": note,
+        {"customer": _first_customer(env), "private_note": note,
          "lines": [{"item": "Design", "qty": 3, "unit_price": 80}]}))
 
 
@@ -188,7 +194,7 @@ def test_trigger_sample_new_invoice_prints_the_newest_invoice(env: dict[str, str
     assert result.returncode == 0, result.stderr
     sample = json.loads(result.stdout)
     assert sample["Id"] == created["Id"] and sample["PrivateNote"] == "newest for the sample"
-    assert sample["CustomerRef"]["name"] == "Foxglove Bakery" and sample["TotalAmt"] == 240
+    assert sample["CustomerRef"]["name"] == _first_customer(env) and sample["TotalAmt"] == 240
     assert sample == read(env, "invoice", created["Id"])
 
 

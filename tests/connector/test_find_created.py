@@ -54,7 +54,7 @@ async def test_a_record_the_first_attempt_made_is_found_by_what_it_sends(
 
 async def test_a_create_that_never_reached_quickbooks_finds_nothing(books: Books, qbo: QBOClient) -> None:
     a = action("create_invoice")
-    data = {"customer": "Foxglove Bakery", "lines": [{"item": "Design", "amount": 120}], "private_note": "mine"}
+    data = {"customer": "Amy's Bird Sanctuary", "lines": [{"item": "Design", "amount": 120}], "private_note": "mine"}
     # Same customer, same day, another amount: someone else's invoice, not ours.
     books.make("Invoice", PrivateNote="mine", Line=[{"Amount": 99.0, "DetailType": "SalesItemLineDetail",
                                                      "SalesItemLineDetail": {"ItemRef": {"value": books.id_of(
@@ -81,7 +81,7 @@ async def test_several_matching_payments_fail_clearly_and_nothing_is_created(
     books: Books, qbo: QBOClient, qbo_transport: CountingTransport
 ) -> None:
     since = datetime.now(UTC) - timedelta(minutes=1)
-    customer = books.id_of("Customer", "Foxglove Bakery")
+    customer = books.id_of("Customer", "Amy's Bird Sanctuary")
     twins = [books.make("Payment", CustomerRef={"value": customer}, TotalAmt=42.0, PaymentRefNum="CHK-7")
              for _ in range(2)]
     a = action("create_payment")

@@ -23,11 +23,11 @@ async def test_an_id_is_passed_through_without_a_lookup(ctx: ActionContext, qbo_
 
 
 async def test_email_and_name_ignore_case(ctx: ActionContext, books: Books) -> None:
-    dental = books.id_of("Customer", "Elm Street Dental")
-    assert (await resolve_ref(ctx, "c", ("Customer",), "Office@ElmStreetDental.example"))["value"] == dental
-    assert await resolve_ref(ctx, "c", ("Customer",), "elm street dental") == {"value": dental,
-                                                                               "name": "Elm Street Dental"}
-    assert (await resolve_ref(ctx, "c", ("Customer",), RefObject(name="ELM STREET DENTAL")))["value"] == dental
+    medical = books.id_of("Customer", "Paulsen Medical Supplies")
+    assert (await resolve_ref(ctx, "c", ("Customer",), "medical@INTUIT.com"))["value"] == medical  # Medical@intuit.com
+    assert await resolve_ref(ctx, "c", ("Customer",), "paulsen medical supplies") == {
+        "value": medical, "name": "Paulsen Medical Supplies"}
+    assert (await resolve_ref(ctx, "c", ("Customer",), RefObject(name="PAULSEN MEDICAL SUPPLIES")))["value"] == medical
 
 
 async def test_an_at_sign_in_a_product_name_is_a_name(ctx: ActionContext, books: Books) -> None:
@@ -47,12 +47,12 @@ async def test_names_with_quotes_and_percent_signs_are_escaped(ctx: ActionContex
 
 async def test_lookups_are_cached_for_the_run(ctx: ActionContext, qbo_transport: CountingTransport) -> None:
     for _ in range(3):
-        await resolve_ref(ctx, "customer", ("Customer",), "Foxglove Bakery")
+        await resolve_ref(ctx, "customer", ("Customer",), "Amy's Bird Sanctuary")
     await resolve_ref(ctx, "lines[0].item", ("Item",), "Design")
     await resolve_ref(ctx, "lines[1].item", ("Item",), "design")
     assert len(queries(qbo_transport)) == 2
     next_step = ctx.for_step("run-1:step-2")
-    await resolve_ref(next_step, "customer", ("Customer",), "FOXGLOVE BAKERY")
+    await resolve_ref(next_step, "customer", ("Customer",), "AMY'S BIRD SANCTUARY")
     assert len(queries(qbo_transport)) == 2  # the next step of the same run shares the cache
 
 
@@ -60,7 +60,7 @@ async def test_one_name_in_several_lines_costs_one_query(
     ctx: ActionContext, qbo_transport: CountingTransport, books: Books
 ) -> None:
     lines = [{"item": "Gardening", "amount": 10}] * 5
-    invoice = await action("create_invoice").run(ctx, {"customer": "Foxglove Bakery", "lines": lines})
+    invoice = await action("create_invoice").run(ctx, {"customer": "Amy's Bird Sanctuary", "lines": lines})
     assert len(queries(qbo_transport)) == 2
     assert len(books.get("Invoice", invoice["Id"])["Line"]) == 6  # five lines and the subtotal
 
@@ -81,13 +81,13 @@ async def test_sub_records_by_full_name_and_same_names_under_two_parents(ctx: Ac
 
 
 async def test_payees_carry_their_type(ctx: ActionContext, books: Books) -> None:
-    vendor = books.id_of("Vendor", "Brightline Utilities")
-    customer = books.id_of("Customer", "Granite Peak Fitness")
+    vendor = books.id_of("Vendor", "PG&E")
+    customer = books.id_of("Customer", "Dukes Basketball Camp")
     payee = ("Vendor", "Customer", "Employee")
-    assert await resolve_ref(ctx, "payee", payee, "billing@brightline.example") == {
-        "value": vendor, "name": "Brightline Utilities", "type": "Vendor"}
-    assert (await resolve_ref(ctx, "payee", payee, "Granite Peak Fitness"))["type"] == "Customer"
-    assert await resolve_ref(ctx, "payee", payee, "3") == {"value": "3", "type": "Vendor"}  # a bare Id: a vendor
+    assert await resolve_ref(ctx, "payee", payee, "utilities@noemail.com") == {
+        "value": vendor, "name": "PG&E", "type": "Vendor"}
+    assert (await resolve_ref(ctx, "payee", payee, "Dukes Basketball Camp"))["type"] == "Customer"
+    assert await resolve_ref(ctx, "payee", payee, "41") == {"value": "41", "type": "Vendor"}  # a bare Id: a vendor
     assert await resolve_ref(ctx, "payee", payee, RefObject(id=customer, type="customer")) == {
         "value": customer, "type": "Customer"}
     with pytest.raises(MissingReference, match="type 'Item' is not allowed here"):
@@ -96,13 +96,13 @@ async def test_payees_carry_their_type(ctx: ActionContext, books: Books) -> None
 
 async def test_an_expense_paid_to_a_customer(ctx: ActionContext, books: Books) -> None:
     expense = await action("create_expense").run(ctx, {
-        "payment_account": "Checking", "payment_type": "Check", "payee": "owen@granitepeak.example",
+        "payment_account": "Checking", "payment_type": "Check", "payee": "Dukes_bball@intuit.com",
         "lines": [{"account": "Advertising", "amount": 12}]})
     stored = books.get("Purchase", expense["Id"])
     assert stored["EntityRef"]["type"] == "Customer"
-    assert stored["EntityRef"]["value"] == books.id_of("Customer", "Granite Peak Fitness")
+    assert stored["EntityRef"]["value"] == books.id_of("Customer", "Dukes Basketball Camp")
 
 
 async def test_resolving_returns_the_record_found(ctx: ActionContext, books: Books) -> None:
-    entity, record, ref = await resolve_record(ctx, "vendor", ("Vendor",), "Redwood Property Mgmt")
+    entity, record, ref = await resolve_record(ctx, "vendor", ("Vendor",), "Hall Properties")
     assert entity == "Vendor" and record == books.get("Vendor", ref["value"])

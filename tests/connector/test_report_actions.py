@@ -130,7 +130,7 @@ async def test_run_report_takes_any_case_and_intuits_parameters(ctx: ActionConte
     ("get_balance_sheet", {"date_macro": "Today", "end_date": "2026-01-01"}, "date_macro", "not both"),
     ("get_trial_balance", {"accounting_method": "Modified"}, "accounting_method", "'Accrual' or 'Cash'"),
     ("get_ar_aging", {"aging_period": 0}, "aging_period", "greater than or equal to 1"),
-    ("get_ar_aging", {"customer": "Bayview"}, "customer", "Ids separated by commas"),
+    ("get_ar_aging", {"customer": "Amy's Bird Sanctuary"}, "customer", "Ids separated by commas"),
     ("get_ap_aging", {"customer": "1"}, "customer", "not a known field"),
     ("run_report", {"report": "ProfitAndLos"}, "report", "did you mean 'ProfitAndLoss'"),
     ("run_report", {"params": {"Start Date": "2026-01-01"}, "report": "BalanceSheet"}, "params", "lower case"),

@@ -27,8 +27,10 @@ DELETABLE = ["Invoice", "Bill", "Estimate", "Payment", "PurchaseOrder", "SalesRe
 TITLES = {"Invoice": "Invoice", "Customer": "Customer", "Account": "Account", "Vendor": "Vendor", "Bill": "Bill",
           "Estimate": "Estimate", "Payment": "Payment", "PurchaseOrder": "Purchase Order",
           "SalesReceipt": "Sales Receipt", "Purchase": "Purchase"}
+# Ids of Intuit's sample company, the sandbox's new company (sandbox/data/sample_company.json): customers 1-4,
+# account 20 "Supplies" and 35 "Checking", vendors 41 "Hicks Hardware" and 50 "Tania's Nursery", item 15 "Soil".
 EXPENSE_LINE = [{"Amount": 42.5, "DetailType": "AccountBasedExpenseLineDetail",
-                 "AccountBasedExpenseLineDetail": {"AccountRef": {"value": "19"}}}]
+                 "AccountBasedExpenseLineDetail": {"AccountRef": {"value": "20"}}}]
 
 
 def create_body(entity: str, n: int) -> dict:
@@ -37,14 +39,14 @@ def create_body(entity: str, n: int) -> dict:
         "Customer": {"DisplayName": f"Trigger Customer {n}"},
         "Account": {"Name": f"Trigger Account {n}", "AccountType": "Expense"},
         "Vendor": {"DisplayName": f"Trigger Vendor {n}"},
-        "Bill": {"VendorRef": {"value": "1"}, "Line": EXPENSE_LINE},
+        "Bill": {"VendorRef": {"value": "41"}, "Line": EXPENSE_LINE},
         "Estimate": {"CustomerRef": {"value": "2"}, "Line": SALES_LINE},
         "Payment": {"CustomerRef": {"value": "3"}, "TotalAmt": 25.0},
-        "PurchaseOrder": {"VendorRef": {"value": "2"}, "Line": [
+        "PurchaseOrder": {"VendorRef": {"value": "50"}, "Line": [
             {"Amount": 20.0, "DetailType": "ItemBasedExpenseLineDetail",
-             "ItemBasedExpenseLineDetail": {"ItemRef": {"value": "11"}, "Qty": 2, "UnitPrice": 10}}]},
+             "ItemBasedExpenseLineDetail": {"ItemRef": {"value": "15"}, "Qty": 2, "UnitPrice": 10}}]},
         "SalesReceipt": {"CustomerRef": {"value": "4"}, "Line": SALES_LINE},
-        "Purchase": {"PaymentType": "Cash", "AccountRef": {"value": "1"}, "Line": EXPENSE_LINE},
+        "Purchase": {"PaymentType": "Cash", "AccountRef": {"value": "35"}, "Line": EXPENSE_LINE},
     }[entity]
 
 

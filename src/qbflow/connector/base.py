@@ -1,7 +1,7 @@
 """What every action is made of: the context it runs in, its description, and how its input is checked.
 
     ctx = ActionContext(qbo, request_id="run-17:step-2")
-    record = await action("create_invoice").run(ctx, {"customer": "Bayview Surf Co.", "lines": [...]})
+    record = await action("create_invoice").run(ctx, {"customer": "Bill's Windsurf Shop", "lines": [...]})
 
 An `Action` is a description object (key, title, description, input model, output) plus a handler; the
 same object gives the form (`input_schema()`), the docs and the run. Input is validated by the model

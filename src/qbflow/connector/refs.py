@@ -1,7 +1,7 @@
 """References a person can fill in: an Id, an email address or a name wherever QBO wants a `...Ref`.
 
-    ref = await resolve_ref(ctx, "customer", ("Customer",), "hello@cedarpine.example")
-    # {"value": "3", "name": "Cedar & Pine Cafe"}
+    ref = await resolve_ref(ctx, "customer", ("Customer",), "surf@intuit.com")
+    # {"value": "2", "name": "Bill's Windsurf Shop"}
 
 How a value is read (`RefObject` says it explicitly: {"id": ...}, {"email": ...} or {"name": ...}):
 

@@ -9,8 +9,9 @@ hard-deletes (it reports them through CDC as `status: Deleted` stubs) a "Deleted
     trigger("new_invoce")               # UnknownTrigger: ... did you mean 'new_invoice'?
 
 What fires when is decided by `qbflow.connector.polling`; this module only describes the triggers.
-Samples are fixed, believable records shaped like the sandbox's seed company (a landscaping firm), for
-test runs of a workflow without touching QBO.
+Samples are fixed, believable records of Intuit's sample company ("Craig's Design and Landscaping
+Services", the sandbox's new company): its names and Ids (customer Amy's Bird Sanctuary, vendor Tania's
+Nursery, account Mastercard...), for test runs of a workflow without touching QBO.
 """
 
 from __future__ import annotations
@@ -100,10 +101,15 @@ def deletable(entity: EntityDef) -> bool:
 # The entity-specific part of each sample, in the shapes the sandbox (and QBO) return: refs carry a
 # name, amounts are numbers, Ids and SyncTokens are strings, dates are ISO strings.
 _USD = {"value": "USD", "name": "United States Dollar"}
-_ADDR = {"Id": "9", "Line1": "730 Elm St.", "City": "Menlo Park", "CountrySubDivisionCode": "CA",
-         "PostalCode": "94025"}
-_CUSTOMER_REF = {"value": "5", "name": "Elm Street Dental"}
-_VENDOR_REF = {"value": "2", "name": "Coastal Nursery Supply"}
+# Names, Ids and fields as in the sample company (qbflow/sandbox/data/sample_company.json).
+_ADDR = {"Id": "2", "Line1": "4581 Finch St.", "City": "Bayshore", "CountrySubDivisionCode": "CA",
+         "PostalCode": "94326"}
+_CUSTOMER_REF = {"value": "1", "name": "Amy's Bird Sanctuary"}
+_CUSTOMER_EMAIL = "Birds@Intuit.com"
+_VENDOR_REF = {"value": "50", "name": "Tania's Nursery"}
+_VENDOR_EMAIL = "plantqueen@taniasnursery.com"
+_AP_ACCOUNT = {"value": "33", "name": "Accounts Payable (A/P)"}
+_JOB_EXPENSES = ("55", "Job Expenses")
 
 
 def _sales_line(line_id: str, item: tuple[str, str], qty: float, price: float) -> dict:
@@ -119,12 +125,12 @@ def _expense_line(amount: float, account: tuple[str, str]) -> dict:
                                               "BillableStatus": "NotBillable"}}
 
 
-_DESIGN_LINES = [_sales_line("1", ("2", "Design"), 10, 75.0), _sales_line("2", ("5", "Installation"), 12, 50.0),
+_DESIGN_LINES = [_sales_line("1", ("4", "Design"), 10, 75.0), _sales_line("2", ("7", "Installation"), 12, 50.0),
                  {"Amount": 1350.0, "DetailType": "SubTotalLineDetail", "SubTotalLineDetail": {}}]
 _SALES_DOC = {"CustomerRef": _CUSTOMER_REF, "CurrencyRef": _USD, "TxnDate": "2024-05-14", "DocNumber": "1037",
               "Line": _DESIGN_LINES, "TxnTaxDetail": {"TotalTax": 0}, "TotalAmt": 1350.0,
-              "BillAddr": _ADDR, "ShipAddr": {**_ADDR, "Id": "10"}, "PrintStatus": "NeedToPrint",
-              "EmailStatus": "NotSet", "BillEmail": {"Address": "office@elmstreetdental.example"},
+              "BillAddr": _ADDR, "ShipAddr": _ADDR, "PrintStatus": "NeedToPrint",
+              "EmailStatus": "NotSet", "BillEmail": {"Address": _CUSTOMER_EMAIL},
               "ApplyTaxAfterDiscount": False}
 
 _SAMPLE_BODIES: dict[str, dict[str, Any]] = {
@@ -135,26 +141,27 @@ _SAMPLE_BODIES: dict[str, dict[str, Any]] = {
     "SalesReceipt": {**_SALES_DOC, "DocNumber": "1021", "Balance": 0,
                      "DepositToAccountRef": {"value": "4", "name": "Undeposited Funds"},
                      "PaymentMethodRef": {"value": "2", "name": "Check"}},
-    "Customer": {"DisplayName": "Elm Street Dental", "CompanyName": "Elm Street Dental", "GivenName": "Priya",
-                 "FamilyName": "Raman", "FullyQualifiedName": "Elm Street Dental",
-                 "PrintOnCheckName": "Elm Street Dental",
-                 "PrimaryEmailAddr": {"Address": "office@elmstreetdental.example"},
-                 "PrimaryPhone": {"FreeFormNumber": "(650) 555-0165"}, "BillAddr": _ADDR,
-                 "ShipAddr": {**_ADDR, "Id": "10"},
-                 "SalesTermRef": {"value": "3"}, "CurrencyRef": _USD, "Active": True, "Job": False,
+    "Customer": {"DisplayName": "Amy's Bird Sanctuary", "CompanyName": "Amy's Bird Sanctuary", "GivenName": "Amy",
+                 "FamilyName": "Lauterbach", "FullyQualifiedName": "Amy's Bird Sanctuary",
+                 "PrintOnCheckName": "Amy's Bird Sanctuary",
+                 "PrimaryEmailAddr": {"Address": _CUSTOMER_EMAIL},
+                 "PrimaryPhone": {"FreeFormNumber": "(650) 555-3311"}, "BillAddr": _ADDR, "ShipAddr": _ADDR,
+                 "CurrencyRef": _USD, "Active": True, "Job": False,
                  "BillWithParent": False, "Taxable": True, "DefaultTaxCodeRef": {"value": "2"}, "Balance": 1350.0,
                  "BalanceWithJobs": 1350.0, "PreferredDeliveryMethod": "Print"},
-    "Vendor": {"DisplayName": "Coastal Nursery Supply", "CompanyName": "Coastal Nursery Supply",
-               "PrintOnCheckName": "Coastal Nursery Supply",
-               "PrimaryEmailAddr": {"Address": "accounts@coastalnursery.example"},
-               "PrimaryPhone": {"FreeFormNumber": "(831) 555-0150"}, "TermRef": {"value": "3"}, "CurrencyRef": _USD,
-               "Active": True, "Balance": 1250.0, "Vendor1099": False},
-    "Account": {"Name": "Job Materials", "FullyQualifiedName": "Job Materials", "AccountType": "Expense",
+    "Vendor": {"DisplayName": "Tania's Nursery", "CompanyName": "Tania's Nursery", "GivenName": "Tania",
+               "FamilyName": "Kronberg", "PrintOnCheckName": "Tania's Nursery",
+               "PrimaryEmailAddr": {"Address": _VENDOR_EMAIL},
+               "PrimaryPhone": {"FreeFormNumber": "(886) 554-2265"},
+               "BillAddr": {"Id": "44", "Line1": "1111 Elm St.", "City": "Middlefield", "Country": "USA",
+                            "CountrySubDivisionCode": "CA", "PostalCode": "94482"},
+               "AcctNum": "2154", "CurrencyRef": _USD, "Active": True, "Balance": 1250.0, "Vendor1099": False},
+    "Account": {"Name": "Job Expenses", "FullyQualifiedName": "Job Expenses", "AccountType": "Expense",
                 "AccountSubType": "SuppliesMaterials", "Classification": "Expense", "SubAccount": False,
                 "Active": True, "CurrentBalance": 0, "CurrentBalanceWithSubAccounts": 0, "CurrencyRef": _USD},
     "Bill": {"VendorRef": _VENDOR_REF, "CurrencyRef": _USD, "TxnDate": "2024-05-14", "DueDate": "2024-06-13",
-             "SalesTermRef": {"value": "3"}, "APAccountRef": {"value": "7", "name": "Accounts Payable (A/P)"},
-             "Line": [_expense_line(1250.0, ("24", "Job Materials"))], "TotalAmt": 1250.0, "Balance": 1250.0,
+             "SalesTermRef": {"value": "3"}, "APAccountRef": _AP_ACCOUNT,
+             "Line": [_expense_line(1250.0, _JOB_EXPENSES)], "TotalAmt": 1250.0, "Balance": 1250.0,
              "PrivateNote": "Spring planting stock"},
     "Payment": {"CustomerRef": _CUSTOMER_REF, "CurrencyRef": _USD, "TxnDate": "2024-05-28", "TotalAmt": 1350.0,
                 "UnappliedAmt": 0.0, "ProcessPayment": False,
@@ -162,18 +169,17 @@ _SAMPLE_BODIES: dict[str, dict[str, Any]] = {
                 "PaymentMethodRef": {"value": "2", "name": "Check"}, "PaymentRefNum": "4417",
                 "Line": [{"Amount": 1350.0, "LinkedTxn": [{"TxnId": "130", "TxnType": "Invoice"}]}]},
     "PurchaseOrder": {"VendorRef": _VENDOR_REF, "CurrencyRef": _USD, "TxnDate": "2024-05-14", "DocNumber": "1004",
-                      "POStatus": "Open", "POEmail": {"Address": "accounts@coastalnursery.example"},
-                      "APAccountRef": {"value": "7", "name": "Accounts Payable (A/P)"},
+                      "POStatus": "Open", "POEmail": {"Address": _VENDOR_EMAIL}, "APAccountRef": _AP_ACCOUNT,
                       "Line": [{"Id": "1", "LineNum": 1, "Amount": 120.0, "DetailType": "ItemBasedExpenseLineDetail",
-                                "ItemBasedExpenseLineDetail": {"ItemRef": {"value": "11", "name": "Soil"}, "Qty": 12,
+                                "ItemBasedExpenseLineDetail": {"ItemRef": {"value": "15", "name": "Soil"}, "Qty": 12,
                                                                "UnitPrice": 10.0, "BillableStatus": "NotBillable"}}],
                       "TotalAmt": 120.0},
-    "Purchase": {"PaymentType": "CreditCard", "AccountRef": {"value": "8", "name": "Visa"},
-                 "EntityRef": {"value": "5", "name": "Norcal Fleet Fuel", "type": "Vendor"}, "CurrencyRef": _USD,
-                 "TxnDate": "2024-05-14", "Line": [_expense_line(63.15, ("23", "Travel"))], "TotalAmt": 63.15,
+    "Purchase": {"PaymentType": "CreditCard", "AccountRef": {"value": "41", "name": "Mastercard"},
+                 "EntityRef": {"value": "33", "name": "Chin's Gas and Oil", "type": "Vendor"}, "CurrencyRef": _USD,
+                 "TxnDate": "2024-05-14", "Line": [_expense_line(63.15, ("22", "Travel"))], "TotalAmt": 63.15,
                  "Credit": False},
 }
-_SAMPLE_IDS = {"Invoice": "130", "Customer": "5", "Account": "24", "Vendor": "2", "Bill": "131", "Estimate": "132",
+_SAMPLE_IDS = {"Invoice": "130", "Customer": "1", "Account": "55", "Vendor": "50", "Bill": "131", "Estimate": "132",
                "Payment": "133", "PurchaseOrder": "134", "SalesReceipt": "135", "Purchase": "136"}
 _CREATED = "2024-05-14T09:32:07-07:00"
 _EDITED = "2024-05-15T16:05:41-07:00"
