@@ -50,7 +50,7 @@ def routes(sandbox: Sandbox) -> list[Route]:
             body = await _body(request)
             seed = body.get("seed", True)
             if not isinstance(seed, (bool, str)):
-                raise ValueError(f"seed must be true, false, \"small\", \"sample\" or \"empty\", got {seed!r}")
+                raise ValueError(f"seed must be true, false, \"sample\" or \"empty\", got {seed!r}")
             company = sandbox.books.create_company(body.get("name"), body.get("realmId"), seed=seed)
         except ValueError as error:
             return _error(str(error))

@@ -165,7 +165,7 @@ class Books:
     def create_company(self, name: str | None = None, realm_id: str | None = None, seed: bool | str = True) -> Company:
         """A new company with believable books (the same every time).
 
-        `seed`: True (the default books), False (nothing at all), or "small", "sample" or "empty" (seed.SEEDS).
+        `seed`: True (Intuit's sample company), False (nothing at all), or "sample" or "empty" (seed.SEEDS).
         """
         from qbflow.sandbox.seed import DEFAULT_SEED, SEEDS, seed_company
 

@@ -47,7 +47,7 @@ def seed_sample_company(books: Books, company: Company) -> None:
             _create_with_id(books, company, entity, record)
         company.sequences[entity] = max(int(r["Id"]) for r in records)  # the next new record comes after
     _transactions(books, company.realm_id, today)
-    seed_us_extras(books, company, today)  # the tax agency (Id 1) and a budget for the year, as the small seed
+    seed_us_extras(books, company, today)  # the tax agency (Id 1) and a budget for the year
 
 
 def seed_empty_company(books: Books, company: Company) -> None:
