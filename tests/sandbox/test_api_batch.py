@@ -57,7 +57,7 @@ async def test_mixed_batch_answers_each_item_by_bid(http, api):
         {"bId": "bid2", "operation": "delete", "Invoice": {"Id": doomed["Id"], "SyncToken": "0"}},
         {"bId": "bid3", "operation": "update", "Customer": {"Id": customer["Id"], "SyncToken": "0", "sparse": True,
                                                             "Notes": "from the batch"}},
-        {"bId": "bid4", "Query": "select * from Vendor where DisplayName = 'Brightline Utilities'"},
+        {"bId": "bid4", "Query": "select * from Vendor where DisplayName = 'Hicks Hardware'"},
         {"bId": "bid5", "operation": "update", "Customer": {"Id": "1", "SyncToken": "9", "sparse": True,
                                                             "Notes": "stale"}},
         {"bId": "bid6", "operation": "delete", "Invoice": {"Id": "999999", "SyncToken": "0"}},
@@ -77,7 +77,7 @@ async def test_mixed_batch_answers_each_item_by_bid(http, api):
     assert deleted["Invoice"] == {"domain": "QBO", "status": "Deleted", "Id": doomed["Id"]}
     assert updated["Customer"]["Notes"] == "from the batch" and updated["Customer"]["SyncToken"] == "1"
     assert queried["QueryResponse"]["startPosition"] == 1 and queried["QueryResponse"]["maxResults"] == 1
-    assert [v["DisplayName"] for v in queried["QueryResponse"]["Vendor"]] == ["Brightline Utilities"]
+    assert [v["DisplayName"] for v in queried["QueryResponse"]["Vendor"]] == ["Hicks Hardware"]
     assert stale["Fault"] == {"Error": [{"Message": "Stale Object Error", "Detail": STALE_DETAIL, "code": "5010",
                                          "element": ""}], "type": "ValidationFault"}
     assert missing["Fault"] == {"Error": [{"Message": "Object Not Found", "Detail": NOT_FOUND_DETAIL, "code": "610",
@@ -87,7 +87,7 @@ async def test_mixed_batch_answers_each_item_by_bid(http, api):
     assert incomplete["Fault"]["Error"][0]["code"] == "2020"
     assert incomplete["Fault"]["Error"][0]["Detail"] == "Required parameter Line is missing in the request"
     assert voided["Invoice"]["TotalAmt"] == 0 and voided["Invoice"]["PrivateNote"] == "Voided"
-    assert counted["QueryResponse"] == {"totalCount": 9}  # 8 seeded customers and Batch Target
+    assert counted["QueryResponse"] == {"totalCount": 30}  # the sample company's 29 customers and Batch Target
 
     # The writes really happened; the failed items changed nothing.
     assert (await http.get(api(f"vendor/{vendor['Id']}"))).json()["Vendor"] == vendor
@@ -139,7 +139,7 @@ async def test_bad_items_fault_alone(http, api):
     answers = await batch(http, api, [
         {"bId": "m1", "operation": "merge", "Customer": {"Id": "1", "SyncToken": "0"}},
         {"bId": "m2", "operation": "create"},
-        {"bId": "m3", "operation": "create", "Customer": {"DisplayName": "Alder Creek Veterinary"}},
+        {"bId": "m3", "operation": "create", "Customer": {"DisplayName": "Amy's Bird Sanctuary"}},
         {"bId": "m4", "operation": "delete", "Customer": {"Id": "2", "SyncToken": "0"}},
         {"bId": "m5", "operation": "create", "Customer": {"DisplayName": "Still Fine"}},
     ])

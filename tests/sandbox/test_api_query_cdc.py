@@ -17,9 +17,9 @@ from tests.sandbox.wire import fault_of
 pytestmark = pytest.mark.asyncio
 
 ENVELOPE_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[-+]\d\d:\d\d$")
-SEEDED_CUSTOMERS = 8
-
-
+# A new company is Intuit's sample company (docs/sandbox.md): customers Ids 1-29, three of them sub-customers.
+SEEDED_CUSTOMERS = 29
+SEEDED_INVOICES = 6  # the sample company's invented invoices
 
 
 async def query(http, api, text: str) -> dict:
@@ -66,24 +66,27 @@ async def test_get_query_envelope(http, api):
     assert set(result) == {"Customer", "startPosition", "maxResults"}
     assert result["startPosition"] == 1
     assert result["maxResults"] == len(result["Customer"]) == SEEDED_CUSTOMERS
-    listed = [c["DisplayName"] for c in result["Customer"]]
+    listed = [c["FullyQualifiedName"] for c in result["Customer"]]
     assert listed == sorted(listed)  # by FullyQualifiedName, code point order
+    # A sub-customer follows its parent ("Freeman Sporting Goods:0969 Ocean View Road"), not its DisplayName.
+    assert [c["DisplayName"] for c in result["Customer"]][6:9] == ["Freeman Sporting Goods", "0969 Ocean View Road",
+                                                                   "55 Twin Lane"]
     first = result["Customer"][0]
-    assert first["DisplayName"] == "Alder Creek Veterinary"
+    assert first["DisplayName"] == "Amy's Bird Sanctuary"
     assert (first["domain"], first["sparse"], first["Active"]) == ("QBO", False, True)
 
 
 async def test_post_query_with_application_text_body(http, api):
     """Long queries are POSTed as the raw statement (the Java SDK switches at 200 characters)."""
-    text = ("SELECT * FROM Customer WHERE DisplayName IN ('Alder Creek Veterinary', 'Bayview Surf Co.', "
-            "'Cedar & Pine Cafe', 'Dunmore Realty', 'No Such Customer Anywhere') AND Active = true "
+    text = ("SELECT * FROM Customer WHERE DisplayName IN ('Cool Cars', 'Diego Rodriguez', "
+            "'Dukes Basketball Camp', 'Geeta Kalapatapu', 'No Such Customer Anywhere') AND Active = true "
             "ORDERBY DisplayName DESC MAXRESULTS 3")
     assert len(text) > 200
     response = await http.post(api("query"), content=text.encode(), headers={"Content-Type": "application/text"})
     assert response.status_code == 200, response.text
     result = response.json()["QueryResponse"]
-    assert [c["DisplayName"] for c in result["Customer"]] == ["Dunmore Realty", "Cedar & Pine Cafe",
-                                                              "Bayview Surf Co."]
+    assert [c["DisplayName"] for c in result["Customer"]] == ["Geeta Kalapatapu", "Dukes Basketball Camp",
+                                                              "Diego Rodriguez"]
     assert (result["startPosition"], result["maxResults"]) == (1, 3)
     assert (await query(http, api, text)) == result
     # text/plain (what the CDC docs say) works too.
@@ -93,15 +96,15 @@ async def test_post_query_with_application_text_body(http, api):
 
 
 async def test_max_results_is_the_number_returned_and_past_the_end_is_empty(http, api):
-    result = await query(http, api, "SELECT * FROM Customer STARTPOSITION 7 MAXRESULTS 3")
-    assert (result["startPosition"], result["maxResults"]) == (7, 2)
-    assert [c["DisplayName"] for c in result["Customer"]] == ["Granite Peak Fitness", "Harbor Light Books"]
+    result = await query(http, api, "SELECT * FROM Customer STARTPOSITION 28 MAXRESULTS 3")
+    assert (result["startPosition"], result["maxResults"]) == (28, 2)
+    assert [c["DisplayName"] for c in result["Customer"]] == ["Wedding Planning by Whitney", "Weiskopf Consulting"]
     # MAXRESULTS may come first (qbo_api does that).
     result = await query(http, api, "SELECT * FROM Customer MAXRESULTS 3 STARTPOSITION 4")
     assert (result["startPosition"], result["maxResults"]) == (4, 3)
-    assert [c["DisplayName"] for c in result["Customer"]] == ["Dunmore Realty", "Elm Street Dental",
-                                                              "Foxglove Bakery"]
-    assert await query(http, api, "SELECT * FROM Customer STARTPOSITION 9 MAXRESULTS 3") == {}
+    assert [c["DisplayName"] for c in result["Customer"]] == ["Diego Rodriguez", "Dukes Basketball Camp",
+                                                              "Dylan Sollfrank"]
+    assert await query(http, api, "SELECT * FROM Customer STARTPOSITION 30 MAXRESULTS 3") == {}
     assert await query(http, api, "SELECT * FROM Customer WHERE DisplayName = 'Nobody'") == {}
 
 
@@ -181,7 +184,7 @@ async def test_syntax_errors_are_4000(http, api, text, detail):
 
 async def test_or_is_refused(http, api):
     response = await http.get(api("query"), params={
-        "query": "SELECT * FROM Customer WHERE DisplayName = 'Dunmore Realty' OR DisplayName = 'Foxglove Bakery'"})
+        "query": "SELECT * FROM Customer WHERE DisplayName = 'Cool Cars' OR DisplayName = 'Mark Cho'"})
     error = fault_of(response)
     assert (error["code"], error["Message"]) == ("4001", "Invalid query")
     assert error["Detail"] == "QueryValidationError: OR operator is not supported"
@@ -225,14 +228,14 @@ async def test_missing_query_text_is_2020(http, api):
 async def hostile(http, api) -> dict[str, str]:
     """Customers whose names need escaping or contain LIKE's wildcard; name -> Id."""
     created = {}
-    for name in ["Amy's Bird Sanctuary", "Back\\slash Books", "100% Organic Farm", "100 Percent Organic",
+    for name in ["Back\\slash Books", "100% Organic Farm", "100 Percent Organic",
                  "Under_score Supply", "UnderXscore Supply", 'The "Quoted" Deli', "Café Zoë"]:
         created[name] = (await create(http, api, "Customer", {"DisplayName": name}))["Id"]
     return created
 
 
 async def test_escaped_quotes_and_backslashes(http, api, hostile):
-    # recordings/get/display_name.yml: DisplayName = 'Amy\'s Bird Sanctuary'
+    # recordings/get/display_name.yml: DisplayName = 'Amy\'s Bird Sanctuary' (the sample company's customer 1)
     assert await names(http, api, r"SELECT * FROM Customer WHERE DisplayName = 'Amy\'s Bird Sanctuary'") == \
         ["Amy's Bird Sanctuary"]
     assert await names(http, api, r"SELECT * FROM Customer WHERE DisplayName = 'Back\\slash Books'") == \
@@ -246,12 +249,12 @@ async def test_escaped_quotes_and_backslashes(http, api, hostile):
 
 
 async def test_ampersand_survives_url_encoding(http, api):
-    # recordings/misc/ampersand.yml: the & travels as %26 in the query string.
-    assert await names(http, api, "SELECT * FROM Customer WHERE DisplayName = 'Cedar & Pine Cafe'") == \
-        ["Cedar & Pine Cafe"]
-    response = await http.post(api("query"), content=b"SELECT * FROM Customer WHERE DisplayName = 'Cedar & Pine Cafe'",
-                               headers={"Content-Type": "application/text"})
-    assert [c["DisplayName"] for c in response.json()["QueryResponse"]["Customer"]] == ["Cedar & Pine Cafe"]
+    # recordings/misc/ampersand.yml: the & travels as %26 in the query string (the sample company's vendor).
+    text = "SELECT * FROM Vendor WHERE DisplayName = 'Robertson & Associates'"
+    assert await names(http, api, text, "Vendor") == ["Robertson & Associates"]
+    response = await http.post(api("query"), content=text.encode(), headers={"Content-Type": "application/text"})
+    assert [c["DisplayName"] for c in response.json()["QueryResponse"]["Vendor"]] == ["Robertson & Associates"]
+    assert await names(http, api, "SELECT * FROM Vendor WHERE DisplayName = 'PG&E'", "Vendor") == ["PG&E"]
 
 
 async def test_percent_is_literal_with_equals_and_a_wildcard_with_like(http, api, hostile):
@@ -308,14 +311,15 @@ async def test_order_by_both_spellings(http, api):
     assert await names(http, api, "select * from Customer order by DisplayName desc") == expected
     assert await names(http, api, "SELECT * FROM Customer ORDERBY DisplayName ASC") == expected[::-1]
     # Ids sort as numbers ("10" after "9"), and ORDERBY combines with paging.
-    for n in range(3):
-        await create(http, api, "Customer", {"DisplayName": f"Numbered {n}"})
-    ids = [c["Id"] for c in (await query(http, api, "SELECT * FROM Customer ORDER BY Id DESC MAXRESULTS 4"))[
-        "Customer"]]
-    assert ids == ["11", "10", "9", "8"]
-    ids = [c["Id"] for c in (await query(http, api, "SELECT * FROM Customer ORDERBY Id STARTPOSITION 8"))[
-        "Customer"]]
-    assert ids == ["8", "9", "10", "11"]
+    made = [(await create(http, api, "Customer", {"DisplayName": f"Numbered {n}"}))["Id"] for n in range(3)]
+    assert int(made[0]) > SEEDED_CUSTOMERS
+    async def ids(text: str) -> list[str]:
+        return [c["Id"] for c in (await query(http, api, text))["Customer"]]
+
+    assert await ids("SELECT * FROM Customer ORDER BY Id DESC MAXRESULTS 4") == [*made[::-1], str(SEEDED_CUSTOMERS)]
+    assert await ids("SELECT * FROM Customer ORDERBY Id STARTPOSITION 8 MAXRESULTS 4") == ["8", "9", "10", "11"]
+    assert await ids(f"SELECT * FROM Customer ORDERBY Id STARTPOSITION {SEEDED_CUSTOMERS}") == \
+        [str(SEEDED_CUSTOMERS), *made]
 
 
 async def test_entity_name_is_matched_ignoring_case(http, api):
@@ -390,7 +394,7 @@ async def test_cdc_reports_creates_updates_and_deletes_per_entity(http, api, san
 async def test_cdc_leaves_out_records_older_than_changed_since(http, api, sandbox, realm):
     before = qbo_datetime(sandbox.clock.now() - timedelta(minutes=1))
     seeded = await cdc(http, api, "Invoice", before)
-    assert seeded[0]["totalCount"] == 4  # the seed's invoices
+    assert seeded[0]["totalCount"] == SEEDED_INVOICES
     advance(sandbox, http, realm, 10 * 86400)
     since = qbo_datetime(sandbox.clock.now())
     sandbox.clock.advance(1)
@@ -401,7 +405,7 @@ async def test_cdc_leaves_out_records_older_than_changed_since(http, api, sandbo
     utc = datetime.fromisoformat(since).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert [r["Id"] for r in (await cdc(http, api, "Invoice", utc))[0]["Invoice"]] == [newer["Id"]]
     # Ten days back is still inside the 30-day window and sees the seed too.
-    assert (await cdc(http, api, "Invoice", before))[0]["totalCount"] == 5
+    assert (await cdc(http, api, "Invoice", before))[0]["totalCount"] == SEEDED_INVOICES + 1
 
 
 async def test_cdc_with_nothing_changed(http, api, sandbox):

@@ -45,14 +45,15 @@ async def expense_account(http, api) -> str:
 
 
 async def purchase_order(http, api, **extra) -> dict:
-    return await create(http, api, "PurchaseOrder", {"VendorRef": {"value": "2"}, **extra, "Line": [
+    return await create(http, api, "PurchaseOrder", {"VendorRef": {"value": "50"}, **extra, "Line": [
         {"Amount": 80.0, "DetailType": "AccountBasedExpenseLineDetail",
          "AccountBasedExpenseLineDetail": {"AccountRef": {"value": await expense_account(http, api)}}}]})
 
 
 @pytest.fixture
 async def invoice(http, api) -> dict:
-    """An invoice for Alder Creek Veterinary; like QBO's, it does not copy the customer's e-mail."""
+    """An invoice for Amy's Bird Sanctuary (the sample company's customer 1, e-mail Birds@Intuit.com); like
+    QBO's, it does not copy the customer's e-mail."""
     return await create(http, api, "Invoice", {"CustomerRef": {"value": "1"}, "Line": sales_line(150)})
 
 
@@ -90,13 +91,13 @@ async def test_send_without_send_to_uses_the_bill_email(http, api, realm, invoic
     assert response.status_code == 200, response.text
     sent = response.json()["Invoice"]
     assert sent["EmailStatus"] == "EmailSent"
-    assert sent["BillEmail"] == {"Address": "frontdesk@aldercreekvet.example"}
-    assert [e["to"] for e in await outbox(http, realm)] == ["frontdesk@aldercreekvet.example"]
+    assert sent["BillEmail"] == {"Address": "Birds@Intuit.com"}
+    assert [e["to"] for e in await outbox(http, realm)] == ["Birds@Intuit.com"]
     # Sending again is allowed and is a second e-mail.
     again = await http.post(api(f"invoice/{invoice['Id']}/send"), params={"sendTo": "second@b.example"},
                             headers=OCTET)
     assert again.status_code == 200
-    assert [e["to"] for e in await outbox(http, realm)] == ["frontdesk@aldercreekvet.example", "second@b.example"]
+    assert [e["to"] for e in await outbox(http, realm)] == ["Birds@Intuit.com", "second@b.example"]
 
 
 async def test_send_with_a_json_content_type_is_2020_delivery_address(http, api, realm, invoice):
@@ -222,7 +223,7 @@ async def test_invoice_pdf(http, api, invoice):
     text = pdf_text(response.content)
     assert f"({invoice['DocNumber']})".encode() in text
     assert COMPANY.encode() in text
-    assert b"Alder Creek Veterinary" in text
+    assert b"Amy's Bird Sanctuary" in text
 
 
 @pytest.mark.parametrize("entity", ["Estimate", "SalesReceipt", "CreditMemo"])

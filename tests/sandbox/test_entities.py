@@ -38,13 +38,13 @@ async def test_create_invoice_fills_what_qbo_fills(http, api):
     assert QBO_DATETIME.match(invoice["MetaData"]["CreateTime"])
     assert invoice["MetaData"]["CreateTime"] == invoice["MetaData"]["LastUpdatedTime"]
     assert invoice["TotalAmt"] == 100.0 and invoice["Balance"] == 100.0
-    assert invoice["CustomerRef"] == {"value": "1", "name": "Alder Creek Veterinary"}
+    assert invoice["CustomerRef"] == {"value": "1", "name": "Amy's Bird Sanctuary"}
     assert invoice["Line"][0]["Id"] == "1" and invoice["Line"][0]["LineNum"] == 1
     assert invoice["Line"][0]["SalesItemLineDetail"]["ItemRef"] == {"value": "1", "name": "Services"}
     assert invoice["Line"][-1] == {"Amount": 100.0, "DetailType": "SubTotalLineDetail", "SubTotalLineDetail": {}}
     assert invoice["DocNumber"].isdigit()
     assert invoice["EmailStatus"] == "NotSet" and invoice["PrintStatus"] == "NeedToPrint"
-    assert invoice["BillAddr"]["City"] == "Bayshore"
+    assert invoice["BillAddr"]["City"] == "Bayshore"  # the customer's (4581 Finch St., Bayshore)
     # Due date is the transaction date plus the default 30 days.
     assert invoice["DueDate"] > invoice["TxnDate"]
     read = await http.get(api(f"invoice/{invoice['Id']}"))
@@ -157,9 +157,9 @@ async def test_name_lists_deactivate_instead_of_delete(http, api):
 
 
 async def test_delete_transaction_then_read_gives_610(http, api):
-    bill = await create(http, api, "Bill", {"VendorRef": {"value": "1"}, "Line": [
+    bill = await create(http, api, "Bill", {"VendorRef": {"value": "48"}, "Line": [  # PG&E, Utilities
         {"Amount": 42.5, "DetailType": "AccountBasedExpenseLineDetail",
-         "AccountBasedExpenseLineDetail": {"AccountRef": {"value": "21"}}}]})
+         "AccountBasedExpenseLineDetail": {"AccountRef": {"value": "77"}}}]})
     assert bill["Balance"] == 42.5
     response = await http.post(api("bill"), params={"operation": "delete"},
                                json={"Id": bill["Id"], "SyncToken": bill["SyncToken"]})
@@ -199,8 +199,8 @@ async def test_void_invoice_and_payment(http, api):
     assert voided_invoice["TotalAmt"] == 0 and voided_invoice["Balance"] == 0
     assert voided_invoice["PrivateNote"] == "Voided - spring job"
     assert all(line["Amount"] == 0 for line in voided_invoice["Line"])
-    # Bills cannot be voided.
-    refused = await http.post(api("bill"), params={"operation": "void"}, json={"Id": "1", "SyncToken": "0"})
+    # Bills cannot be voided (17 is the sample company's bill from PG&E).
+    refused = await http.post(api("bill"), params={"operation": "void"}, json={"Id": "17", "SyncToken": "0"})
     assert refused.status_code == 400
 
 
@@ -236,9 +236,9 @@ async def test_journal_entry_must_balance(http, api):
 
 
 async def test_reading_an_id_of_another_transaction_type(http, api):
-    bill = await create(http, api, "Bill", {"VendorRef": {"value": "2"}, "Line": [
+    bill = await create(http, api, "Bill", {"VendorRef": {"value": "41"}, "Line": [  # Hicks Hardware, Supplies
         {"Amount": 9, "DetailType": "AccountBasedExpenseLineDetail",
-         "AccountBasedExpenseLineDetail": {"AccountRef": {"value": "22"}}}]})
+         "AccountBasedExpenseLineDetail": {"AccountRef": {"value": "20"}}}]})
     response = await http.get(api(f"invoice/{bill['Id']}"))
     assert fault_of(response)["Detail"] == "Object Not Found : TxnType does not match read: Bill expected: Invoice"
     response = await http.get(api("customer/99999"))
@@ -316,3 +316,43 @@ async def test_batch_items_do_not_see_each_others_results(http, api):
     invoice = await create(http, api, "Invoice", {"CustomerRef": {"value": answers["c2"]["Customer"]["Id"]}, "Line": [
         {"Amount": 5, "DetailType": "SalesItemLineDetail", "SalesItemLineDetail": {"ItemRef": {"value": "1"}}}]})
     assert invoice["CustomerRef"]["name"] == "Second Newcomer"
+
+
+async def test_a_parent_customer_owes_its_jobs_balances_with_jobs(http, api):
+    """BalanceWithJobs is a customer's balance plus its sub-customers' (recorded all/customers.yml: Freeman Sporting
+    Goods has Balance 0 and BalanceWithJobs 85.00, its job 55 Twin Lane's balance). The sample company's Freeman
+    Sporting Goods (7) has two jobs, 0969 Ocean View Road (8) and 55 Twin Lane (9)."""
+    async def customer(customer_id: str) -> dict:
+        return (await http.get(api(f"customer/{customer_id}"))).json()["Customer"]
+
+    parent, job = await customer("7"), await customer("9")
+    assert parent["Balance"] == 0 and parent["BalanceWithJobs"] == round((await customer("8"))["Balance"]
+                                                                          + job["Balance"], 2)
+    await create(http, api, "Invoice", {"CustomerRef": {"value": "9"}, "Line": [
+        {"Amount": 60, "DetailType": "SalesItemLineDetail", "SalesItemLineDetail": {"ItemRef": {"value": "6"}}}]})
+    assert (await customer("9"))["BalanceWithJobs"] == job["Balance"] + 60
+    after = await customer("7")
+    assert (after["Balance"], after["BalanceWithJobs"]) == (0, parent["BalanceWithJobs"] + 60)
+    # A job of a job counts up the whole chain.
+    grandchild = await create(http, api, "Customer", {"DisplayName": "Twin Lane Gazebo", "Job": True,
+                                                      "ParentRef": {"value": "9"}})
+    await create(http, api, "Invoice", {"CustomerRef": {"value": grandchild["Id"]}, "Line": [
+        {"Amount": 15, "DetailType": "SalesItemLineDetail", "SalesItemLineDetail": {"ItemRef": {"value": "6"}}}]})
+    assert (await customer("7"))["BalanceWithJobs"] == parent["BalanceWithJobs"] + 75
+    # Balances are the server's after create ("Write-on-create"): a full update that leaves them out, or sends
+    # another, changes neither.
+    current = await customer("7")
+    full = {k: v for k, v in current.items() if k not in ("Balance", "BalanceWithJobs", "MetaData")}
+    updated = (await http.post(api("customer"), json={**full, "Notes": "full update"})).json()["Customer"]
+    assert (updated["Balance"], updated["BalanceWithJobs"]) == (0, current["BalanceWithJobs"])
+    written = (await http.post(api("customer"), json={**full, "SyncToken": updated["SyncToken"], "Balance": 999,
+                                                      "BalanceWithJobs": 999})).json()["Customer"]
+    assert (written["Balance"], written["BalanceWithJobs"]) == (0, current["BalanceWithJobs"])
+    # Moving a job to another parent moves its balance with it.
+    moved = await customer("9")
+    await http.post(api("customer"), json={"Id": "9", "SyncToken": moved["SyncToken"], "sparse": True,
+                                           "ParentRef": {"value": "22"}})
+    assert (await customer("7"))["BalanceWithJobs"] == round(current["BalanceWithJobs"] - moved["BalanceWithJobs"], 2)
+    shara = await customer("22")
+    assert shara["BalanceWithJobs"] == round(shara["Balance"] + (await customer("23"))["BalanceWithJobs"]
+                                             + moved["BalanceWithJobs"], 2)

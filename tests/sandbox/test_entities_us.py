@@ -12,7 +12,9 @@ import pytest
 pytestmark = pytest.mark.asyncio
 
 SALES_LINE = [{"Amount": 25, "DetailType": "SalesItemLineDetail", "SalesItemLineDetail": {"ItemRef": {"value": "2"}}}]
-CHECKING, SAVINGS, VISA, SERVICES_INCOME = "1", "2", "8", "11"
+# The sample company's accounts (docs/sandbox.md), employee John Johnson and tax rate California (8%).
+CHECKING, SAVINGS, MASTERCARD, SERVICES_INCOME = "35", "36", "41", "1"
+EMPLOYEE, CALIFORNIA_RATE = "54", "3"
 
 
 def fault(response: httpx.Response, code: str, status: int = 400) -> dict:
@@ -61,7 +63,8 @@ async def test_entity_names_in_any_case_in_paths_from_and_cdc(http, api):
 # --- TimeActivity ---------------------------------------------------------------------------------------
 async def test_time_activity_by_duration_and_by_start_and_end(http, api):
     by_duration = await http.post(api("timeactivity"), json={
-        "NameOf": "Employee", "EmployeeRef": {"value": "1"}, "CustomerRef": {"value": "3"}, "ItemRef": {"value": "3"},
+        "NameOf": "Employee", "EmployeeRef": {"value": EMPLOYEE}, "CustomerRef": {"value": "3"},
+        "ItemRef": {"value": "18"},
         "Hours": 2, "Minutes": 15, "BillableStatus": "Billable", "HourlyRate": 40, "Description": "Hedge trimming"})
     assert by_duration.status_code == 200, by_duration.text
     record = by_duration.json()["TimeActivity"]
@@ -70,7 +73,7 @@ async def test_time_activity_by_duration_and_by_start_and_end(http, api):
     assert "CurrencyRef" not in record and "DocNumber" not in record
 
     timed = (await http.post(api("timeactivity"), json={
-        "NameOf": "Vendor", "VendorRef": {"value": "2"}, "StartTime": "2026-11-02T08:00:00-08:00",
+        "NameOf": "Vendor", "VendorRef": {"value": "51"}, "StartTime": "2026-11-02T08:00:00-08:00",
         "EndTime": "2026-11-02T16:30:00-08:00", "BreakHours": 0, "BreakMinutes": 30})).json()["TimeActivity"]
     assert (timed["Hours"], timed["Minutes"], timed["BillableStatus"]) == (8, 0, "NotBillable")
 
@@ -87,12 +90,12 @@ async def test_time_activity_refusals(http, api):
     assert fault(await http.post(api("timeactivity"), json={"Hours": 1}), "2020")["element"] == "NameOf"
     missing_vendor = await http.post(api("timeactivity"), json={"NameOf": "Vendor", "Hours": 1})
     assert fault(missing_vendor, "2020")["element"] == "VendorRef"
-    no_time = await http.post(api("timeactivity"), json={"NameOf": "Employee", "EmployeeRef": {"value": "1"}})
+    no_time = await http.post(api("timeactivity"), json={"NameOf": "Employee", "EmployeeRef": {"value": EMPLOYEE}})
     assert fault(no_time, "2020")["element"] == "Hours"
     billable_alone = await http.post(api("timeactivity"), json={
-        "NameOf": "Employee", "EmployeeRef": {"value": "1"}, "Hours": 1, "BillableStatus": "Billable"})
+        "NameOf": "Employee", "EmployeeRef": {"value": EMPLOYEE}, "Hours": 1, "BillableStatus": "Billable"})
     fault(billable_alone, "6000")
-    fault(await http.post(api("timeactivity"), json={"NameOf": "Employee", "EmployeeRef": {"value": "1"},
+    fault(await http.post(api("timeactivity"), json={"NameOf": "Employee", "EmployeeRef": {"value": EMPLOYEE},
                                                      "Hours": 1, "PrivateNote": "no such field"}), "2010")
 
 
@@ -123,12 +126,12 @@ async def test_transfer_between_balance_sheet_accounts(http, api):
 
 async def test_credit_card_payment_answers_as_credit_card_payment_txn(http, api):
     created = await http.post(api("creditcardpayment"), json={
-        "BankAccountRef": {"value": CHECKING}, "CreditCardAccountRef": {"value": VISA}, "Amount": "100",
-        "TxnDate": "2026-11-20", "PrivateNote": "Pay down the Visa"})
+        "BankAccountRef": {"value": CHECKING}, "CreditCardAccountRef": {"value": MASTERCARD}, "Amount": "100",
+        "TxnDate": "2026-11-20", "PrivateNote": "Pay down the Mastercard"})
     assert created.status_code == 200, created.text
     assert list(created.json()) == ["CreditCardPaymentTxn", "time"]
     payment = created.json()["CreditCardPaymentTxn"]
-    assert payment["Amount"] == 100.0 and payment["CreditCardAccountRef"]["name"] == "Visa"
+    assert payment["Amount"] == 100.0 and payment["CreditCardAccountRef"]["name"] == "Mastercard"
     read = (await http.get(api(f"creditcardpayment/{payment['Id']}"))).json()
     assert read["CreditCardPaymentTxn"]["Id"] == payment["Id"]
     found = await query(http, api, "select * from creditcardpayment")
@@ -137,7 +140,7 @@ async def test_credit_card_payment_answers_as_credit_card_payment_txn(http, api)
         "BankAccountRef": {"value": SAVINGS}, "CreditCardAccountRef": {"value": CHECKING}, "Amount": 1})
     assert fault(wrong, "6000")["element"] == "CreditCardAccountRef"
     unknown = await http.post(api("creditcardpayment"), json={
-        "BankAccountRef": {"value": CHECKING}, "CreditCardAccountRef": {"value": VISA}, "Amount": 1, "Nope": 1})
+        "BankAccountRef": {"value": CHECKING}, "CreditCardAccountRef": {"value": MASTERCARD}, "Amount": 1, "Nope": 1})
     assert "CreditCardPaymentTxn" in fault(unknown, "2010")["Detail"]
     changed = await since_yesterday(http, api, "CreditCardPayment")
     assert payment["Id"] in {r["Id"] for r in changed["CreditCardPaymentTxn"]}
@@ -178,28 +181,29 @@ async def test_tax_service_creates_a_tax_code_a_tax_code_query_returns(http, api
     created = await http.post(api("taxservice/taxcode"), json={
         "TaxCode": "Mountain View", "TaxRateDetails": [
             {"TaxRateName": "Mountain View City", "RateValue": "1.25", "TaxAgencyId": "1", "TaxApplicableOn": "Sales"},
-            {"TaxRateId": "1"}]})
+            {"TaxRateId": CALIFORNIA_RATE}]})
     assert created.status_code == 200, created.text
     answer = created.json()
     assert set(answer) == {"TaxCode", "TaxCodeId", "TaxRateDetails"}
     assert answer["TaxCode"] == "Mountain View" and answer["TaxCodeId"] == "3"
     new_rate, existing = answer["TaxRateDetails"]
-    assert new_rate == {"TaxRateName": "Mountain View City", "TaxRateId": "2", "RateValue": 1.25, "TaxAgencyId": "1",
+    # The new rate's Id follows the sample company's rate 3.
+    assert new_rate == {"TaxRateName": "Mountain View City", "TaxRateId": "4", "RateValue": 1.25, "TaxAgencyId": "1",
                         "TaxApplicableOn": "Sales"}
-    assert existing["TaxRateId"] == "1" and existing["TaxRateName"] == "California"
+    assert existing["TaxRateId"] == CALIFORNIA_RATE and existing["TaxRateName"] == "California"
 
     codes = await query(http, api, "select * from TaxCode")
     assert sorted(c["Name"] for c in codes["TaxCode"]) == ["California", "Mountain View"]
     code = next(c for c in codes["TaxCode"] if c["Id"] == "3")
-    assert [d["TaxRateRef"]["value"] for d in code["SalesTaxRateList"]["TaxRateDetail"]] == ["2", "1"]
-    rate = (await http.get(api("taxrate/2"))).json()["TaxRate"]
+    assert [d["TaxRateRef"]["value"] for d in code["SalesTaxRateList"]["TaxRateDetail"]] == ["4", CALIFORNIA_RATE]
+    rate = (await http.get(api("taxrate/4"))).json()["TaxRate"]
     assert rate["RateValue"] == 1.25 and rate["AgencyRef"]["value"] == "1"
 
     duplicate = await http.post(api("TaxService/Taxcode"), json={
         "TaxCode": "Another", "TaxRateDetails": [{"TaxRateName": "Mountain View City", "RateValue": 1,
                                                   "TaxAgencyId": "1"}]})
     assert fault(duplicate, "6240")["Detail"].startswith("The name supplied already exists. : Another tax rate")
-    fault(await http.post(api("taxservice/taxcode"), json={"TaxRateDetails": [{"TaxRateId": "1"}]}), "2020")
+    fault(await http.post(api("taxservice/taxcode"), json={"TaxRateDetails": [{"TaxRateId": CALIFORNIA_RATE}]}), "2020")
     no_agency = await http.post(api("taxservice/taxcode"), json={
         "TaxCode": "Nowhere", "TaxRateDetails": [{"TaxRateName": "Nowhere", "RateValue": 1, "TaxAgencyId": "99"}]})
     fault(no_agency, "2500")
@@ -242,8 +246,8 @@ async def test_recurring_invoice_template_lifecycle(http, api):
     read = (await http.get(api(f"recurringtransaction/{template['Id']}"))).json()
     assert read["RecurringTransaction"]["Invoice"]["Id"] == template["Id"]
     bill = await http.post(api("recurringtransaction"), json={"Bill": {
-        "VendorRef": {"value": "1"}, "Line": [{"Amount": 900, "DetailType": "AccountBasedExpenseLineDetail",
-                                               "AccountBasedExpenseLineDetail": {"AccountRef": {"value": "20"}}}],
+        "VendorRef": {"value": "40"}, "Line": [{"Amount": 900, "DetailType": "AccountBasedExpenseLineDetail",
+                                                "AccountBasedExpenseLineDetail": {"AccountRef": {"value": "17"}}}],
         "RecurringInfo": {**RECURRING_INFO, "Name": "Rent"}}})
     assert bill.status_code == 200, bill.text
     only_invoices = await query(http, api, "select * from RecurringTransaction where Type = 'Invoice'")

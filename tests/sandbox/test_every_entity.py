@@ -1,4 +1,9 @@
-"""Every entity the sandbox serves goes through create, read, sparse update, query and delete/deactivate."""
+"""Every entity the sandbox serves goes through create, read, sparse update, query and delete/deactivate.
+
+References are to the sample company a new sandbox company is (docs/sandbox.md): Checking 35, Savings 36,
+Mastercard 41, Bank Charges 8, Services 1, Interest Earned 89, Travel 22; item 2 Hours, 5 Rock Fountain; vendor
+48 PG&E; employee 54 John Johnson.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +18,9 @@ EXPENSE_LINE = [{"Amount": 40, "DetailType": "AccountBasedExpenseLineDetail",
                  "AccountBasedExpenseLineDetail": {"AccountRef": {"value": "22"}}}]
 JOURNAL_LINES = [
     {"Amount": 15, "DetailType": "JournalEntryLineDetail",
-     "JournalEntryLineDetail": {"PostingType": "Debit", "AccountRef": {"value": "18"}}},
+     "JournalEntryLineDetail": {"PostingType": "Debit", "AccountRef": {"value": "8"}}},
     {"Amount": 15, "DetailType": "JournalEntryLineDetail",
-     "JournalEntryLineDetail": {"PostingType": "Credit", "AccountRef": {"value": "1"}}},
+     "JournalEntryLineDetail": {"PostingType": "Credit", "AccountRef": {"value": "35"}}},
 ]
 
 MINIMAL = {
@@ -23,29 +28,29 @@ MINIMAL = {
     "Customer": {"DisplayName": "Every Entity Customer"},
     "Vendor": {"DisplayName": "Every Entity Vendor"},
     "Employee": {"GivenName": "Riley", "FamilyName": "Everett"},
-    "Item": {"Name": "Consulting", "Type": "Service", "IncomeAccountRef": {"value": "11"}},
+    "Item": {"Name": "Consulting", "Type": "Service", "IncomeAccountRef": {"value": "1"}},
     "Term": {"Name": "Net 45", "DueDays": 45},
     "PaymentMethod": {"Name": "Wire transfer"},
-    "Class": {"Name": "Residential"},
+    "Class": {"Name": "Hardscape"},
     "Department": {"Name": "North Yard"},
     "Invoice": {"CustomerRef": {"value": "1"}, "Line": SALES_LINE},
     "Estimate": {"CustomerRef": {"value": "1"}, "Line": SALES_LINE},
     "SalesReceipt": {"CustomerRef": {"value": "1"}, "Line": SALES_LINE},
     "CreditMemo": {"CustomerRef": {"value": "1"}, "Line": SALES_LINE},
-    "RefundReceipt": {"CustomerRef": {"value": "1"}, "Line": SALES_LINE, "DepositToAccountRef": {"value": "1"}},
+    "RefundReceipt": {"CustomerRef": {"value": "1"}, "Line": SALES_LINE, "DepositToAccountRef": {"value": "35"}},
     "Payment": {"CustomerRef": {"value": "2"}, "TotalAmt": 10},
-    "Deposit": {"DepositToAccountRef": {"value": "1"}, "Line": [
-        {"Amount": 30, "DetailType": "DepositLineDetail", "DepositLineDetail": {"AccountRef": {"value": "15"}}}]},
-    "Bill": {"VendorRef": {"value": "1"}, "Line": EXPENSE_LINE},
-    "VendorCredit": {"VendorRef": {"value": "1"}, "Line": EXPENSE_LINE},
-    "PurchaseOrder": {"VendorRef": {"value": "1"}, "Line": [
+    "Deposit": {"DepositToAccountRef": {"value": "35"}, "Line": [
+        {"Amount": 30, "DetailType": "DepositLineDetail", "DepositLineDetail": {"AccountRef": {"value": "89"}}}]},
+    "Bill": {"VendorRef": {"value": "48"}, "Line": EXPENSE_LINE},
+    "VendorCredit": {"VendorRef": {"value": "48"}, "Line": EXPENSE_LINE},
+    "PurchaseOrder": {"VendorRef": {"value": "48"}, "Line": [
         {"Amount": 40, "DetailType": "ItemBasedExpenseLineDetail",
-         "ItemBasedExpenseLineDetail": {"ItemRef": {"value": "9"}, "Qty": 2, "UnitPrice": 20}}]},
-    "Purchase": {"PaymentType": "Cash", "AccountRef": {"value": "1"}, "Line": EXPENSE_LINE},
+         "ItemBasedExpenseLineDetail": {"ItemRef": {"value": "5"}, "Qty": 2, "UnitPrice": 20}}]},
+    "Purchase": {"PaymentType": "Cash", "AccountRef": {"value": "35"}, "Line": EXPENSE_LINE},
     "JournalEntry": {"Line": JOURNAL_LINES},
-    "TimeActivity": {"NameOf": "Employee", "EmployeeRef": {"value": "1"}, "Hours": 3, "Minutes": 30},
-    "Transfer": {"FromAccountRef": {"value": "1"}, "ToAccountRef": {"value": "2"}, "Amount": 125},
-    "CreditCardPayment": {"BankAccountRef": {"value": "1"}, "CreditCardAccountRef": {"value": "8"}, "Amount": 60},
+    "TimeActivity": {"NameOf": "Employee", "EmployeeRef": {"value": "54"}, "Hours": 3, "Minutes": 30},
+    "Transfer": {"FromAccountRef": {"value": "35"}, "ToAccountRef": {"value": "36"}, "Amount": 125},
+    "CreditCardPayment": {"BankAccountRef": {"value": "35"}, "CreditCardAccountRef": {"value": "41"}, "Amount": 60},
     "Attachable": {"Note": "Signed contract is in the filing cabinet",
                    "AttachableRef": [{"EntityRef": {"type": "Customer", "value": "1"}}]},
 }
@@ -100,8 +105,8 @@ async def test_entity_lifecycle(http, api, entity: str):
 async def test_bill_payment_pays_a_bill(http, api):
     bill = (await http.post(api("bill"), json=MINIMAL["Bill"])).json()["Bill"]
     response = await http.post(api("billpayment"), json={
-        "VendorRef": {"value": "1"}, "PayType": "Check", "TotalAmt": 40,
-        "CheckPayment": {"BankAccountRef": {"value": "1"}},
+        "VendorRef": {"value": "48"}, "PayType": "Check", "TotalAmt": 40,
+        "CheckPayment": {"BankAccountRef": {"value": "35"}},
         "Line": [{"Amount": 40, "LinkedTxn": [{"TxnId": bill["Id"], "TxnType": "Bill"}]}]})
     assert response.status_code == 200, response.text
     payment = response.json()["BillPayment"]
@@ -147,20 +152,39 @@ async def test_a_new_company_has_believable_books_the_same_every_time():
     assert len(books["Account"]) >= 20 and len(books["Customer"]) >= 5 and len(books["Vendor"]) >= 5
     assert books["TaxCode"] and books["Term"] and len(books["Item"]) >= 5
     assert len(books["Invoice"]) >= 3 and books["Payment"] and books["Bill"]
-    # Consistent: the paid invoice has no balance, and customers' balances add up to their open invoices.
+    # Consistent: each invoice's balance is what its payments leave (one paid in full, one in part), and
+    # customers' balances add up to their open invoices less open credit memos, with their jobs' too.
+    applied: dict[str, float] = {}
+    for payment in books["Payment"]:
+        for line in payment["Line"]:
+            for link in line.get("LinkedTxn", []):
+                applied[link["TxnId"]] = applied.get(link["TxnId"], 0) + line["Amount"]
+    for invoice in books["Invoice"]:
+        assert invoice["Balance"] == round(invoice["TotalAmt"] - applied.get(invoice["Id"], 0), 2)
     paid = [i for i in books["Invoice"] if i["LinkedTxn"]]
-    assert paid and all(i["Balance"] == 0 for i in paid)
+    assert any(i["Balance"] == 0 for i in paid) and any(0 < i["Balance"] < i["TotalAmt"] for i in paid)
     for customer in books["Customer"]:
-        open_total = sum(i["Balance"] for i in books["Invoice"] if i["CustomerRef"]["value"] == customer["Id"])
-        assert customer["Balance"] == round(open_total, 2)
+        def owed(entity: str, customer_id: str = customer["Id"]) -> float:
+            return sum(t["Balance"] for t in books[entity] if t["CustomerRef"]["value"] == customer_id)
+        assert customer["Balance"] == round(owed("Invoice") - owed("CreditMemo"), 2)
+        jobs = [c for c in books["Customer"] if c.get("ParentRef", {}).get("value") == customer["Id"]]
+        assert customer["BalanceWithJobs"] == round(customer["Balance"] + sum(j["BalanceWithJobs"] for j in jobs), 2)
+    # A parent customer owes nothing itself but its job does (as recorded of Freeman Sporting Goods).
+    assert any(c["Balance"] == 0 < c["BalanceWithJobs"] for c in books["Customer"])
 
 
 async def test_entity_ref_type_picks_the_list(http, api):
-    expense = await http.post(api("purchase"), json={
-        "PaymentType": "Cash", "AccountRef": {"value": "1"}, "EntityRef": {"value": "5", "type": "Vendor"},
-        "Line": EXPENSE_LINE})
-    assert expense.json()["Purchase"]["EntityRef"] == {"value": "5", "name": "Norcal Fleet Fuel", "type": "Vendor"}
-    customer = await http.post(api("purchase"), json={
-        "PaymentType": "Cash", "AccountRef": {"value": "1"}, "EntityRef": {"value": "5", "type": "Customer"},
-        "Line": EXPENSE_LINE})
-    assert customer.json()["Purchase"]["EntityRef"]["name"] == "Elm Street Dental"
+    def purchase(value: str, kind: str) -> dict:
+        return {"PaymentType": "Cash", "AccountRef": {"value": "35"}, "EntityRef": {"value": value, "type": kind},
+                "Line": EXPENSE_LINE}
+
+    expense = await http.post(api("purchase"), json=purchase("30", "Vendor"))
+    assert expense.json()["Purchase"]["EntityRef"] == {"value": "30", "name": "Books by Bessie", "type": "Vendor"}
+    customer = await http.post(api("purchase"), json=purchase("7", "Customer"))
+    assert customer.json()["Purchase"]["EntityRef"] == {"value": "7", "name": "Freeman Sporting Goods",
+                                                        "type": "Customer"}
+    # A customer's Id is not looked up among vendors, nor a vendor's among customers.
+    for value, kind in (("7", "Vendor"), ("30", "Customer")):
+        refused = await http.post(api("purchase"), json=purchase(value, kind))
+        assert refused.status_code == 400
+        assert refused.json()["Fault"]["Error"][0]["code"] == "2500"

@@ -62,11 +62,12 @@ PACIFIC = ZoneInfo("America/Los_Angeles")
 
 @pytest.fixture(scope="module")
 def served() -> Iterator[tuple[str, str, AuthClient]]:
-    """One sandbox for the module, and a finished OAuth flow: (base URL, realm, intuit-oauth client)."""
+    """One sandbox for the module, and a finished OAuth flow: (base URL, realm, intuit-oauth client). Its company
+    is Intuit's sample company, as a new sandbox company of Intuit's is (Craig's Design and Landscaping Services)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")
         with running_sandbox("--auto-approve", "--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET,
-                             "--no-rate-limit") as (base, _process):
+                             "--no-rate-limit", "--books", "sample") as (base, _process):
             auth, realm = connect(base)
             yield base, realm, auth
 
@@ -178,7 +179,8 @@ def test_company_info_preferences_items_and_accounts(qb: QuickBooks, served):
     banks = Account.filter(AccountType="Bank", qb=qb)
     assert sorted(a.Name for a in banks) == ["Checking", "Savings"]
     income = Account.where("AccountType = 'Income'", order_by="Name", qb=qb)
-    assert [a.Name for a in income][:2] == ["Design income", "Landscaping Services"]
+    # By Name, a sub-account's own ("Landscaping Services:Job Materials:Fountains and Garden Lighting").
+    assert [a.Name for a in income][:2] == ["Design income", "Fountains and Garden Lighting"]
     assert Account.count("AccountType = 'Bank'", qb=qb) == 2
 
 
@@ -219,13 +221,16 @@ def test_customer_create_read_query_update_and_deactivate(qb: QuickBooks):
     assert [c.Id for c in Customer.filter(DisplayName=name, qb=qb)] == [created.Id]
     assert [c.Id for c in Customer.filter(Active=True, FamilyName="Quill", qb=qb)] == [created.Id]
     assert [c.Id for c in Customer.where(f"DisplayName LIKE '{name[:12]}%'", qb=qb)] == [created.Id]
-    chosen = Customer.choose([name, "Dunmore Realty"], field="DisplayName", qb=qb)
-    assert sorted(c.DisplayName for c in chosen) == sorted([name, "Dunmore Realty"])
+    chosen = Customer.choose([name, "Mark Cho"], field="DisplayName", qb=qb)
+    assert sorted(c.DisplayName for c in chosen) == sorted([name, "Mark Cho"])
     assert len(Customer.all(max_results=3, qb=qb)) == 3
-    by_family = [c.FamilyName for c in Customer.all(order_by="FamilyName, GivenName", qb=qb)]
-    assert by_family == sorted(by_family, key=str.lower)
+    by_family = [(c.FamilyName, c.GivenName) for c in Customer.all(order_by="FamilyName, GivenName", qb=qb)]
+    # Code point order, as QBO's (recorded: "PG&E" before "Pam Seitz"): the sample company's recorded family
+    # name "and Vegi" (Rondonuwu Fruit and Vegi) comes after the capitalised ones.
+    assert by_family == sorted(by_family)
+    assert [f for f, _ in by_family].index("and Vegi") > [f for f, _ in by_family].index("Whelan")
     active = Customer.count("Active = true", qb=qb)
-    assert Customer.count(qb=qb) == active and active >= 9
+    assert Customer.count(qb=qb) == active and active >= 30  # the sample company's 29 customers and this one
 
     fetched.GivenName = "Adaline"
     updated = fetched.save(qb=qb)
@@ -282,14 +287,14 @@ def test_query_on_a_misspelt_entity_raises_4001(qb: QuickBooks):
 
 def _default_invoice(qb: QuickBooks) -> Invoice:
     invoice = Invoice()
-    invoice.CustomerRef = customer_named(qb, "Cedar & Pine Cafe").to_ref()
+    invoice.CustomerRef = customer_named(qb, "Amy's Bird Sanctuary").to_ref()
     invoice.Line.append(sales_line(item_named(qb, "Design"), 2, 75))
     return invoice
 
 
 def _default_bill(qb: QuickBooks) -> Bill:
     bill = Bill()
-    bill.VendorRef = Vendor.filter(DisplayName="Meadow Hardware", qb=qb)[0].to_ref()
+    bill.VendorRef = Vendor.filter(DisplayName="Hicks Hardware", qb=qb)[0].to_ref()
     bill.Line.append(expense_line(account_named(qb, "Supplies"), 150))
     return bill
 
@@ -304,7 +309,7 @@ def _default_journal_entry(qb: QuickBooks) -> JournalEntry:
 def _default_sales_receipt(qb: QuickBooks) -> SalesReceipt:
     receipt = SalesReceipt()  # as the library's tests/integration/test_salesreceipt.py builds it
     receipt.TotalAmt = 150
-    receipt.CustomerRef = customer_named(qb, "Foxglove Bakery").to_ref()
+    receipt.CustomerRef = customer_named(qb, "Pye's Cakes").to_ref()
     receipt.Line = [sales_line(item_named(qb, "Design"), 2, 75)]
     return receipt
 
@@ -312,7 +317,7 @@ def _default_sales_receipt(qb: QuickBooks) -> SalesReceipt:
 def _default_purchase(qb: QuickBooks) -> Purchase:
     purchase = Purchase()  # as the library's tests/integration/test_purchase.py builds it
     purchase.PaymentType = "CreditCard"
-    purchase.AccountRef = account_named(qb, "Visa").to_ref()
+    purchase.AccountRef = account_named(qb, "Mastercard").to_ref()
     purchase.TotalAmt = 150
     purchase.Line.append(expense_line(account_named(qb, "Travel"), 150))
     return purchase
@@ -330,7 +335,7 @@ def test_transactions_with_the_library_default_dates(qb: QuickBooks, build: Call
     assert created.TotalAmt == 150
     if isinstance(created, Invoice):
         assert created.Balance == 150
-        # Cedar & Pine Cafe is on Net 30, and so is the company's default term.
+        # Amy's Bird Sanctuary has no term of its own: the company's default, Net 30, applies.
         assert created.DueDate == (today() + timedelta(days=30)).isoformat()
 
 
@@ -339,7 +344,7 @@ def test_transactions_with_the_library_default_dates(qb: QuickBooks, build: Call
 
 def test_invoice_create_get_update_send_pdf(qb: QuickBooks, served):
     base, realm, _auth = served
-    customer = customer_named(qb, "Cedar & Pine Cafe")
+    customer = customer_named(qb, "Amy's Bird Sanctuary")  # the library escapes the quote in its query
     design, soil = item_named(qb, "Design"), item_named(qb, "Soil")
     invoice = Invoice()
     invoice.CustomerRef = customer.to_ref()
@@ -350,14 +355,14 @@ def test_invoice_create_get_update_send_pdf(qb: QuickBooks, served):
     created = invoice.save(qb=qb, request_id=unique("create-invoice"))
     assert created.TotalAmt == 420 and created.Balance == 420
     assert created.DocNumber and created.SyncToken == "0"
-    assert created.CustomerRef.name == "Cedar & Pine Cafe"
+    assert created.CustomerRef.name == "Amy's Bird Sanctuary"
     assert [line.Amount for line in created.Line] == [300, 120, 420]
     assert created.Line[-1].DetailType == "SubTotalLineDetail"
-    assert created.BillAddr.City == "Palo Alto"
+    assert created.BillAddr.City == "Bayshore"  # the customer's billing address
 
     fetched = Invoice.get(created.Id, qb=qb)
     assert fetched.TxnDate == today().isoformat()
-    assert fetched.DueDate == (today() + timedelta(days=30)).isoformat()  # the customer's Net 30
+    assert fetched.DueDate == (today() + timedelta(days=30)).isoformat()  # the company's default Net 30
     assert fetched.Line[0].Description == "Patio layout"
     assert fetched.Line[0].SalesItemLineDetail.ItemRef.name == "Design"
     assert fetched.CustomerMemo.value == "Thanks for the coffee"
@@ -375,13 +380,13 @@ def test_invoice_create_get_update_send_pdf(qb: QuickBooks, served):
     assert updated.PrivateNote == "Added trimming"
     assert [line.Amount for line in updated.Line] == [300, 120, 70, 490]
 
-    sent = updated.send(qb=qb, send_to="owner@cedarpine.example")
+    sent = updated.send(qb=qb, send_to="owner@birds.example")
     assert sent["Invoice"]["EmailStatus"] == "EmailSent"
-    assert sent["Invoice"]["BillEmail"]["Address"] == "owner@cedarpine.example"
+    assert sent["Invoice"]["BillEmail"]["Address"] == "owner@birds.example"
     assert sent["Invoice"]["DeliveryInfo"]["DeliveryType"] == "Email"
     assert Invoice.get(created.Id, qb=qb).email_sent is True
     outbox = httpx.get(f"{base}/_sandbox/companies/{realm}/outbox").json()["emails"]
-    assert any(mail["to"] == "owner@cedarpine.example" and mail["id"] == created.Id for mail in outbox)
+    assert any(mail["to"] == "owner@birds.example" and mail["id"] == created.Id for mail in outbox)
 
     pdf = updated.download_pdf(qb=qb)
     assert isinstance(pdf, bytes) and pdf.startswith(b"%PDF")
@@ -390,11 +395,11 @@ def test_invoice_create_get_update_send_pdf(qb: QuickBooks, served):
 def test_sharable_invoice_link(qb: QuickBooks):
     # The library's README recipe and its integration test, as they run against Intuit's sandbox.
     invoice = Invoice()
-    invoice.CustomerRef = customer_named(qb, "Bayview Surf Co.").to_ref()
+    invoice.CustomerRef = customer_named(qb, "Bill's Windsurf Shop").to_ref()
     invoice.AllowOnlineCreditCardPayment = True
     invoice.AllowOnlineACHPayment = True
     invoice.BillEmail = EmailAddress()
-    invoice.BillEmail.Address = "theo@bayviewsurf.example"
+    invoice.BillEmail.Address = "Surf@Intuit.com"
     invoice.Line.append(sales_line(item_named(qb, "Design"), 1, 75))
     invoice.save(qb=qb)
     fetched = Invoice.get(invoice.Id, qb=qb, params={"include": "invoiceLink"})
@@ -403,7 +408,7 @@ def test_sharable_invoice_link(qb: QuickBooks):
 
 def test_request_id_makes_a_create_idempotent(qb: QuickBooks):
     # The library's tests/integration/test_invoice.py::test_create_idempotence, with the sandbox.
-    customer = customer_named(qb, "Harbor Light Books")
+    customer = customer_named(qb, "Kate Whelan")
     request_id = unique("invoice-once")
     lines = [sales_line(item_named(qb, "Pest Control"), 2, 35)]
     first, second = Invoice(), Invoice()
@@ -417,7 +422,7 @@ def test_request_id_makes_a_create_idempotent(qb: QuickBooks):
 
 
 def test_payment_applied_to_an_invoice_lowers_its_balance(qb: QuickBooks):
-    customer = customer_named(qb, "Dunmore Realty")
+    customer = customer_named(qb, "Mark Cho")
     invoice = new_invoice(qb, customer, sales_line(item_named(qb, "Gardening"), 5, 40))
     assert invoice.Balance == 200
 
@@ -445,7 +450,7 @@ def test_payment_applied_to_an_invoice_lowers_its_balance(qb: QuickBooks):
 
 
 def test_invoice_void_and_delete(qb: QuickBooks):
-    customer = customer_named(qb, "Elm Street Dental")
+    customer = customer_named(qb, "John Melton")
     gardening = item_named(qb, "Gardening")
     to_void = new_invoice(qb, customer, sales_line(gardening, 3, 40))
     # The README's way: an Invoice() holding only the Id (its SyncToken is the default 0).
@@ -530,7 +535,7 @@ def _invoice_ref(invoice: Invoice) -> AttachableRef:
 
 
 def test_attachable_upload_linked_to_an_invoice_read_and_download(qb: QuickBooks, tmp_path: Path):
-    invoice = new_invoice(qb, customer_named(qb, "Foxglove Bakery"), sales_line(item_named(qb, "Soil"), 3, 10))
+    invoice = new_invoice(qb, customer_named(qb, "Pye's Cakes"), sales_line(item_named(qb, "Soil"), 3, 10))
     path = tmp_path / "signed-quote.txt"
     content = b"Signed quote: 3 bags of soil\n"
     path.write_bytes(content)
@@ -570,7 +575,7 @@ def test_attachable_upload_linked_to_an_invoice_read_and_download(qb: QuickBooks
 
 
 def test_attachables_of_an_invoice_by_query(qb: QuickBooks):
-    invoice = new_invoice(qb, customer_named(qb, "Granite Peak Fitness"), sales_line(item_named(qb, "Soil"), 1, 10))
+    invoice = new_invoice(qb, customer_named(qb, "Dukes Basketball Camp"), sales_line(item_named(qb, "Soil"), 1, 10))
     note = Attachable()
     note.Note = "Gate code 4411"
     note.AttachableRef.append(_invoice_ref(invoice))
@@ -656,7 +661,8 @@ def test_webhook_signature_checks_with_the_library(tmp_path: Path):
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")
             with running_sandbox("--auto-approve", "--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET,
-                                 "--no-rate-limit", "--webhook-url", hook_url, "--webhook-verifier", verifier) as (
+                                 "--no-rate-limit", "--books", "sample", "--webhook-url", hook_url,
+                                 "--webhook-verifier", verifier) as (
                     base, _process):
                 auth, realm = connect(base)
                 client = point_at(QuickBooks(auth_client=auth, refresh_token=auth.refresh_token, company_id=realm,

@@ -41,7 +41,7 @@ def account_named(client: QuickBooks, name: str) -> Account:
 
 
 def test_transfer_and_credit_card_payment(qb: QuickBooks):  # noqa: F811
-    checking, savings, visa = (account_named(qb, n) for n in ("Checking", "Savings", "Visa"))
+    checking, savings, card = (account_named(qb, n) for n in ("Checking", "Savings", "Mastercard"))
     transfer = Transfer()
     transfer.Amount = 100
     transfer.FromAccountRef = checking.to_ref()
@@ -56,10 +56,10 @@ def test_transfer_and_credit_card_payment(qb: QuickBooks):  # noqa: F811
     payment = CreditCardPayment()
     payment.Amount = 100
     payment.BankAccountRef = checking.to_ref()
-    payment.CreditCardAccountRef = visa.to_ref()
+    payment.CreditCardAccountRef = card.to_ref()
     payment.save(qb=qb)
     fetched = CreditCardPayment.get(payment.Id, qb=qb)
-    assert (fetched.Amount, fetched.CreditCardAccountRef.value) == (100, visa.Id)
+    assert (fetched.Amount, fetched.CreditCardAccountRef.value) == (100, card.Id)
     latest = CreditCardPayment.all(max_results=1, qb=qb)[0]
     latest.Amount += 1
     latest.save(qb=qb)

@@ -41,6 +41,8 @@ CDC_MAX_DAYS = 30
 CDC_MAX_OBJECTS = 1000
 # Transactions share one Id sequence per company (a TxnId is unique across types); name lists count alone.
 _TXN_SEQUENCE = "__txn__"
+# What a customer or vendor owes: given at create (an opening balance), kept by the server afterwards.
+_WRITE_ON_CREATE = {"Customer": ("Balance", "BalanceWithJobs"), "Vendor": ("Balance",)}
 
 ChangeListener = Callable[[str, str, str, str, str], None]  # realm, entity, id, operation, lastUpdated
 
@@ -300,6 +302,12 @@ class Books:
             keep = {k: current[k] for k in kept if k in current}
             self._check_required(entity, body)
             record = {**body, **keep}
+        for key in _WRITE_ON_CREATE.get(entity.name, ()):
+            # An update neither sets nor clears these: the transactions do (Customer.Balance is "Write-on-create").
+            if key in current:
+                record[key] = current[key]
+            else:
+                record.pop(key, None)
         record["SyncToken"] = str(int(current["SyncToken"]) + 1)
         record["sparse"] = False
         record["domain"] = "QBO"
@@ -611,7 +619,7 @@ class Books:
                     record["DefaultTaxCodeRef"] = {"value": "2"}
             record["Job"] = parent_record is not None
             record.setdefault("BillWithParent", False)
-            record.setdefault("BalanceWithJobs", record.get("Balance", 0))
+            record["BalanceWithJobs"] = self._balance_with_jobs(company, record)
             record.setdefault("PreferredDeliveryMethod", "Print")
             if parent_record is not None:
                 record["Level"] = int(parent_record.get("Level", 0)) + 1
@@ -934,6 +942,10 @@ class Books:
         if entity.party is Party.VENDOR:
             for ref in {(r or {}).get("VendorRef", {}).get("value") for r in (previous, record)} - {None}:
                 self._recompute_party_balance(company, "Vendor", ref)
+        if entity.name == "Customer":
+            # A sub-customer added, moved or deactivated: its old and new parents' totals with jobs.
+            for ref in {(r or {}).get("ParentRef", {}).get("value") for r in (previous, record)} - {None}:
+                self._refresh_balance_with_jobs(company, str(ref))
 
     def refresh_accounts(self, company: Company, account_ids: set[str]) -> None:
         """Set CurrentBalance (and WithSubAccounts up the parent chain) of these accounts from the ledger.
@@ -986,10 +998,31 @@ class Books:
         balance = money(balance)
         if holder.get("Balance") == balance:
             return
-        holder = {**holder, "Balance": balance}
+        self.save(company, party, {**holder, "Balance": balance})
         if party == "Customer":
-            holder["BalanceWithJobs"] = balance
-        self.save(company, party, holder)
+            self._refresh_balance_with_jobs(company, party_id)
+
+    @staticmethod
+    def _balance_with_jobs(company: Company, record: dict) -> float:
+        """A customer's balance plus its sub-customers' BalanceWithJobs (recorded all/customers.yml: Freeman
+        Sporting Goods has Balance 0 and BalanceWithJobs 85.00, the balance of its job 55 Twin Lane)."""
+        record_id = record.get("Id")
+        jobs = [c for c in company.table("Customer").values()
+                if record_id is not None and (c.get("ParentRef") or {}).get("value") == record_id]
+        return money(float(record.get("Balance", 0)) + sum(float(c.get("BalanceWithJobs", 0)) for c in jobs))
+
+    def _refresh_balance_with_jobs(self, company: Company, customer_id: str) -> None:
+        """Set BalanceWithJobs of this customer and of each customer above it."""
+        customers = company.table("Customer")
+        seen: set[str] = set()
+        current: str | None = customer_id
+        while current and current in customers and current not in seen:
+            seen.add(current)
+            holder = customers[current]
+            total = self._balance_with_jobs(company, holder)
+            if holder.get("BalanceWithJobs") != total:
+                self.save(company, "Customer", {**holder, "BalanceWithJobs": total})
+            current = (holder.get("ParentRef") or {}).get("value")
 
 
 # References QBO answers with the Id only (recorded customer and vendor lists: ParentRef, TermRef).
