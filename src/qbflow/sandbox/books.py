@@ -39,8 +39,11 @@ USD = {"value": "USD", "name": "United States Dollar"}
 DELETED_SUFFIX = " (deleted)"
 CDC_MAX_DAYS = 30
 CDC_MAX_OBJECTS = 1000
-# Transactions share one Id sequence per company (a TxnId is unique across types); name lists count alone.
+# Transactions share one Id sequence per company (a TxnId is unique across types), and so do customers, vendors
+# and employees (the sample company's customers are 1-29 and its vendors 30-57 around employees 54 and 55, so a
+# new customer there is 58); the other lists count alone.
 _TXN_SEQUENCE = "__txn__"
+_NAME_SEQUENCE = "__name__"
 # What a customer or vendor owes: given at create (an opening balance), kept by the server afterwards.
 _WRITE_ON_CREATE = {"Customer": ("Balance", "BalanceWithJobs"), "Vendor": ("Balance",)}
 
@@ -134,6 +137,16 @@ class Company:
         return {"realm_id": self.realm_id, "name": self.name, "sequences": self.sequences}
 
 
+def id_sequence(entity: EntityDef) -> tuple[str, list[str]]:
+    """The key of the Id sequence `entity` takes its Ids from (in `Company.sequences`), and the lists sharing it."""
+    transactions = (Kind.TRANSACTION, Kind.TEMPLATE)
+    if entity.kind in transactions:
+        return _TXN_SEQUENCE, [e.name for e in ENTITIES.values() if e.kind in transactions]
+    if entity.name in SHARED_NAME_ENTITIES:
+        return _NAME_SEQUENCE, sorted(SHARED_NAME_ENTITIES)
+    return entity.name, [entity.name]
+
+
 class Books:
     """All companies of one sandbox, with QBO's rules for changing them."""
 
@@ -199,11 +212,12 @@ class Books:
         self.storage.kv_set(f"company:{company.realm_id}", company.meta())
 
     def _next_id(self, company: Company, entity: EntityDef) -> str:
-        key = _TXN_SEQUENCE if entity.kind in (Kind.TRANSACTION, Kind.TEMPLATE) else entity.name
+        key, sharing = id_sequence(entity)
         start = 5000000000000000000 if entity.kind is Kind.ATTACHMENT else 1
         if key not in company.sequences:
-            # Records a seed inserted with fixed Ids (tax codes, rates, agencies) come before the first new one.
-            taken = [int(i) for i in company.table(entity.name) if i.isdigit()]
+            # Records a seed inserted with fixed Ids (the sample's lists, tax codes, rates) come before the first
+            # new one, whichever of the sharing lists holds them.
+            taken = [int(i) for name in sharing for i in company.table(name) if i.isdigit()]
             company.sequences[key] = max([start - 1, *taken])
         value = company.sequences[key] + 1
         company.sequences[key] = value

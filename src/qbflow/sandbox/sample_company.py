@@ -15,6 +15,8 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from qbflow.catalog.entities import ENTITIES
+from qbflow.sandbox.books import id_sequence
 from qbflow.sandbox.seed import seed_settings
 from qbflow.sandbox.us_entities import seed_us_extras
 
@@ -68,8 +70,11 @@ def _create_with_id(books: Books, company: Company, entity: str, record: dict) -
     """Create through the API's rules, under the recorded Id (lists are created in Id order)."""
     body = {k: v for k, v in record.items() if k not in _COMPUTED and k != "Id"}
     active = body.pop("Active", True)
-    company.sequences[entity] = int(record["Id"]) - 1
+    key = id_sequence(ENTITIES[entity])[0]
+    last = company.sequences.get(key, 0)
+    company.sequences[key] = int(record["Id"]) - 1
     created = books.create(company.realm_id, entity, body)
+    company.sequences[key] = max(last, int(created["Id"]))  # employees 54-55 are created after vendor 57
     if not active:  # QBO marks an inactive name "(deleted)"; the recording already shows that name
         created = books.update(company.realm_id, entity, {"Id": created["Id"], "SyncToken": created["SyncToken"],
                                                           "sparse": True, "Active": False})
