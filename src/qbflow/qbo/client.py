@@ -51,8 +51,8 @@ from qbflow.qbo.errors import (
 )
 from qbflow.qbo.pacing import Pacer, pacer_for
 from qbflow.qbo.query import MAX_PAGE, Query
-from qbflow.qbo.tls import tls_context
 from qbflow.qbo.tokens import TokenProvider
+from qbflow.qbo.transport import api_transport, failure_of
 
 __all__ = [
     "DEFAULT_MINOR_VERSION",
@@ -174,8 +174,8 @@ class QBOClient:
         self._tokens = tokens
         self._pacer: Pacer | None = None if pacer is False else (pacer or pacer_for(realm_id))
         self._api = f"{self.base_url}/v3/company/{realm_id}"
-        self._http = httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False,
-                                       headers={"User-Agent": _USER_AGENT}, verify=tls_context())
+        self._http = httpx.AsyncClient(transport=transport or api_transport(), timeout=timeout,
+                                       follow_redirects=False, headers={"User-Agent": _USER_AGENT})
 
     @property
     def pacer(self) -> Pacer | None:
@@ -500,7 +500,7 @@ class QBOClient:
                 try:
                     response = await self._http.get(url)
                 except (httpx.TransportError, ConnectionError, TimeoutError) as exc:
-                    raise Transient(f"{type(exc).__name__} fetching a download link") from exc
+                    raise Transient(f"{failure_of(exc)[1]} fetching a download link") from exc
                 log.debug("GET %s -> %d attempt=%d %.0f ms", httpx.URL(url).path, response.status_code,
                           attempt.num, (time.perf_counter() - started) * 1000)
                 if response.status_code >= 400:
@@ -607,14 +607,11 @@ class QBOClient:
             try:
                 response = await self._http.request(method, url, params=query, headers=all_headers, json=json_body,
                                                     content=content, files=files)
-            except httpx.TimeoutException as exc:
-                log.debug("%s %s -> timeout attempt=%d", method, path, attempt)
-                raise Transient(f"QBO did not answer in time ({type(exc).__name__})", method=method,
-                                path=path) from exc
             except (httpx.TransportError, ConnectionError, TimeoutError) as exc:
-                log.debug("%s %s -> %s attempt=%d", method, path, type(exc).__name__, attempt)
-                raise Transient(f"connection to QBO failed ({type(exc).__name__})", method=method,
-                                path=path) from exc
+                timed_out, name = failure_of(exc)
+                log.debug("%s %s -> %s attempt=%d", method, path, name, attempt)
+                what = "QBO did not answer in time" if timed_out else "connection to QBO failed"
+                raise Transient(f"{what} ({name})", method=method, path=path) from exc
         log.debug("%s %s -> %d intuit_tid=%s attempt=%d %.0f ms", method, path, response.status_code,
                   response.headers.get("intuit_tid"), attempt, (time.perf_counter() - started) * 1000)
         return response
