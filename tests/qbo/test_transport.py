@@ -127,3 +127,26 @@ async def test_an_upload_sends_the_whole_multipart_body() -> None:
     assert pdf in bodies[0], "the file arrives whole, byte for byte"
     metadata = bodies[0].split(b"\r\n\r\n", 1)[1].split(b"\r\n--", 1)[0]
     assert json.loads(metadata)["AttachableRef"][0]["EntityRef"] == {"type": "Bill", "value": "12"}
+
+
+async def test_a_proxy_named_in_the_environment_carries_the_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As httpx alone did: HTTP(S)_PROXY is honoured (and NO_PROXY), read once when the client is made."""
+    seen: list[bytes] = []
+
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head, _body = await read_request(reader)
+        seen.append(head.split(b"\r\n", 1)[0])
+        content = b'{"Customer": {"Id": "58", "SyncToken": "0", "DisplayName": "Amy"}, "time": "x"}'
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                     + str(len(content)).encode() + b"\r\n\r\n" + content)
+        await writer.drain()
+        writer.close()
+
+    async with serve(proxy) as proxy_url:
+        for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", proxy_url)
+        async with client("http://quickbooks.example") as qbo:
+            found = await qbo.get("Customer", "58")
+    assert found["DisplayName"] == "Amy"
+    assert seen and seen[0].startswith(b"GET http://quickbooks.example/v3/company/4620816365212345678/customer/58?")

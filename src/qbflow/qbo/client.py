@@ -36,6 +36,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import httpx
 import stamina
@@ -52,7 +53,7 @@ from qbflow.qbo.errors import (
 from qbflow.qbo.pacing import Pacer, pacer_for
 from qbflow.qbo.query import MAX_PAGE, Query
 from qbflow.qbo.tokens import TokenProvider
-from qbflow.qbo.transport import api_transport, failure_of
+from qbflow.qbo.transport import api_client, failure_of
 
 __all__ = [
     "DEFAULT_MINOR_VERSION",
@@ -174,8 +175,8 @@ class QBOClient:
         self._tokens = tokens
         self._pacer: Pacer | None = None if pacer is False else (pacer or pacer_for(realm_id))
         self._api = f"{self.base_url}/v3/company/{realm_id}"
-        self._http = httpx.AsyncClient(transport=transport or api_transport(), timeout=timeout,
-                                       follow_redirects=False, headers={"User-Agent": _USER_AGENT})
+        self._http = api_client(transport=transport, timeout=timeout, follow_redirects=False,
+                                headers={"User-Agent": _USER_AGENT})
 
     @property
     def pacer(self) -> Pacer | None:
@@ -599,13 +600,16 @@ class QBOClient:
         self, method: str, url: str, query: dict[str, str], headers: dict[str, str], json_body: Any,
         content: bytes | None, files: dict[str, Any] | None, token: str, batch: bool, attempt: int,
     ) -> httpx.Response:
-        path = httpx.URL(url).path
+        # The URL is parsed once, by httpx, with its query (httpx's own encoding): handing it `params` instead
+        # parses it a second time to merge them, a twentieth of the engine's time at Intuit's pace.
+        path = urlsplit(url).path
+        full = f"{url}?{httpx.QueryParams(query)}" if query else url
         all_headers = {**headers, "Authorization": f"Bearer {token}"}
         slot = self._pacer.slot(batch=batch) if self._pacer is not None else contextlib.nullcontext()
         async with slot:
             started = time.perf_counter()
             try:
-                response = await self._http.request(method, url, params=query, headers=all_headers, json=json_body,
+                response = await self._http.request(method, full, headers=all_headers, json=json_body,
                                                     content=content, files=files)
             except (httpx.TransportError, ConnectionError, TimeoutError) as exc:
                 timed_out, name = failure_of(exc)

@@ -1,14 +1,15 @@
-"""The HTTP transport of the QBO client: httpx's API, aiohttp's connections.
+"""The HTTP client of the QBO client: httpx's API, aiohttp's connections.
 
 At Intuit's pace the engine makes hundreds of requests a second, and httpx's own connection pool (httpcore) costs
 about 1 ms of CPU a request: it checks every pooled connection's socket at each request's start and end. aiohttp's
 pool does the same work for about a quarter of that (benchmarks/README.md, "Throughput at latency"). The client
-keeps httpx's API (requests, responses, timeouts, errors) and only the transport underneath changes, through
-httpx-aiohttp's `AiohttpTransport`.
+keeps httpx's API (requests, responses, timeouts, errors); only the transport underneath changes, through
+httpx-aiohttp's client, which makes an aiohttp transport wherever httpx would make its own: for direct requests
+and for each proxy httpx reads from the environment (HTTP(S)_PROXY, NO_PROXY, once, when the client is made).
 
-Two things differ from that library's defaults, and both are ours to keep as httpx had them:
-- proxies and CA bundles from the environment (HTTPS_PROXY, SSL_CERT_FILE...) are honoured (`trust_env`), and the
-  one TLS context of the process is used (`tls.tls_context`) rather than one made per client;
+Ours to keep as httpx had it:
+- the one TLS context of the process (`tls.tls_context`, which reads SSL_CERT_FILE) rather than one made per
+  client (30 ms each);
 - a failure names what happened: httpx-aiohttp maps every aiohttp connection error (a reset, a closed keep-alive
   connection) to `httpx.ConnectTimeout`, which would read as "QBO did not answer in time". `failure_of` gives the
   kind and the name of the underlying error instead. Either way the client retries with the same request id, so
@@ -18,30 +19,22 @@ Two things differ from that library's defaults, and both are ours to keep as htt
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import aiohttp
 import httpx
-from httpx_aiohttp import AiohttpTransport
+from httpx_aiohttp import HttpxAiohttpClient
 
 from qbflow.qbo.tls import tls_context
 
-__all__ = ["api_transport", "failure_of"]
-
-# As many connections as a company's requests can have in flight with room for the OAuth and upload calls; idle
-# ones are closed after 5 s (httpx's default), before a server's usual keep-alive timeout closes them under us.
-_MAX_CONNECTIONS = 100
-_KEEPALIVE_SECONDS = 5.0
+__all__ = ["api_client", "failure_of"]
 
 
-def _session() -> aiohttp.ClientSession:
-    connector = aiohttp.TCPConnector(ssl=tls_context(), limit=_MAX_CONNECTIONS, keepalive_timeout=_KEEPALIVE_SECONDS)
-    return aiohttp.ClientSession(connector=connector, trust_env=True, auto_decompress=False)
-
-
-def api_transport() -> httpx.AsyncBaseTransport:
-    """A new transport for one `httpx.AsyncClient` (closed with it). Its aiohttp session is made on first use,
-    inside the event loop that uses it."""
-    return AiohttpTransport(verify=tls_context(), client=_session)
+def api_client(*, transport: httpx.AsyncBaseTransport | None = None, **options: Any) -> httpx.AsyncClient:
+    """An `httpx.AsyncClient` over aiohttp (`transport`, when given, is used instead: tests' in-process apps).
+    `options` are httpx's (timeout, headers, follow_redirects...). Each aiohttp session is made on first use,
+    inside the event loop that uses it, and closed with the client."""
+    return HttpxAiohttpClient(transport=transport, verify=tls_context(), **options)
 
 
 def failure_of(exc: BaseException) -> tuple[bool, str]:
