@@ -226,6 +226,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time a running process has used so far (Linux's /proc; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb() -> float:
     with open("/proc/self/status") as status:
         for line in status:
@@ -406,7 +415,7 @@ def throughput(args: argparse.Namespace) -> dict:
         folder = Path(temp)
         with running_sandbox("--client-id", APP_ID, "--client-secret", APP_SECRET, "--latency", str(args.latency),
                              "--fault-rate", str(args.fault_rate), "--companies", str(args.companies),
-                             log=folder / "sandbox.log") as (base, _sandbox):
+                             log=folder / "sandbox.log") as (base, sandbox):
             admin = httpx.Client(base_url=f"{base}/_sandbox", timeout=30)
             # Setting up costs none of the budget the measurement needs: no throttles, latency or faults.
             admin.put("/limits", json={"enabled": False}).raise_for_status()
@@ -431,6 +440,7 @@ def throughput(args: argparse.Namespace) -> dict:
             admin.put("/limits", json={"enabled": True, "reset": True}).raise_for_status()
 
             db = make_engine(env["QBFLOW_DATABASE_URL"])
+            sandbox_cpu_before = cpu_seconds(sandbox.pid)
             launched = time.time()
             engine = EngineProcess(env, folder / "engine.log", *args.engine_arg)
             timed_out = False
@@ -446,6 +456,8 @@ def throughput(args: argparse.Namespace) -> dict:
                         break
                     time.sleep(0.25)
                 stopped_at = time.time()
+                engine_cpu = cpu_seconds(engine.pid)
+                sandbox_cpu = cpu_seconds(sandbox.pid)
                 limits = admin.get("/limits").json()  # at once: later polls are not the measurement's
                 injected = admin.get("/faults").json()["injected"]
             finally:
@@ -453,6 +465,9 @@ def throughput(args: argparse.Namespace) -> dict:
                 db.dispose()
                 admin.close()
             problems = engine.output().count("Traceback")
+            with db.connect() as connection:
+                timeline = [(_epoch(c), _epoch(s) if s else None, _epoch(f) if f else None) for c, s, f in
+                            connection.execute(select(Run.created_at, Run.started_at, Run.finished_at)).all()]
     traffic = {name: limits["realms"][realms[name]] for name in names}
     requests = {name: counted["requests"] for name, counted in traffic.items()}
     firsts = [counted["first_request_at"] for counted in traffic.values() if counted["first_request_at"]]
@@ -474,6 +489,13 @@ def throughput(args: argparse.Namespace) -> dict:
         "injected_faults": injected, "longest_gap_seconds": round(gap, 3), "longest_gap_at": round(gap_at, 3),
         "runs_per_minute": round(done / actual * 60, 1) if actual > 0 else None,
         "engine_tracebacks": problems,
+        # CPU the engine process used from its start to the last run's end (start-up and polls included).
+        "engine_cpu_seconds": None if engine_cpu is None else round(engine_cpu, 2),
+        "sandbox_cpu_seconds": (None if sandbox_cpu is None or sandbox_cpu_before is None
+                                else round(sandbox_cpu - sandbox_cpu_before, 2)),
+        # Where the time went, in seconds from the first request: the first run stored (the poll's answer
+        # read), the first run started, and when a tenth, half and all of the runs had finished.
+        "timeline": _timeline(start, timeline),
     }
     if timed_out and done:
         # Straight-line projection: the same pace to the last run, the same requests per run in every company.
@@ -483,6 +505,18 @@ def throughput(args: argparse.Namespace) -> dict:
         result.update(projected_seconds=round(total, 1), projected_perfect_seconds=round(projected_perfect, 3),
                       projected_ratio=round(projected_perfect / total, 3))
     return result
+
+
+def _timeline(start: float, runs: list[tuple[float, float | None, float | None]]) -> dict[str, float | None]:
+    def at(moments: list[float], share: float) -> float | None:
+        moments = sorted(moments)
+        return round(moments[min(len(moments) - 1, int(share * len(moments)))] - start, 2) if moments else None
+
+    created = [c for c, _s, _f in runs]
+    started = [s for _c, s, _f in runs if s is not None]
+    finished = [f for _c, _s, f in runs if f is not None]
+    return {"first_stored": at(created, 0), "all_stored": at(created, 1), "first_started": at(started, 0),
+            "tenth_finished": at(finished, 0.1), "half_finished": at(finished, 0.5), "all_finished": at(finished, 1)}
 
 
 def report_throughput(result: dict) -> None:
@@ -516,6 +550,12 @@ def report_throughput(result: dict) -> None:
     print(f"   longest stretch without a finished run while runs were waiting: {result['longest_gap_seconds']:.1f} s"
           f" (from {result['longest_gap_at']:.1f} s after the first request)"
           + ("; goal with --fault-rate: at most 10 s" if result["fault_rate"] else ""))
+    if result.get("timeline"):
+        print("   timeline (s from the first request): " + ", ".join(
+            f"{key.replace('_', ' ')} {value}" for key, value in result["timeline"].items()))
+    if result.get("engine_cpu_seconds") is not None:
+        print(f"   CPU: the engine {result['engine_cpu_seconds']:.2f} s (start-up included), the sandbox "
+              f"{result['sandbox_cpu_seconds']:.2f} s (while the engine ran)")
     if result["engine_tracebacks"]:
         print(f"   the engine's output holds {result['engine_tracebacks']} traceback(s)")
 
