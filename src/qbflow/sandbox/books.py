@@ -33,6 +33,7 @@ from qbflow.sandbox import faults, us_entities
 from qbflow.sandbox.clock import COMPANY_TZ, Clock, qbo_datetime
 from qbflow.sandbox.faults import Fault
 from qbflow.sandbox.ledger import POSTING_ENTITIES, PROFIT_AND_LOSS_TYPES, Ledger, natural_balance
+from qbflow.sandbox.salestax import TAXED_FORMS, tax_detail
 from qbflow.sandbox.storage import Storage
 
 USD = {"value": "USD", "name": "United States Dollar"}
@@ -822,7 +823,11 @@ class Books:
             others = [line for line in lines if line.get("DetailType") != "DiscountLineDetail"]
             subtotal_line = {"Amount": subtotal, "DetailType": "SubTotalLineDetail", "SubTotalLineDetail": {}}
             record["Line"] = [*others, subtotal_line, *discounts]
-            record["TxnTaxDetail"] = {"TotalTax": 0}
+            if entity.name in TAXED_FORMS:
+                record["TxnTaxDetail"] = tax_detail(company, record, subtotal, discount)
+                total = money(total + record["TxnTaxDetail"]["TotalTax"])
+            else:
+                record["TxnTaxDetail"] = {"TotalTax": 0}
         given = record.get("TotalAmt")
         if entity.name == "Purchase" and given is not None and money(parse_amount(given, "TotalAmt")) != total:
             raise faults.business(f"TotalAmt {given} does not add up to the sum of the lines ({total}).",

@@ -99,10 +99,24 @@ def _price(item_id: str) -> float:
     return next(float(i["UnitPrice"]) for i in sample_data()["Item"] if i["Id"] == item_id)
 
 
+def _taxable(item_id: str) -> bool:
+    return any(i["Id"] == item_id and i.get("Taxable") is True for i in sample_data()["Item"])
+
+
 def _line(item_id: str, qty: float, price: float | None = None) -> dict:
+    """A sales line; a taxable item's line is marked TAX, as the sample's recorded invoices have them."""
     unit = _price(item_id) if price is None else price
     return {"Amount": round(qty * unit, 2), "DetailType": "SalesItemLineDetail",
-            "SalesItemLineDetail": {"ItemRef": {"value": item_id}, "Qty": qty, "UnitPrice": unit}}
+            "SalesItemLineDetail": {"ItemRef": {"value": item_id}, "Qty": qty, "UnitPrice": unit,
+                                    "TaxCodeRef": {"value": "TAX" if _taxable(item_id) else "NON"}}}
+
+
+def _taxed(body: dict) -> dict:
+    """A sales form charging the sample's California tax code (TaxCode 2: 8%) when a line is taxable; the
+    recorded sample invoices carry TxnTaxDetail.TxnTaxCodeRef 2 whatever the customer's Taxable flag."""
+    if any(line["SalesItemLineDetail"]["TaxCodeRef"]["value"] == "TAX" for line in body["Line"]):
+        body["TxnTaxDetail"] = {"TxnTaxCodeRef": {"value": sample_data()["TaxCode"][0]["Id"]}}
+    return body
 
 
 def _expense(account_id: str, amount: float, description: str = "") -> dict:
@@ -123,6 +137,8 @@ def _transactions(books: Books, realm: str, today: date) -> None:
         return (today - timedelta(days=n)).isoformat()
 
     def create(entity: str, body: dict) -> dict:
+        if entity in ("Invoice", "SalesReceipt", "Estimate", "CreditMemo", "RefundReceipt"):
+            body = _taxed(body)
         return books.create(realm, entity, body)
 
     checking, undeposited, mastercard, savings, obe = "35", "4", "41", "36", "34"
