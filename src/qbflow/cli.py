@@ -59,9 +59,9 @@ def sandbox(
     webhook_verifier: Annotated[str | None, typer.Option(help="Verifier token that signs webhooks.",
                                                          envvar="QBFLOW_SANDBOX_WEBHOOK_VERIFIER")] = None,
     webhook_format: Annotated[str, typer.Option(help="legacy or cloudevents.")] = "legacy",
-    books: Annotated[str, typer.Option(help="What a new company starts with: sample (Intuit's sample company, "
-                                             "Craig's Design and Landscaping Services), empty (a new, empty "
-                                             "company) or small (the former small landscaping firm).")] = "sample",
+    books: Annotated[str, typer.Option(help="What a new company starts with: small (a small landscaping firm), "
+                                             "sample (Intuit's sample company, Craig's Design and Landscaping "
+                                             "Services) or empty (a new, empty company).")] = "small",
 ) -> None:
     """Serve a local, wire-faithful QuickBooks Online API (OAuth 2.0 + Accounting API v3)."""
     import uvicorn

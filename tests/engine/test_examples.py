@@ -99,7 +99,7 @@ def test_every_example_is_valid_enabled_on_sandbox_and_logs() -> None:
 @pytest.fixture(scope="module")
 def sandbox_url() -> Iterator[str]:
     with running_sandbox("--auto-approve", "--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET,
-                         "--no-rate-limit") as (base, _process):
+                         "--no-rate-limit", "--books", "sample") as (base, _process):
         yield base
 
 
