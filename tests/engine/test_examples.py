@@ -99,7 +99,7 @@ def test_every_example_is_valid_enabled_on_sandbox_and_logs() -> None:
 @pytest.fixture(scope="module")
 def sandbox_url() -> Iterator[str]:
     with running_sandbox("--auto-approve", "--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET,
-                         "--no-rate-limit") as (base, _process):
+                         "--no-rate-limit", "--books", "sample") as (base, _process):
         yield base
 
 
@@ -162,7 +162,7 @@ def changes(env: dict[str, str], sandbox_url: str) -> dict:
     purchase = api.query("select * from Purchase")[0]
     edited = api.post("purchase", {"Id": purchase["Id"], "SyncToken": purchase["SyncToken"], "sparse": True,
                                    "PrivateNote": "Fuel receipt checked"})
-    vendor = api.query("select * from Vendor where DisplayName = 'Meadow Hardware'")[0]
+    vendor = api.query("select * from Vendor where DisplayName = 'Hicks Hardware'")[0]
     account = api.query("select * from Account where Name = 'Supplies'")[0]
     bill = api.post("bill", {"VendorRef": {"value": vendor["Id"]}, "DocNumber": "EX-77", "Line": [
         {"Amount": 86.4, "DetailType": "AccountBasedExpenseLineDetail",
@@ -227,11 +227,11 @@ def test_new_bill_gets_an_attachment(env: dict[str, str], changes: dict) -> None
     link = api.http.get(f"download/{attachable['Id']}", headers={"Accept": "text/plain"})
     assert link.status_code == 200, link.text
     url = link.text.strip()
-    expected = f"Bill EX-77\nVendor: Meadow Hardware\nAmount: 86.40\nDue: {bill['DueDate']}\nFiled by qbflow.\n"
+    expected = f"Bill EX-77\nVendor: Hicks Hardware\nAmount: 86.40\nDue: {bill['DueDate']}\nFiled by qbflow.\n"
     assert base64.b64decode(run.step("attach").input["content_base64"]).decode() == expected
     assert httpx.get(api.base + url if url.startswith("/") else url, timeout=30).text == expected
     assert run.step("note").output["message"] == f"Attached bill-{bill['Id']}-filed.txt to bill {bill['Id']} " \
-                                                 "(Meadow Hardware, 86.40)"
+                                                 "(Hicks Hardware, 86.40)"
 
 
 def test_an_invoice_is_emailed_on_request(env: dict[str, str], changes: dict, sandbox_url: str) -> None:

@@ -243,12 +243,13 @@ async def test_concurrency_runs_items_in_parallel_one_record_each(runs, clients,
 
 
 async def test_more_items_than_max_items_fail_the_step_saying_how_many(runs, clients, sandbox, realm, token) -> None:
-    run_id = add_run(runs, workflow_text(loop_steps(max_items=3)), {"Names": ["M1", "M2", "M3", "M4", "M5"]})
+    names = [f"Max {n}" for n in range(1, 6)]
+    run_id = add_run(runs, workflow_text(loop_steps(max_items=3)), {"Names": names})
     done = await run_it(runs, clients, run_id)
     assert done.status == "failed"
     assert "5 items, more than max_items (3)" in done.error
     assert done.step("each_name").status == "failed"
-    assert await customers(sandbox, realm, token, "M") == []
+    assert await customers(sandbox, realm, token, "Max ") == []
 
 
 async def test_for_each_over_something_not_a_list_fails_clearly(runs, clients) -> None:

@@ -125,10 +125,10 @@ def row_ids(table_text: str) -> list[int]:
 
 def test_recent_runs_newest_first_with_a_failed_runs_error(runs: RunStore):
     workflow = add_workflow(runs)
-    first, second, third = queue_runs(runs, workflow.id, ["Alder", "Birch", "Cedar"])
+    first, second, third = queue_runs(runs, workflow.id, ["Cool Cars", "Mark Cho", "Red Rock Diner"])
     claimed = runs.claim_next_run(NOW)
     assert claimed.id == first
-    runs.finish_run(first, "failed", "create_invoice: Customer 'Alder' is inactive (QBO 6000)",
+    runs.finish_run(first, "failed", "create_invoice: Customer 'Cool Cars' is inactive (QBO 6000)",
                     now=NOW + timedelta(seconds=2))
     assert runs.claim_next_run(NOW + timedelta(seconds=3)).id == second
     runs.finish_run(second, "succeeded", now=NOW + timedelta(seconds=4, milliseconds=500))
@@ -139,7 +139,7 @@ def test_recent_runs_newest_first_with_a_failed_runs_error(runs: RunStore):
     assert row_ids(recent) == [third, second, first]
     failed_row = next(line for line in recent.splitlines() if f" {first} " in line[:8])
     assert "failed" in failed_row
-    assert "Customer 'Alder' is inactive (QBO 6000)" in failed_row
+    assert "Customer 'Cool Cars' is inactive (QBO 6000)" in failed_row
     succeeded_row = next(line for line in recent.splitlines() if f" {second} " in line[:8])
     assert "succeeded" in succeeded_row and "1.5 s" in succeeded_row
     assert "queued" in next(line for line in recent.splitlines() if f" {third} " in line[:8])
@@ -148,7 +148,7 @@ def test_recent_runs_newest_first_with_a_failed_runs_error(runs: RunStore):
 def test_a_triggers_last_error_shows_in_its_row(runs: RunStore):
     workflow = add_workflow(runs)
     add_workflow(runs, WORKFLOW.replace("welcome-customers", "idle-flow"))
-    queue_runs(runs, workflow.id, ["Alder"])
+    queue_runs(runs, workflow.id, ["Cool Cars"])
     runs.record_poll_error(workflow.id, "new_customer", "realm-1", "QuickBooks is unavailable (503), try later",
                            now=NOW + timedelta(minutes=5), next_poll_at=NOW + timedelta(minutes=10))
 
@@ -222,11 +222,11 @@ def busy_view(runs: RunStore):
     error, a run waiting for its third attempt, and a problem."""
     workflow = add_workflow(runs, WORKFLOW.replace("welcome-customers", LONG_NAME))
     add_workflow(runs)
-    failed, retrying, _queued = queue_runs(runs, workflow.id, ["Alder", "Birch", "Cedar"])
+    failed, retrying, _queued = queue_runs(runs, workflow.id, ["Cool Cars", "Mark Cho", "Red Rock Diner"])
     runs.record_poll_error(workflow.id, "new_customer", "realm-1", "QuickBooks is unavailable (503), try later",
                            now=NOW + timedelta(minutes=5), next_poll_at=NOW + timedelta(minutes=10))
     runs.claim_next_run(NOW)
-    runs.finish_run(failed, "failed", "create_invoice: Customer 'Alder' is inactive; make it active in QuickBooks "
+    runs.finish_run(failed, "failed", "create_invoice: Customer 'Cool Cars' is inactive; make it active in QuickBooks "
                     "or pick another customer (QBO 6000)", now=NOW + timedelta(seconds=2))
     for attempt in range(2):
         assert runs.claim_run(retrying, NOW + timedelta(minutes=attempt + 1)) is not None
@@ -295,7 +295,7 @@ def test_the_view_fits_every_width_from_50_to_200(runs: RunStore):
 async def test_once_runs_what_is_queued_and_prints_the_summary_line(store: Store, runs: RunStore, clients):
     workflow = add_workflow(runs)
     await activate(store, clients)
-    (run_id,) = queue_runs(runs, workflow.id, ["Alder Creek Vet"])
+    (run_id,) = queue_runs(runs, workflow.id, ["Cool Cars"])
     out = Console(record=True, width=160, file=io.StringIO())
 
     await run_engine(store, once=True, console=out, clients=clients)
@@ -304,8 +304,14 @@ async def test_once_runs_what_is_queued_and_prints_the_summary_line(store: Store
     assert runs.get_run(run_id).status == "succeeded"
 
 
-async def test_live_view_while_running_then_stopped(store: Store, runs: RunStore, clients):
+async def test_live_view_while_running_then_stopped(store: Store, runs: RunStore, clients, realm: str):
     workflow = add_workflow(runs)
+    # The sample company's customers made this very second fire (and run) at activation, not in the view below,
+    # where they would push the run queued during its poll out of the newest runs shown; then the poll is due.
+    await activate(store, clients)
+    cursor = runs.get_cursor(workflow.id, "new_customer", realm)
+    assert cursor is not None
+    runs.record_poll(workflow.id, "new_customer", "acme", realm, [], cursor.cursor, next_poll_at=datetime.now(UTC))
     out = Console(record=True, width=160, file=io.StringIO(), force_terminal=True, color_system=None)
     stop = asyncio.Event()
     ready: list[bool] = []
@@ -313,12 +319,12 @@ async def test_live_view_while_running_then_stopped(store: Store, runs: RunStore
     handlers, propagate = list(qbflow_logger.handlers), qbflow_logger.propagate
     queued: list[int] = []
 
-    def during_first_poll() -> None:
+    def during_the_poll() -> None:
         logging.getLogger("qbflow.test").warning("a warning while the view is drawn")
-        queued.extend(queue_runs(runs, workflow.id, ["Alder Creek Vet"]))
+        queued.extend(queue_runs(runs, workflow.id, ["Cool Cars"]))
         stop.set()  # this poll finishes; the run queued now waits for the next start (a stop takes no new work)
 
-    clients.then = during_first_poll
+    clients.then = during_the_poll
     await asyncio.wait_for(run_engine(store, console=out, stop=stop, on_ready=lambda: ready.append(True),
                                       clients=clients), timeout=60)
 

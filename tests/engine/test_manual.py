@@ -45,9 +45,9 @@ GREETING = textwrap.dedent("""\
 
 def test_inputs_are_checked_against_the_declaration_and_defaults_filled_in() -> None:
     declared = load_workflow_text(STATEMENT).inputs
-    values, problems = check_inputs(declared, {"customer": "Alder Creek", "amount": 12.5, "since": "2026-01-31"})
+    values, problems = check_inputs(declared, {"customer": "Cool Cars", "amount": 12.5, "since": "2026-01-31"})
     assert problems == []
-    assert values == {"customer": "Alder Creek", "days": 30, "amount": 12.5, "urgent": False, "since": "2026-01-31"}
+    assert values == {"customer": "Cool Cars", "days": 30, "amount": 12.5, "urgent": False, "since": "2026-01-31"}
     _, problems = check_inputs(declared, {"custmer": "x", "days": "30", "urgent": "yes", "since": "31/01/2026",
                                           "tags": {"a": 1}})
     assert problems == [
@@ -84,12 +84,12 @@ def test_a_dry_run_sees_defaults_and_examples() -> None:
 
 def test_a_manual_run_is_stored_and_queued(runs: RunStore) -> None:
     store_workflow(runs, load_workflow_text(STATEMENT), None)
-    run_id = start_manual_run(runs, "Send statement", {"customer": "Alder Creek"}, started_by="cli")
-    again = start_manual_run(runs, "Send statement", {"customer": "Alder Creek"}, started_by="cli")
+    run_id = start_manual_run(runs, "Send statement", {"customer": "Cool Cars"}, started_by="cli")
+    again = start_manual_run(runs, "Send statement", {"customer": "Cool Cars"}, started_by="cli")
     run = runs.get_run(run_id)
     assert run.status == "queued" and again != run_id  # each start is its own run
     assert run.event is not None and run.event.trigger_key == "manual" and run.event.dedup_key.startswith("manual:")
-    assert run.event.record == {"inputs": {"customer": "Alder Creek", "days": 30, "urgent": False},
+    assert run.event.record == {"inputs": {"customer": "Cool Cars", "days": 30, "urgent": False},
                                 "started_by": "cli"}
     with pytest.raises(ManualRunRefused) as refused:
         start_manual_run(runs, "Send statement", {"days": 3}, started_by="api")
@@ -128,11 +128,11 @@ def test_workflow_run_on_the_command_line(tmp_path: Path) -> None:
     path.write_text(STATEMENT)
     assert cli(tmp_path, key, "workflow", "add", str(path)).exit_code == 0
 
-    queued = cli(tmp_path, key, "workflow", "run", "Send statement", "--input", '{"customer": "Alder Creek"}')
+    queued = cli(tmp_path, key, "workflow", "run", "Send statement", "--input", '{"customer": "Cool Cars"}')
     assert queued.exit_code == 0, queued.output
     assert "Queued run 1 of 'Send statement'" in queued.output
 
-    bad = cli(tmp_path, key, "workflow", "run", "Send statement", "--input", '{"custmer": "Alder", "days": "x"}')
+    bad = cli(tmp_path, key, "workflow", "run", "Send statement", "--input", '{"custmer": "Cool", "days": "x"}')
     assert bad.exit_code == 1
     assert "unknown input 'custmer'; did you mean 'customer'?" in bad.output
     assert "days: expected a whole number, got str 'x'" in bad.output

@@ -160,7 +160,7 @@ async def test_a_paid_shop_order_becomes_one_emailed_invoice_with_a_line_per_ite
     hook, secret = made
     qbflow = make_engine(runs, sandbox, realm, token, lambda: datetime.now(UTC), chat)
     customers_before = len(await books.query("select * from Customer"))
-    bayview = (await books.query("select * from Customer where DisplayName = 'Bayview Surf Co.'"))[0]
+    windsurf = (await books.query("select * from Customer where DisplayName = 'Bill\\'s Windsurf Shop'"))[0]
 
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=server_app(store, sandbox)),
                                  base_url=PUBLIC_URL) as web:
@@ -172,7 +172,7 @@ async def test_a_paid_shop_order_becomes_one_emailed_invoice_with_a_line_per_ite
         new = shop_order("1001", "ivy@newleafstudio.example", "Ivy", "Nguyen", THREE_ITEMS)
         first = await post(new)
         assert first.status_code == 202, first.text
-        existing = shop_order("1002", "theo@bayviewsurf.example", "Theo", "Marquez", THREE_ITEMS[:2])
+        existing = shop_order("1002", "Surf@Intuit.com", "Bill", "Lucchini", THREE_ITEMS[:2])
         assert (await post(existing)).status_code == 202
         assert (await qbflow.cycle()).runs == 2
         # The shop retries the first delivery (it missed the answer): no second run, invoice or email.
@@ -204,9 +204,9 @@ async def test_a_paid_shop_order_becomes_one_emailed_invoice_with_a_line_per_ite
 
     # The existing customer's order: their invoice, 2 lines, emailed once.
     (theirs,) = await books.query("select * from Invoice where DocNumber = 'SHOP-1002'")
-    assert theirs["CustomerRef"]["value"] == bayview["Id"]
+    assert theirs["CustomerRef"]["value"] == windsurf["Id"]
     assert len([line for line in theirs["Line"] if line["DetailType"] == "SalesItemLineDetail"]) == 2
-    assert [m["to"] for m in books.emails_for(theirs["Id"])] == ["theo@bayviewsurf.example"]
+    assert [m["to"] for m in books.emails_for(theirs["Id"])] == ["Surf@Intuit.com"]
     assert len(books.emails()) == 2 and chat.messages == []
     run = runs.get_run(first.json()["run_id"])
     assert run.step("note").output["message"] == (
@@ -223,7 +223,7 @@ async def test_a_shop_order_that_cannot_be_invoiced_is_posted_to_the_team_chat(
     made = ensure_hook(store.hooks, record)
     assert made is not None and made[1] is not None
     hook, secret = made
-    order = shop_order("1003", "theo@bayviewsurf.example", "Theo", "Marquez",
+    order = shop_order("1003", "Surf@Intuit.com", "Bill", "Lucchini",
                        [*THREE_ITEMS[:1], {"sku": "Unicorn Saddle", "title": "Saddle", "quantity": 1, "price": "9.00"}])
     body = json.dumps(order).encode()
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=server_app(store, sandbox)),
@@ -260,9 +260,9 @@ async def overdue_on(books: Books, day: date) -> set[str]:
 
 
 async def reminder_invoices(books: Books, day: date) -> Callable[[int, str], Awaitable[dict]]:
-    """What makes the Monday reminder's test invoices: `invoice(due_in, doc)` is one of 75.00 to Bayview Surf Co.,
+    """What makes the Monday reminder's test invoices: `invoice(due_in, doc)` is one of 75.00 to Bill's Windsurf Shop,
     issued 40 days before `day` and due `due_in` days after it."""
-    customer = (await books.query("select * from Customer where DisplayName = 'Bayview Surf Co.'"))[0]
+    customer = (await books.query("select * from Customer where DisplayName = 'Bill\\'s Windsurf Shop'"))[0]
     design = await books.item("Design")
 
     async def invoice(due_in: int, doc: str) -> dict:
@@ -286,7 +286,7 @@ async def test_the_monday_reminder_emails_each_overdue_invoice_once_per_fire_tim
                                                  await invoice(-20, "R-PAID"))
     await books.create("Payment", {"CustomerRef": paid["CustomerRef"], "TotalAmt": 75.0, "Line": [
         {"Amount": 75.0, "LinkedTxn": [{"TxnId": paid["Id"], "TxnType": "Invoice"}]}]})
-    expected = await overdue_on(books, day)
+    expected = await overdue_on(books, day)  # these and the sample company's own overdue invoices
     assert {late["Id"], just_late["Id"]} <= expected
     assert not {due_today["Id"], not_yet["Id"], paid["Id"]} & expected
 
@@ -303,7 +303,7 @@ async def test_the_monday_reminder_emails_each_overdue_invoice_once_per_fire_tim
     assert run.status == RUN_SUCCEEDED, run.error
     sent = books.emails()
     assert sorted(mail["id"] for mail in sent) == sorted(expected)  # exactly one email per overdue invoice
-    assert all(mail["to"] == "theo@bayviewsurf.example" for mail in sent if mail["id"] in (late["Id"],
+    assert all(mail["to"] == "Surf@Intuit.com" for mail in sent if mail["id"] in (late["Id"],
                                                                                              just_late["Id"]))
     for invoice_id in (late["Id"], just_late["Id"]):
         assert (await books.get("Invoice", invoice_id))["EmailStatus"] == "EmailSent"
@@ -334,7 +334,7 @@ async def test_the_monday_reminder_emails_each_overdue_invoice_once_per_fire_tim
 # --- the bill approval ------------------------------------------------------------------------------------------
 
 async def new_bill(books: Books, amount: float, doc: str) -> dict:
-    vendor = (await books.query("select * from Vendor where DisplayName = 'Meadow Hardware'"))[0]
+    vendor = (await books.query("select * from Vendor where DisplayName = 'Hicks Hardware'"))[0]
     account = (await books.query("select * from Account where Name = 'Supplies'"))[0]
     return await books.create("Bill", {"VendorRef": {"value": vendor["Id"]}, "DocNumber": doc, "Line": [
         {"Amount": amount, "DetailType": "AccountBasedExpenseLineDetail",
@@ -371,7 +371,7 @@ async def test_a_big_bill_is_approved_rejected_or_timed_out_and_the_answer_is_fi
     asked = {bill_id: approvals.for_step(run.id, "approval") for bill_id, run in started.items()}
     assert all(a is not None and a.approvers == ("controller@example.com",) for a in asked.values())
     assert asked[approved["Id"]].message == (  # type: ignore[union-attr]
-        f"Bill BIG-OK from Meadow Hardware for 7500.00 (due {approved['DueDate']}): approve it for payment?")
+        f"Bill BIG-OK from Hicks Hardware for 7500.00 (due {approved['DueDate']}): approve it for payment?")
 
     # Approved through the approver's signed link (the page's Approve button); rejected on the API's behalf.
     app = create_app(ServerConfig(store=store, settings=get_settings(), api_token=api_token_checker(),

@@ -128,7 +128,7 @@ async def test_a_shop_order_posted_to_the_server_is_invoiced_once_by_two_workers
     assert made is not None and made[1] is not None
     hook, secret = made
     customers_before = len(await books.query("select * from Customer"))
-    bayview = (await books.query("select * from Customer where DisplayName = 'Bayview Surf Co.'"))[0]
+    windsurf = (await books.query("select * from Customer where DisplayName = 'Bill\\'s Windsurf Shop'"))[0]
 
     app = server_app(store, books.sandbox, on_runs=enqueue_runs)  # as `qbflow serve --workers` makes it
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=PUBLIC_URL) as web:
@@ -140,7 +140,7 @@ async def test_a_shop_order_posted_to_the_server_is_invoiced_once_by_two_workers
         new = shop_order("1001", "ivy@newleafstudio.example", "Ivy", "Nguyen", THREE_ITEMS)
         first = await post(new)
         assert first.status_code == 202, first.text
-        existing = shop_order("1002", "theo@bayviewsurf.example", "Theo", "Marquez", THREE_ITEMS[:2])
+        existing = shop_order("1002", "Surf@Intuit.com", "Bill", "Lucchini", THREE_ITEMS[:2])
         second = await post(existing)
         assert second.status_code == 202, second.text
         # Each accepted delivery's run has its job already (enqueued in the delivery's transaction).
@@ -166,8 +166,8 @@ async def test_a_shop_order_posted_to_the_server_is_invoiced_once_by_two_workers
     assert len([line for line in invoice["Line"] if line["DetailType"] == "SalesItemLineDetail"]) == 3
     assert [mail["to"] for mail in books.emails_for(invoice["Id"])] == ["ivy@newleafstudio.example"]
     (theirs,) = await books.query("select * from Invoice where DocNumber = 'SHOP-1002'")
-    assert theirs["CustomerRef"]["value"] == bayview["Id"]
-    assert [mail["to"] for mail in books.emails_for(theirs["Id"])] == ["theo@bayviewsurf.example"]
+    assert theirs["CustomerRef"]["value"] == windsurf["Id"]
+    assert [mail["to"] for mail in books.emails_for(theirs["Id"])] == ["Surf@Intuit.com"]
     assert len(books.emails()) == 2 and team.chat.messages == []
     assert left_jobs(store) == []
 
@@ -181,7 +181,7 @@ async def test_the_monday_reminder_fires_once_across_two_workers(store: Store, t
 
     late, just_late, due_today = (await invoice(-10, "R-LATE"), await invoice(-1, "R-JUST"),
                                   await invoice(0, "R-TODAY"))
-    expected = await overdue_on(books, day)
+    expected = await overdue_on(books, day)  # these and the sample company's own overdue invoices
     assert {late["Id"], just_late["Id"]} <= expected and due_today["Id"] not in expected
 
     store_workflow(team.runs, example("monday-overdue-reminders.yaml"), None)

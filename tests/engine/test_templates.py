@@ -21,15 +21,16 @@ from qbflow.engine.templates import (
 @pytest.fixture
 def ctx() -> dict:
     record = TRIGGERS["new_invoice"].sample_record()
-    record.update({"TotalAmt": 1350.5, "Balance": None, "TxnDate": "2024-05-14", "Id": "130"})
-    return make_context(trigger=record, steps={"customer": {"Id": "58", "DisplayName": "Elm Street Dental"}},
+    record.update({"TotalAmt": 1350.5, "Balance": None, "TxnDate": "2024-05-14", "Id": "130",
+                   "CustomerRef": {"value": "5", "name": "Dukes Basketball Camp"}})
+    return make_context(trigger=record, steps={"customer": {"Id": "29", "DisplayName": "Weiskopf Consulting"}},
                         run_id=17, started_at=dt.datetime(2024, 5, 14, 9, 30, tzinfo=dt.UTC))
 
 
 def test_a_single_expression_keeps_its_native_type(ctx: dict) -> None:
     assert render("{{ trigger.TotalAmt }}", ctx) == 1350.5
     assert render("  {{ trigger.TotalAmt }}  ", ctx) == 1350.5
-    assert render("{{ trigger.CustomerRef }}", ctx) == {"value": "5", "name": "Elm Street Dental"}
+    assert render("{{ trigger.CustomerRef }}", ctx) == {"value": "5", "name": "Dukes Basketball Camp"}
     assert render("{{ trigger.Balance }}", ctx) is None
     assert render("{{ trigger.Line | length }}", ctx) == len(ctx["trigger"]["Line"])
     assert render("{{ run.id }}", ctx) == 17
@@ -56,8 +57,8 @@ def test_nested_structures_are_rendered_recursively(ctx: dict) -> None:
         "flag": True,
     }
     assert render(value, ctx) == {
-        "customer": "58",
-        "lines": [{"amount": 1350.5, "description": "For Elm Street Dental"}],
+        "customer": "29",
+        "lines": [{"amount": 1350.5, "description": "For Dukes Basketball Camp"}],
         "count": 3,
         "flag": True,
     }
@@ -75,7 +76,7 @@ def test_filters(ctx: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     assert render("{{ '2024-05-14T10:00:00' | add_days(-1) }}", ctx) == "2024-05-13T10:00:00"
     assert render("{{ trigger.Balance | default(0) }}", ctx) == 0
     assert render("{{ trigger.Missing | default('n/a') }}", ctx) == "n/a"
-    assert render("{{ trigger.CustomerRef | json }}", ctx) == '{"value": "5", "name": "Elm Street Dental"}'
+    assert render("{{ trigger.CustomerRef | json }}", ctx) == '{"value": "5", "name": "Dukes Basketball Camp"}'
     monkeypatch.setattr(templates, "_today", lambda: dt.date(2024, 5, 14))
     assert render("{{ 30 | days_ago }}", ctx) == "2024-04-14"
 

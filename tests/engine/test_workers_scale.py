@@ -94,7 +94,7 @@ def setting(tmp_path: Path) -> Iterator[tuple[str, dict[str, str], dict[str, Com
     """50 connected companies with their 20 workflows each, and 40 changes made in each after `since`."""
     with postgres_database() as url, running_sandbox(
             "--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET, "--companies", str(COMPANIES),
-            "--latency", "0.02") as (base, _sandbox):
+            "--latency", "0.02", "--books", "sample") as (base, _sandbox):
         started = time.monotonic()
         env = {**qbflow_env(tmp_path), "QBFLOW_DATABASE_URL": url}
         names = [f"co{n:02d}" for n in range(COMPANIES)]

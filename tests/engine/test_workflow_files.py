@@ -267,7 +267,7 @@ def test_literal_input_that_does_not_fit_the_model(tmp_path: Path) -> None:
           - id: make
             action: create_invoice
             input:
-              customer: Elm Street Dental
+              customer: Dukes Basketball Camp
               txn_date: not-a-date
               lines:
                 - item: Design

@@ -104,7 +104,7 @@ async def dashboard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIte
     store.close()
 
 
-def add_connection(store: Store, name: str = "acme", company: str = "Alder Creek Vet") -> None:
+def add_connection(store: Store, name: str = "acme", company: str = "Sandbox Company_US_1") -> None:
     now = datetime.now(UTC)
     store.connections.add(name=name, realm_id="9130350000000001", client_id="app-id", client_secret=APP_SECRET,
                           tokens=TokenResult(access_token=ACCESS, access_expires_at=now + timedelta(hours=1),
@@ -215,8 +215,8 @@ async def test_the_overview_lists_connections_workflows_and_runs(dashboard: Dash
     [run_id] = add_runs(dashboard.runs, on, 1)
     await dashboard.login()
     page = await dashboard.page("/")
-    for text in ("acme", "Alder Creek Vet", "stale", "Stale Books", "needs reconnect", "Intuit refused the refresh",
-                 "Greet new customers", "Idle workflow", "Turn Idle workflow on",
+    for text in ("acme", "Sandbox Company_US_1", "stale", "Stale Books", "needs reconnect",
+                 "Intuit refused the refresh", "Greet new customers", "Idle workflow", "Turn Idle workflow on",
                  "Turn Greet new customers off", f"#{run_id}", "queued", "Connect QuickBooks",
                  "at the next cycle"):
         assert text in page, text

@@ -17,13 +17,13 @@ from tests.support.stores import WELCOME_YAML
 
 async def test_the_api_starts_a_manual_run_with_checked_inputs(api: httpx.AsyncClient, runs: RunStore) -> None:
     store_workflow(runs, load_workflow_text(STATEMENT), None)
-    started = await api.post("/api/workflows/Send statement/runs", json={"inputs": {"customer": "Alder Creek"}})
+    started = await api.post("/api/workflows/Send statement/runs", json={"inputs": {"customer": "Cool Cars"}})
     assert started.status_code == 201, started.text
     body = started.json()
     assert body["run"]["status"] == "queued" and body["run"]["workflow"] == "Send statement"
     run = runs.get_run(body["run_id"])
     assert run.event is not None and run.event.record == {
-        "inputs": {"customer": "Alder Creek", "days": 30, "urgent": False}, "started_by": "api"}
+        "inputs": {"customer": "Cool Cars", "days": 30, "urgent": False}, "started_by": "api"}
 
     bad = await api.post("/api/workflows/Send statement/runs", json={"inputs": {"customer": 5, "dayz": 1}})
     assert bad.status_code == 422

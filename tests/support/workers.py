@@ -173,7 +173,7 @@ class Company:
                      "item": first("Item", "where Name = 'Gardening'"),
                      "expense": first("Account", "where Name = 'Supplies'"),
                      "bank": first("Account", "where Name = 'Checking'"),
-                     "card": first("Account", "where Name = 'Visa'"),
+                     "card": first("Account", "where Name = 'Mastercard'"),
                      "deposit": first("Account", "where Name = 'Undeposited Funds'")}
 
     def body(self, entity: str, tag: str) -> dict:

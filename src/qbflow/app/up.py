@@ -331,7 +331,7 @@ class _Activity:
         self.say(f"edited expense {expense['Id']} (its memo)")
 
     async def new_bill(self) -> None:
-        vendor_id = (await _first_id(self.qbo, "Vendor", DisplayName="Meadow Hardware")
+        vendor_id = (await _first_id(self.qbo, "Vendor", DisplayName="Hicks Hardware")
                      or await _first_id(self.qbo, "Vendor", Active=True))
         account_id = (await _first_id(self.qbo, "Account", Name="Supplies")
                       or await _first_id(self.qbo, "Account", AccountType="Expense"))
@@ -339,7 +339,7 @@ class _Activity:
             self.say("no vendor or expense account; skipped the bill")
             return
         bill = await self.qbo.create("Bill", {
-            "VendorRef": {"value": vendor_id}, "DocNumber": f"MH-{self.tag}",
+            "VendorRef": {"value": vendor_id}, "DocNumber": f"HH-{self.tag}",
             "Line": [{"Amount": 86.4, "DetailType": "AccountBasedExpenseLineDetail", "Description": "Mulch and edging",
                       "AccountBasedExpenseLineDetail": {"AccountRef": {"value": account_id}}}]})
         self.say(f"created bill {bill.get('DocNumber') or bill['Id']} for {bill['TotalAmt']:.2f} (Id {bill['Id']})")
@@ -377,7 +377,7 @@ class _Activity:
         """A bill over 5,000, then approving it once its run asks (as the approver would, by their link)."""
         from qbflow.store.approvals import ApprovalStore
 
-        vendor_id = (await _first_id(self.qbo, "Vendor", DisplayName="Meadow Hardware")
+        vendor_id = (await _first_id(self.qbo, "Vendor", DisplayName="Hicks Hardware")
                      or await _first_id(self.qbo, "Vendor", Active=True))
         account_id = (await _first_id(self.qbo, "Account", Name="Supplies")
                       or await _first_id(self.qbo, "Account", AccountType="Expense"))
