@@ -29,7 +29,9 @@ Prints the numbers the engine issue sets goals for (the first three by default, 
      flight, each taking the latency, at most 500 starting in any 60 s; companies are independent, so the
      slowest company's; and the ratio perfect / actual (goal: at least 0.8, with 0 x 429);
    - the longest stretch without a finished run while runs were waiting (from the runs' `finished_at`; the goal
-     with `--fault-rate 0.15` is at most 10 s).
+     with `--fault-rate 0.15` is at most 10 s);
+   - the CPU the engine used (start-up included) and the sandbox's while the engine ran, and a timeline: when
+     the first run was stored and started, and when a tenth, half and all of them had finished.
    `--timeout` stops early and projects the total at the same pace; `--engine-arg`/`--engine-env` pass
    arguments and environment (e.g. a concurrency setting) to `qbflow run`; `--json` prints one document.
 

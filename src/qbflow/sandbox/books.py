@@ -634,7 +634,9 @@ class Books:
                     record["DefaultTaxCodeRef"] = {"value": "2"}
             record["Job"] = parent_record is not None
             record.setdefault("BillWithParent", False)
-            record["BalanceWithJobs"] = self._balance_with_jobs(company, record)
+            # A new customer has no jobs yet: its own balance, without a look through every customer.
+            record["BalanceWithJobs"] = (self._balance_with_jobs(company, record) if current is not None
+                                         else money(float(record.get("Balance", 0))))
             record.setdefault("PreferredDeliveryMethod", "Print")
             if parent_record is not None:
                 record["Level"] = int(parent_record.get("Level", 0)) + 1
@@ -1026,8 +1028,7 @@ class Books:
         """A customer's balance plus its sub-customers' BalanceWithJobs (recorded all/customers.yml: Freeman
         Sporting Goods has Balance 0 and BalanceWithJobs 85.00, the balance of its job 55 Twin Lane)."""
         record_id = record.get("Id")
-        jobs = [c for c in company.table("Customer").values()
-                if record_id is not None and (c.get("ParentRef") or {}).get("value") == record_id]
+        jobs = [c for c in company.table("Customer").values() if (c.get("ParentRef") or {}).get("value") == record_id]
         return money(float(record.get("Balance", 0)) + sum(float(c.get("BalanceWithJobs", 0)) for c in jobs))
 
     def _refresh_balance_with_jobs(self, company: Company, customer_id: str) -> None:
