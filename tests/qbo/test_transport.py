@@ -26,6 +26,16 @@ async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
     return head, await reader.readexactly(length) if length else b""
 
 
+AMY = {"Customer": {"Id": "58", "SyncToken": "0", "DisplayName": "Amy"}, "time": "x"}
+
+
+async def answer_json(writer: asyncio.StreamWriter, body: dict) -> None:
+    content = json.dumps(body).encode()
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                 + str(len(content)).encode() + b"\r\n\r\n" + content)
+    await writer.drain()
+
+
 @contextlib.asynccontextmanager
 async def serve(handler: Handler) -> AsyncIterator[str]:
     server = await asyncio.start_server(handler, "127.0.0.1", 0)
@@ -55,10 +65,7 @@ async def test_answers_and_keeps_the_connection() -> None:
             except asyncio.IncompleteReadError:
                 break
             seen.append(head + body)
-            content = b'{"Customer": {"Id": "58", "SyncToken": "0", "DisplayName": "Amy"}, "time": "x"}'
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
-                         + str(len(content)).encode() + b"\r\n\r\n" + content)
-            await writer.drain()
+            await answer_json(writer, AMY)
         writer.close()
 
     async with serve(answer) as base:
@@ -112,11 +119,8 @@ async def test_an_upload_sends_the_whole_multipart_body() -> None:
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head, body = await read_request(reader)
         bodies.append(body)
-        content = (b'{"AttachableResponse": [{"Attachable": {"Id": "7", "FileName": "receipt.pdf"}}], '
-                   b'"time": "x"}')
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
-                     + str(len(content)).encode() + b"\r\n\r\n" + content)
-        await writer.drain()
+        await answer_json(writer, {"AttachableResponse": [{"Attachable": {"Id": "7", "FileName": "receipt.pdf"}}],
+                                   "time": "x"})
         writer.close()
 
     pdf = b"%PDF-1.4 " + bytes(range(256)) * 400
@@ -136,10 +140,7 @@ async def test_a_proxy_named_in_the_environment_carries_the_requests(monkeypatch
     async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head, _body = await read_request(reader)
         seen.append(head.split(b"\r\n", 1)[0])
-        content = b'{"Customer": {"Id": "58", "SyncToken": "0", "DisplayName": "Amy"}, "time": "x"}'
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
-                     + str(len(content)).encode() + b"\r\n\r\n" + content)
-        await writer.drain()
+        await answer_json(writer, AMY)
         writer.close()
 
     async with serve(proxy) as proxy_url:
