@@ -32,13 +32,13 @@ def _environ(env: dict[str, str]) -> dict[str, str]:
     return {**os.environ, **env, "BROWSER": "false", "DISPLAY": "", "COLUMNS": "200"}
 
 
-class EngineProcess:
-    """`qbflow run` in the background; `kill()` is SIGKILL (no cleanup of any kind), `stop()` is Ctrl-C."""
+class _Background:
+    """A qbflow command in the background, its output in the log file `log`."""
 
-    def __init__(self, env: dict[str, str], log: Path, *args: str) -> None:
+    def __init__(self, env: dict[str, str], log: Path, args: list[str]) -> None:
         self.log = log
         with log.open("w") as out:
-            self.process = subprocess.Popen([sys.executable, "-m", "qbflow.cli", "run", *args], env=_environ(env),
+            self.process = subprocess.Popen([sys.executable, "-m", "qbflow.cli", *args], env=_environ(env),
                                             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
     @property
@@ -49,9 +49,20 @@ class EngineProcess:
         return self.process.poll() is None
 
     def kill(self) -> None:
+        """SIGKILL: no cleanup of any kind."""
         if self.alive():
             os.kill(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=30)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+class EngineProcess(_Background):
+    """`qbflow run` in the background; `kill()` is SIGKILL (no cleanup of any kind), `stop()` is Ctrl-C."""
+
+    def __init__(self, env: dict[str, str], log: Path, *args: str) -> None:
+        super().__init__(env, log, ["run", *args])
 
     def stop(self, timeout: float = 30) -> int:
         """Ctrl-C (the runs in flight finish first); SIGKILL if it does not end within `timeout`."""
@@ -69,32 +80,14 @@ class EngineProcess:
             os.kill(self.process.pid, signal.SIGTERM)
         return self.process.wait(timeout=timeout)
 
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
 
-
-class WorkerProcess:
+class WorkerProcess(_Background):
     """`qbflow worker` in the background, its output in a log file; `kill()` is SIGKILL, `stop()` SIGTERM."""
 
     def __init__(self, env: dict[str, str], log: Path, *, concurrency: int = 3, tick: int = 1,
                  stalled_after: str = "4") -> None:
-        self.log = log
-        with log.open("w") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "qbflow.cli", "worker", "--concurrency", str(concurrency), "--tick", str(tick),
-                 "--stalled-after", stalled_after], env=_environ(env), stdout=out, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL)
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def kill(self) -> None:
-        os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=30)
+        super().__init__(env, log, ["worker", "--concurrency", str(concurrency), "--tick", str(tick),
+                                    "--stalled-after", stalled_after])
 
     def stop(self) -> int:
         """SIGTERM: the jobs in flight finish, then it exits."""
@@ -105,9 +98,6 @@ class WorkerProcess:
         except subprocess.TimeoutExpired:
             self.kill()
             raise
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
 
     def tcp_ports(self) -> set[int]:
         """The local ports of its TCP sockets (Linux: /proc), e.g. to find its sessions in pg_stat_activity."""
