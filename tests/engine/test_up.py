@@ -19,7 +19,7 @@ from qbflow.store import RunStore, open_store
 from tests.engine.test_examples import EVERY, NAMES, environment
 from tests.support.connect import CLIENT_ID, CLIENT_SECRET, qbflow_env
 from tests.support.sandbox import running_sandbox
-from tests.support.serve import serves
+from tests.support.serve import lines_until, serves
 
 UP_SECONDS = 45  # activity ends ~25 s after activation and the examples poll again 30 s after it
 # The runs `up`'s scripted activity starts: one per change, two for "File new bills" (the small bill and the big one);
@@ -126,17 +126,8 @@ def test_up_stops_cleanly_on_a_signal(tmp_path: Path, sig: signal.Signals) -> No
                                 "--no-activity"],
                                env={**quiet_environ(), **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, stdin=subprocess.DEVNULL)
-    lines: list[str] = []
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            line = process.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if line.startswith("qbflow engine running"):
-                break
-        assert lines and lines[-1].startswith("qbflow engine running"), "".join(lines) + process.stderr.read()
+        lines = lines_until(process, lambda line: line.startswith("qbflow engine running"))
         url = sandbox_url_in(lines[0])
         assert serves(url)
         server = server_url_in("".join(lines))

@@ -15,11 +15,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["READY", "serve_env", "serves", "serving", "stop", "url_in"]
+__all__ = ["READY", "lines_until", "serve_env", "serves", "serving", "stop", "url_in"]
 
 READY = "Ctrl-C stops it"  # what `qbflow serve` prints once it answers
 
@@ -44,22 +44,29 @@ def serving(env: dict[str, str], *args: str) -> Iterator[tuple[subprocess.Popen,
     """`qbflow serve --port 0 ARGS` until it says it is ready: (process, the lines it printed so far)."""
     process = subprocess.Popen([sys.executable, "-m", "qbflow.cli", "serve", "--port", "0", *args], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
-    lines: list[str] = []
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            line = process.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if READY in line:
-                break
-        assert lines and READY in lines[-1], "".join(lines) + process.stderr.read()
+        lines = lines_until(process, lambda line: READY in line)
         yield process, lines
     finally:
         if process.poll() is None:
             process.kill()
             process.communicate()
+
+
+def lines_until(process: subprocess.Popen, done: Callable[[str], bool], timeout: float = 60) -> list[str]:
+    """What `process` prints, read line by line up to the first line `done` accepts (within `timeout` s, or
+    until its output ends); fails with everything it printed, its errors included, when that line never comes."""
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if done(line):
+            break
+    assert lines and done(lines[-1]), "".join(lines) + process.stderr.read()
+    return lines
 
 
 def url_in(lines: list[str]) -> str:
