@@ -106,22 +106,21 @@ _CUSTOMER = Field(None, description="Only these customers (their Ids).")
 _VENDOR = Field(None, description="Only these vendors (their Ids).")
 
 
-class ProfitAndLossInput(_Dated):
+class _Statement(_Dated):
+    """The parameters the Profit and Loss and the Balance Sheet share (Intuit's reference lists the same for both)."""
+
+    accounting_method: Literal["Accrual", "Cash"] | None = _METHOD
+    summarize_column_by: SummarizeBy | None = _SUMMARIZE
+    customer: Ids | None = _CUSTOMER
+    vendor: Ids | None = _VENDOR
+
+
+class ProfitAndLossInput(_Statement):
     """The Profit and Loss (income statement) for a period."""
 
-    accounting_method: Literal["Accrual", "Cash"] | None = _METHOD
-    summarize_column_by: SummarizeBy | None = _SUMMARIZE
-    customer: Ids | None = _CUSTOMER
-    vendor: Ids | None = _VENDOR
 
-
-class BalanceSheetInput(_Dated):
+class BalanceSheetInput(_Statement):
     """The Balance Sheet at the end of a period."""
-
-    accounting_method: Literal["Accrual", "Cash"] | None = _METHOD
-    summarize_column_by: SummarizeBy | None = _SUMMARIZE
-    customer: Ids | None = _CUSTOMER
-    vendor: Ids | None = _VENDOR
 
 
 class CashFlowInput(_Dated):
