@@ -155,10 +155,19 @@ async def test_transactions_of_every_kind_are_dated_relative_to_today_and_post_c
 
 
 async def test_new_records_come_after_the_sample_ids(sample: Sandbox, token_sample: str) -> None:
-    created = sample.books.create(sample.realms[0], "Customer", {"DisplayName": "New after sample"})
+    realm = sample.realms[0]
+    names_before = {r["Id"] for entity in ("Customer", "Vendor", "Employee")
+                    for r in sample.books.records(realm, entity)}
+    created = sample.books.create(realm, "Customer", {"DisplayName": "New after sample"})
     assert int(created["Id"]) > 29
-    vendor = sample.books.create(sample.realms[0], "Vendor", {"DisplayName": "New vendor after sample"})
+    vendor = sample.books.create(realm, "Vendor", {"DisplayName": "New vendor after sample"})
     assert int(vendor["Id"]) > 57
+    employee = sample.books.create(realm, "Employee", {"GivenName": "Nova", "FamilyName": "Hire"})
+    # As in QBO, customers, vendors and employees number from one sequence: a new one never takes an Id another
+    # of them has (a new customer was once 30, vendor Books by Bessie's Id).
+    new_ids = [created["Id"], vendor["Id"], employee["Id"]]
+    assert len(set(new_ids)) == 3 and not set(new_ids) & names_before
+    assert [int(i) for i in new_ids] == sorted(int(i) for i in new_ids)
 
 
 async def test_admin_api_makes_an_empty_company_on_request(http: httpx.AsyncClient, sandbox: Sandbox) -> None:
