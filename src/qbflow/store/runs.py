@@ -487,14 +487,14 @@ class RunStore:
         if rows:
             insert = _insert_for(session)
             table = Event.__table__
-            for chunk in _chunks(list(rows.values())):
-                stmt = (
-                    insert(table)
-                    .values(list(chunk))
-                    .on_conflict_do_nothing(index_elements=["workflow_id", "realm_id", "dedup_key"])
-                    .returning(table.c.id, table.c.dedup_key)
-                )
-                inserted.update({key: event_id for event_id, key in session.execute(stmt)})
+            # One statement for any number of rows (SQLAlchemy sends them in batches): compiled once and cached,
+            # where a multi-row VALUES was compiled anew for every poll, half of the poll's time in the database.
+            stmt = (
+                insert(table)
+                .on_conflict_do_nothing(index_elements=["workflow_id", "realm_id", "dedup_key"])
+                .returning(table.c.id, table.c.dedup_key)
+            )
+            inserted.update({key: event_id for event_id, key in session.execute(stmt, list(rows.values()))})
         new_runs = [
             {
                 "uid": str(uuid.uuid4()),
