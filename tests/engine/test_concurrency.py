@@ -125,3 +125,40 @@ async def test_the_caps_hold(runs: RunStore, qbo_clients: Clients, sandbox: Sand
 
     assert report.runs == 12 and len(receiver.finished) == 12
     assert receiver.most == 4  # one company: its share (4), under the global cap (6)
+
+
+class StartOrder:
+    """The runner, noting the workflow of each run as it starts."""
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+        self.started: list[str] = []
+
+    async def run_once(self, run_id: int, claimed: Any = None, *, detail: bool = True) -> Any:
+        self.started.append(claimed.workflow_name)
+        return await self.runner.run_once(run_id, claimed, detail=detail)
+
+
+async def test_companies_start_their_runs_in_turn(runs: RunStore, qbo_clients: Clients, sandbox: Sandbox,  # noqa: F811
+                                                  realm: str) -> None:
+    # Two companies' runs claimed together start one of each in turn: the second company's first requests do not
+    # wait behind all of the first company's runs.
+    for connection in ("acme", "globex"):
+        add(runs, {"name": f"Greet for {connection}",
+                   "trigger": {"key": "new_customer", "connection": connection, "poll_interval": "30s"},
+                   "steps": [{"id": "say", "action": "log", "input": {"message": "{{ trigger.Id }}"}}]})
+    order = StartOrder(Runner(runs, qbo_clients, retry=FAST, now=sandbox.clock.now))
+    engine = Engine(runs, qbo_clients, order, clock=sandbox.clock.now, max_runs=20, runs_per_company=3)
+    sandbox.clock.advance(2)
+    await engine.cycle(force=True)  # the triggers start from now
+    sandbox.clock.advance(1)
+    for n in range(3):
+        sandbox.books.create(realm, "Customer", {"DisplayName": f"Turn Co {n}"})
+    sandbox.clock.advance(1)
+
+    report = await engine.cycle(force=True)
+
+    assert report.runs == 6
+    first = order.started[0]
+    other = "Greet for globex" if first == "Greet for acme" else "Greet for acme"
+    assert order.started == [first, other] * 3

@@ -400,7 +400,7 @@ class Engine:
             return 0
         self._turn = (self._turn + 1) % len(lanes)
         lanes = lanes[self._turn:] + lanes[:self._turn]
-        started = 0
+        batches: list[tuple[str | None, list[RunRecord]]] = []
         for lane in lanes:
             if free <= 0:
                 break
@@ -412,10 +412,16 @@ class Engine:
                 claimed = self.runs.claim_runs({lane: room}, now=self.clock())
             if len(claimed) < room:
                 self._lanes_with_work.discard(lane)  # asked again after a poll, a finished run or the tick
-            for run in claimed:
-                self._start_run(run, lane)
+            batches.append((lane, claimed))
             free -= len(claimed)
-            started += len(claimed)
+        # Started (and so first scheduled) one of each company in turn: every company's first requests leave
+        # early, rather than the last company's waiting for all the others' runs to reach their pacers.
+        started = 0
+        for turn in range(max((len(claimed) for _lane, claimed in batches), default=0)):
+            for lane, claimed in batches:
+                if turn < len(claimed):
+                    self._start_run(claimed[turn], lane)
+                    started += 1
         return started
 
     def _start_run(self, run: RunRecord, lane: str | None) -> None:
