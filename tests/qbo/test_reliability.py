@@ -1,10 +1,18 @@
-"""Injected 500s, 503s, 429s and connection resets: 500 creates give exactly 500 records, none twice."""
+"""Injected 500s, 503s, 429s and connection resets: 500 creates give exactly 500 records, none twice; a call makes
+the attempts its retry policy allows, within its time budget, and no more."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
+
+import httpx
+import pytest
 
 from qbflow.qbo import Limits, Query, RealmPacer, StaticTokens, like_prefix
+from qbflow.qbo.client import QBOClient, RetryPolicy
+from qbflow.qbo.errors import Transient
 from qbflow.sandbox.app import Sandbox
 from qbflow.sandbox.limits import LimitPolicy
 from tests.support.clients import SALES_LINE, make_client
@@ -34,3 +42,40 @@ async def test_500_creates_under_injected_faults_give_exactly_500_records() -> N
     assert all(injected.get(kind, 0) > 0 for kind in ("500", "503", "429", "reset")), injected
     assert sandbox.limiter.refused == 0  # the only 429s were the injected ones
     assert pacer.throttles == injected["429"]
+
+
+def _failing_client(answers: list[float], policy: RetryPolicy) -> tuple[QBOClient, list[float]]:
+    """A client to a server that answers every request with a 503, each after the next delay in `answers`
+    (the last one repeats); the moments of the requests are returned as they come."""
+    seen: list[float] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(time.monotonic())
+        await asyncio.sleep(answers[min(len(seen), len(answers)) - 1])
+        return httpx.Response(503, text="Service Unavailable")
+
+    client = QBOClient("9341453050000001", base_url="http://qbo.test", tokens=StaticTokens("token"), pacer=False,
+                       transport=httpx.MockTransport(handler), retry=policy)
+    return client, seen
+
+
+async def test_a_call_makes_its_attempts_and_no_more(caplog: pytest.LogCaptureFixture) -> None:
+    # The first attempt is made outside stamina and handed to it when it fails: the count is the policy's,
+    # and every retry (the first one too) is logged by stamina as before.
+    policy = RetryPolicy(attempts=3, timeout=30.0, wait_initial=0.001, wait_max=0.002, wait_jitter=0.0)
+    client, seen = _failing_client([0.0], policy)
+    with caplog.at_level(logging.DEBUG, logger="stamina"), pytest.raises(Transient):
+        await client.get("Customer", "1")
+    await client.aclose()
+    assert len(seen) == 3
+    assert sum(1 for record in caplog.records if record.name == "stamina") == 2
+
+
+async def test_a_first_attempt_slower_than_the_budget_is_not_retried() -> None:
+    # The time budget counts from the first attempt: one that used it all up ends the call.
+    policy = RetryPolicy(attempts=5, timeout=0.2, wait_initial=0.001, wait_max=0.002, wait_jitter=0.0)
+    client, seen = _failing_client([0.3, 0.0], policy)
+    with pytest.raises(Transient):
+        await client.get("Customer", "1")
+    await client.aclose()
+    assert len(seen) == 1
