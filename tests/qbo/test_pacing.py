@@ -1,5 +1,6 @@
 """Pacing: never more than the limit in any window, never more than 10 in flight, a realm-wide pause after
-a 429, one pacer per realm per process, and zero 429s from the sandbox's throttle."""
+a 429, one pacer per realm per process, zero 429s from the sandbox's throttle, and a freed slot going to the
+waiting request first."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from qbflow.qbo import Limits, Pacer, Query, RealmPacer, StaticTokens, pacer_for, pacing_backend
+from qbflow.qbo.client import QBOClient
 from qbflow.sandbox.app import Sandbox
 from qbflow.sandbox.limits import LimitPolicy
 from qbflow.settings import Settings
@@ -202,3 +205,36 @@ async def test_600_fast_requests_against_the_throttled_sandbox_cause_no_429() ->
     assert sandbox.limiter.refused == 0 and pacer.throttles == 0
     assert pacer.admitted == 600
     assert elapsed < 12  # ~6 s at 100 a second: paced, not crawling
+
+
+async def test_a_freed_slot_sends_the_waiting_request_before_its_caller_goes_on() -> None:
+    # When answers arrive together, the requests waiting for the company's slots leave before the callers of
+    # the answered ones do their own work (reading, the ledger's writes): the slots are busy again at once.
+    order: list[str] = []
+    answer = asyncio.Event()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        name = request.url.path.rsplit("/", 1)[-1]
+        order.append(f"sent {name}")
+        if name == "1":
+            await answer.wait()
+        return httpx.Response(200, json={"Customer": {"Id": name}})
+
+    pacer = RealmPacer("9341453050000001", Limits(concurrent=1))
+    client = QBOClient("9341453050000001", base_url="http://qbo.test", tokens=StaticTokens("token"), pacer=pacer,
+                       transport=httpx.MockTransport(handler))
+
+    async def get(record_id: str) -> None:
+        await client.get("Customer", record_id)
+        order.append(f"caller of {record_id} goes on")
+
+    first = asyncio.create_task(get("1"))
+    while order != ["sent 1"]:
+        await asyncio.sleep(0)
+    second = asyncio.create_task(get("2"))  # waits for the one slot
+    for _ in range(5):
+        await asyncio.sleep(0)
+    answer.set()
+    await asyncio.gather(first, second)
+    await client.aclose()
+    assert order == ["sent 1", "sent 2", "caller of 1 goes on", "caller of 2 goes on"]

@@ -24,6 +24,7 @@ operations an entity does not support are refused before any request with `Unsup
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -635,6 +636,11 @@ class QBOClient:
                 log.debug("%s %s -> %s attempt=%d", method, path, name, attempt)
                 what = "QBO did not answer in time" if timed_out else "connection to QBO failed"
                 raise Transient(f"{what} ({name})", method=method, path=path) from exc
+        if self._pacer is not None:
+            # The slot is given back: the request waiting for it is sent before this call's caller goes on with
+            # its own work (reading the answer, the ledger's writes). When many answers arrive at once, the
+            # company's slots are busy again after one turn of the event loop rather than after all that work.
+            await asyncio.sleep(0)
         log.debug("%s %s -> %d intuit_tid=%s attempt=%d %.0f ms", method, path, response.status_code,
                   response.headers.get("intuit_tid"), attempt, (time.perf_counter() - started) * 1000)
         return response
