@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import sys
 import webbrowser
@@ -122,6 +123,15 @@ def _open_store() -> Iterator[Store]:
         yield store
     finally:
         store.close()
+
+
+def _settle_heap() -> None:
+    """Before a long-running command's work (the engine, a worker, the server): what start-up made (modules,
+    settings, the catalog) is collected once and then left out of Python's garbage collections. A full
+    collection no longer walks those (about 150,000 objects in `qbflow run`), which had paused the event loop for about
+    0.1 s at a time."""
+    gc.collect()
+    gc.freeze()
 
 
 def _when(moment: datetime | None) -> str:
@@ -952,6 +962,8 @@ def run_engine(
     per company), until Ctrl-C or SIGTERM (runs in flight get 20 s to finish; the rest resume at the next start)."""
     from qbflow.app.run import run_engine as run
 
+    if not once:
+        _settle_heap()
     with _clear_errors(), _open_store() as store:
         asyncio.run(run(store, once=once, tick=tick, live=live, console=console, max_runs=max_runs,
                         runs_per_company=runs_per_company))
@@ -996,6 +1008,7 @@ def up(
                             duration=duration)
         await run_up(store, options, authorize=authorize, console=console, confirm=confirm)
 
+    _settle_heap()
     with _clear_errors(), _open_store() as store:
         try:
             asyncio.run(main(store))
@@ -1053,6 +1066,7 @@ def worker(
                       f"{', '.join(chosen or QUEUES)}); SIGTERM or Ctrl-C stops it after the jobs in flight.",
                       markup=False, highlight=False)
 
+    _settle_heap()
     with _clear_errors(), _open_store() as store:
         asyncio.run(run_worker(store, concurrency=concurrency, queues=chosen,
                                options=WorkerOptions(tick=tick, stalled_after=stalled_after), on_ready=ready))
@@ -1202,6 +1216,7 @@ def serve(
                                  param_hint="--public-url")
     options = ServeOptions(host=host, port=port, public_url=public_url, engine=not (no_engine or workers), tick=tick,
                            workers=workers)
+    _settle_heap()
     with _clear_errors(), _open_store() as store:
         try:
             asyncio.run(run_server(store, options, console=console))
