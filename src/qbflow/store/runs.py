@@ -512,8 +512,9 @@ class RunStore:
         run_ids: builtins.list[int] = []
         if new_runs:
             table = Run.__table__
-            stmt = table.insert().returning(table.c.id, sort_by_parameter_order=True)
-            run_ids = list(session.scalars(stmt, new_runs))
+            # The new ids in any order (sorted below): asking for the rows' order made SQLAlchemy insert the runs
+            # one statement each on SQLite.
+            run_ids = sorted(session.scalars(table.insert().returning(table.c.id), new_runs))
         if cursor is None:
             cursor = TriggerCursor(
                 workflow_id=workflow_id, realm_id=realm_id, trigger_key=trigger_key, connection=connection
