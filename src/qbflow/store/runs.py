@@ -83,7 +83,7 @@ _FINISHED_STEP = ("succeeded", "failed", "skipped")
 
 T = TypeVar("T")
 
-# Rows per INSERT statement: well under SQLite's 32,766 bound parameters with 11 columns.
+# Values per IN list (record ids, order keys): well under SQLite's 32,766 bound parameters.
 _CHUNK = 500
 
 
