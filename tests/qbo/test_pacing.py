@@ -13,11 +13,10 @@ import httpx
 import pytest
 
 from qbflow.qbo import Limits, Pacer, Query, RealmPacer, StaticTokens, pacer_for, pacing_backend
-from qbflow.qbo.client import QBOClient
 from qbflow.sandbox.app import Sandbox
 from qbflow.sandbox.limits import LimitPolicy
 from qbflow.settings import Settings
-from tests.support.clients import make_client
+from tests.support.clients import answering_client, make_client
 
 
 class FakeTime:
@@ -221,8 +220,7 @@ async def test_a_freed_slot_sends_the_waiting_request_before_its_caller_goes_on(
         return httpx.Response(200, json={"Customer": {"Id": name}})
 
     pacer = RealmPacer("9341453050000001", Limits(concurrent=1))
-    client = QBOClient("9341453050000001", base_url="http://qbo.test", tokens=StaticTokens("token"), pacer=pacer,
-                       transport=httpx.MockTransport(handler))
+    client = answering_client(handler, pacer=pacer)
 
     async def get(record_id: str) -> None:
         await client.get("Customer", record_id)

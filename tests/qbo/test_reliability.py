@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 import httpx
 import pytest
@@ -15,7 +14,7 @@ from qbflow.qbo.client import QBOClient, RetryPolicy
 from qbflow.qbo.errors import Transient
 from qbflow.sandbox.app import Sandbox
 from qbflow.sandbox.limits import LimitPolicy
-from tests.support.clients import SALES_LINE, make_client
+from tests.support.clients import SALES_LINE, answering_client, make_client
 
 
 async def test_500_creates_under_injected_faults_give_exactly_500_records() -> None:
@@ -44,19 +43,17 @@ async def test_500_creates_under_injected_faults_give_exactly_500_records() -> N
     assert pacer.throttles == injected["429"]
 
 
-def _failing_client(answers: list[float], policy: RetryPolicy) -> tuple[QBOClient, list[float]]:
+def _failing_client(answers: list[float], policy: RetryPolicy) -> tuple[QBOClient, list[str]]:
     """A client to a server that answers every request with a 503, each after the next delay in `answers`
-    (the last one repeats); the moments of the requests are returned as they come."""
-    seen: list[float] = []
+    (the last one repeats); the paths requested are listed as they come."""
+    seen: list[str] = []
 
     async def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(time.monotonic())
+        seen.append(request.url.path)
         await asyncio.sleep(answers[min(len(seen), len(answers)) - 1])
         return httpx.Response(503, text="Service Unavailable")
 
-    client = QBOClient("9341453050000001", base_url="http://qbo.test", tokens=StaticTokens("token"), pacer=False,
-                       transport=httpx.MockTransport(handler), retry=policy)
-    return client, seen
+    return answering_client(handler, retry=policy), seen
 
 
 async def test_a_call_makes_its_attempts_and_no_more(caplog: pytest.LogCaptureFixture) -> None:

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import httpx
 
-from qbflow.qbo import NeedsReconnect, QBOClient, RealmPacer, RefreshingTokens, RetryPolicy, TokenSet
+from qbflow.qbo import (
+    NeedsReconnect,
+    QBOClient,
+    RealmPacer,
+    RefreshingTokens,
+    RetryPolicy,
+    StaticTokens,
+    TokenSet,
+)
 from qbflow.sandbox.app import Sandbox
 
 __all__ = ["BASE_URL", "FAST_RETRY", "SALES_LINE", "CountingTransport", "SandboxTokens", "make_client"]
@@ -64,6 +72,14 @@ class SandboxTokens(RefreshingTokens):
         self.refresh_token = body["refresh_token"]
         self.seen += [body["access_token"], body["refresh_token"]]
         return TokenSet(body["access_token"])
+
+
+def answering_client(handler, **kwargs) -> QBOClient:
+    """A client whose requests `handler` (an httpx.MockTransport handler, sync or async) answers, with a fixed token
+    and no pacer unless given."""
+    kwargs.setdefault("pacer", False)
+    return QBOClient("9341453050000001", base_url=BASE_URL, tokens=StaticTokens("token"),
+                     transport=httpx.MockTransport(handler), **kwargs)
 
 
 def make_client(sandbox: Sandbox, realm: str, tokens, *, transport: httpx.AsyncBaseTransport | None = None,
