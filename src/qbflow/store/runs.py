@@ -801,9 +801,9 @@ class RunStore:
     def unfinished_runs(self) -> builtins.list[RunRecord]:
         """Runs still marked running: at start of a single engine, those a crash left behind, to resume."""
         with self.engine.connect() as connection:
-            rows = connection.execute(_run_select(True, one=False).where(_RUNS.c.status == RUN_RUNNING)
-                                      .order_by(_RUNS.c.id))
-            return [_run_record(connection, row, detail=True) for row in rows.all()]
+            ids = connection.execute(select(_RUNS.c.id).where(_RUNS.c.status == RUN_RUNNING)
+                                     .order_by(_RUNS.c.id)).scalars().all()
+            return _load_runs(connection, ids)
 
     def list_runs(
         self, workflow: str | None = None, status: str | None = None, limit: int = 50
